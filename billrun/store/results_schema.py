@@ -1,0 +1,40 @@
+"""DDL of the results tables (SPEC §6): grain and keys are documented on each table."""
+
+from __future__ import annotations
+
+# Amounts are DECIMAL(18,4) so that any ISO currency (0..4 minor units) is held exactly; each
+# amount is already rounded to its currency's minor unit. Quantities and counters are DECIMAL(18,6).
+RESULTS_DDL: list[str] = [
+    # Grain: one row per assignment, period and deciding rule.
+    """CREATE TABLE IF NOT EXISTS decisions (
+        assignment_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL, period VARCHAR NOT NULL,
+        rule VARCHAR NOT NULL, outcome VARCHAR NOT NULL, reason VARCHAR,
+        effective_start DATE, effective_end DATE, run_id VARCHAR NOT NULL)""",
+    # Grain: one row per invoice line (account, period, line key); see docs/TABLES.md.
+    """CREATE TABLE IF NOT EXISTS charges (
+        account_id VARCHAR NOT NULL, period VARCHAR NOT NULL, line_type VARCHAR NOT NULL,
+        assignment_id VARCHAR, addon_id VARCHAR, service VARCHAR, destination_group VARCHAR,
+        quantity DECIMAL(18,6), amount DECIMAL(18,4) NOT NULL, currency VARCHAR NOT NULL,
+        description VARCHAR, run_id VARCHAR NOT NULL, term_start DATE, line_date DATE)""",
+    # Grain: one row per account and period.
+    """CREATE TABLE IF NOT EXISTS invoices (
+        account_id VARCHAR NOT NULL, period VARCHAR NOT NULL, currency VARCHAR NOT NULL,
+        total DECIMAL(18,4) NOT NULL, status VARCHAR NOT NULL, run_id VARCHAR NOT NULL,
+        PRIMARY KEY (account_id, period))""",
+    # Grain: one row per adjustment line made to a finalized period.
+    """CREATE TABLE IF NOT EXISTS adjustments (
+        account_id VARCHAR NOT NULL, period VARCHAR NOT NULL, line_type VARCHAR NOT NULL,
+        assignment_id VARCHAR, addon_id VARCHAR, service VARCHAR, destination_group VARCHAR,
+        quantity DECIMAL(18,6), amount DECIMAL(18,4) NOT NULL, currency VARCHAR NOT NULL,
+        description VARCHAR, run_id VARCHAR NOT NULL, term_start DATE, line_date DATE,
+        reason VARCHAR NOT NULL)""",
+    # Grain: one row per counter window; `value` at the window's end, or at the as-of date.
+    """CREATE TABLE IF NOT EXISTS discount_counters (
+        account_id VARCHAR NOT NULL, service VARCHAR NOT NULL, destination_group VARCHAR NOT NULL,
+        threshold_type VARCHAR NOT NULL, window_start DATE NOT NULL, value DECIMAL(18,6) NOT NULL,
+        period VARCHAR, run_id VARCHAR,
+        PRIMARY KEY (account_id, service, destination_group, threshold_type, window_start))""",
+    # Grain: one row per assignment whose activation date was active in a billed period.
+    """CREATE TABLE IF NOT EXISTS activation_locks (
+        assignment_id VARCHAR PRIMARY KEY, locked_start DATE NOT NULL, run_id VARCHAR NOT NULL)""",
+]
