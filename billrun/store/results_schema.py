@@ -34,6 +34,16 @@ RESULTS_DDL: list[str] = [
         threshold_type VARCHAR NOT NULL, window_start DATE NOT NULL, value DECIMAL(18,6) NOT NULL,
         period VARCHAR, run_id VARCHAR,
         PRIMARY KEY (account_id, service, destination_group, threshold_type, window_start))""",
+    # Grain: one row per counter window and period that touched it: the value at the end of that
+    # period (or at the as-of date). `never` windows read their starting value from here.
+    """CREATE TABLE IF NOT EXISTS counter_periods (
+        account_id VARCHAR NOT NULL, service VARCHAR NOT NULL, destination_group VARCHAR NOT NULL,
+        threshold_type VARCHAR NOT NULL, window_start DATE NOT NULL, period VARCHAR NOT NULL,
+        value DECIMAL(18,6) NOT NULL, run_id VARCHAR,
+        PRIMARY KEY (account_id, service, destination_group, threshold_type, window_start, period))""",
+    # Grain: one row per finalized (account, period), including those that had no line at all.
+    """CREATE TABLE IF NOT EXISTS finalized_periods (
+        account_id VARCHAR NOT NULL, period VARCHAR NOT NULL, PRIMARY KEY (account_id, period))""",
     # Grain: one row per assignment whose activation date was active in a billed period.
     """CREATE TABLE IF NOT EXISTS activation_locks (
         assignment_id VARCHAR PRIMARY KEY, locked_start DATE NOT NULL, run_id VARCHAR NOT NULL)""",

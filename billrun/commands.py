@@ -1,0 +1,215 @@
+"""Handlers of the billing commands (nightly, reprocess, explain, serve, bench).
+
+Each takes the parsed argparse namespace and returns the exit code: 0 success, 1 the run failed,
+2 bad arguments or an invalid catalog (SPEC §6).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+
+import polars as pl
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from billrun import progress
+from pipeline.catalog import CatalogError
+from pipeline.periods import parse_period
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+def _bad_argument(message: str) -> int:
+    err_console.print(f"[red]billrun: error:[/red] {message}")
+    return 2
+
+
+@contextmanager
+def _progress_bar(label: str) -> Iterator[None]:
+    """Draw flow progress reports as a rich bar while the block runs."""
+    with Progress(
+        TextColumn(f"[bold]{label}[/bold] {{task.description}}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def report(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done, total=total)
+
+        progress.set_reporter(report)
+        try:
+            yield
+        finally:
+            progress.set_reporter(None)
+
+
+def _guarded(run: Callable[[], object]) -> tuple[int, object | None]:
+    """Run a flow; map the failures users can act on to exit codes and clear messages."""
+    from billrun.runlock import RunInProgressError
+
+    try:
+        return 0, run()
+    except CatalogError as exc:
+        err_console.print(f"[red]billrun: invalid catalog[/red]\n{exc}")
+        return 2, None
+    except RunInProgressError as exc:
+        err_console.print(f"[red]billrun: refused:[/red] {exc}")
+        return 1, None
+    except Exception as exc:  # a failed run: previous results stay whole (one transaction)
+        err_console.print(f"[red]billrun: run failed:[/red] {type(exc).__name__}: {exc}")
+        return 1, None
+
+
+def _money(minor: int, currency: str, minor_units: dict[str, int]) -> str:
+    from decimal import Decimal
+
+    units = minor_units.get(currency, 2)
+    return f"{Decimal(minor).scaleb(-units):,.{units}f} {currency}"
+
+
+def _print_run_summary(summary: object) -> None:
+    """The short summary every billing run ends with."""
+    from flows.publish import RunSummary
+
+    assert isinstance(summary, RunSummary)
+    table = Table(title=f"billrun {summary.kind}: {summary.run_id}", show_header=False)
+    table.add_row("periods", ", ".join(summary.periods) or "none")
+    table.add_row("account-periods computed", f"{summary.account_periods:,}")
+    table.add_row("  drafts / finalized", f"{summary.drafts:,} / {summary.finalized:,}")
+    table.add_row("charge lines", f"{summary.charge_lines:,}")
+    table.add_row("adjustment lines", f"{summary.adjustments:,}")
+    if summary.invoices.height:
+        totals = (
+            summary.invoices.group_by("currency")
+            .agg(n=pl.len(), total=pl.col("total_minor").sum())
+            .sort("currency")
+        )
+        for row in totals.iter_rows(named=True):
+            table.add_row(
+                f"invoices {row['currency']}",
+                f"{row['n']:,} totalling {_money(row['total'], row['currency'], _MINOR)}",
+            )
+    for key, value in summary.changes.items():
+        table.add_row(key.replace("_", " "), f"{value:,}")
+    table.add_row("analyst copy", summary.analyst_copy)
+    table.add_row("time", f"{summary.seconds:.1f} s")
+    console.print(table)
+
+
+_MINOR: dict[str, int] = {}
+
+
+def _remember_minor_units(db: str) -> None:
+    """Currency minor units for printing amounts; best effort, display only."""
+    try:
+        import duckdb
+
+        with duckdb.connect(db, read_only=True) as con:
+            rows = con.execute("SELECT currency, minor_units FROM catalog_currencies").fetchall()
+        _MINOR.update(dict(rows))
+    except Exception:
+        pass
+
+
+def nightly(args: argparse.Namespace) -> int:
+    """`billrun nightly --as-of D [--input DIR] [--db FILE] [--conflict-policy P]`."""
+    try:
+        as_of = date.fromisoformat(args.as_of)
+    except ValueError:
+        return _bad_argument(f"--as-of {args.as_of!r} is not a date YYYY-MM-DD")
+    from billrun.prefect_env import configure
+
+    configure()
+    from flows.nightly import nightly_flow
+
+    started = time.monotonic()
+    with _progress_bar("nightly"):
+        code, summary = _guarded(
+            lambda: nightly_flow(
+                as_of=as_of,
+                db=args.db,
+                input_dir=getattr(args, "input", None),
+                conflict_policy=getattr(args, "conflict_policy", None),
+            )
+        )
+    if summary is not None:
+        _remember_minor_units(args.db)
+        _print_run_summary(summary)
+    else:
+        err_console.print(f"nightly failed after {time.monotonic() - started:.1f} s")
+    return code
+
+
+def reprocess(args: argparse.Namespace) -> int:
+    """`billrun reprocess --period P [--db FILE]`."""
+    try:
+        parse_period(args.period)
+    except ValueError as exc:
+        return _bad_argument(str(exc))
+    from billrun.prefect_env import configure
+
+    configure()
+    from flows.reprocess import reprocess_flow
+
+    with _progress_bar("reprocess"):
+        code, summary = _guarded(
+            lambda: reprocess_flow(
+                period=args.period,
+                db=args.db,
+                conflict_policy=getattr(args, "conflict_policy", None),
+            )
+        )
+    if summary is not None:
+        _remember_minor_units(args.db)
+        _print_run_summary(summary)
+    return code
+
+
+def explain(args: argparse.Namespace) -> int:
+    """`billrun explain --account ID --period P [--db FILE]`."""
+    try:
+        parse_period(args.period)
+    except ValueError as exc:
+        return _bad_argument(str(exc))
+    from billrun.explain import ExplainError, explain_invoice
+
+    try:
+        explain_invoice(args.db, args.account, args.period, console)
+    except ExplainError as exc:
+        err_console.print(f"[red]billrun: {exc}[/red]")
+        return 1
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    """`billrun serve`: a Prefect deployment of the nightly flow on a cron schedule."""
+    from billrun.prefect_env import configure
+
+    configure()
+    from flows.serve import serve_nightly
+
+    serve_nightly(
+        db=args.db,
+        input_dir=getattr(args, "input", None),
+        cron=getattr(args, "cron", None) or "0 2 * * *",
+    )
+    return 0
+
+
+def print_error(message: str) -> None:
+    """Print an error the way every command does."""
+    print(f"billrun: {message}", file=sys.stderr)

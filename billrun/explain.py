@@ -1,0 +1,129 @@
+"""`billrun explain`: the decisions, lines and counters behind one invoice, readable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from billrun.store.duck import frame
+from billrun.store.snapshot import analyst_path
+
+
+class ExplainError(RuntimeError):
+    """Nothing to explain: no database, or no such account or period."""
+
+
+def _open(db: str) -> tuple[duckdb.DuckDBPyConnection, str]:
+    """The working database, or the analyst copy while a run is writing the working one."""
+    if not Path(db).exists():
+        raise ExplainError(f"no database at {db}")
+    try:
+        return duckdb.connect(db, read_only=True), db
+    except duckdb.IOException:
+        copy = analyst_path(db)
+        if not copy.exists():
+            raise
+        return duckdb.connect(str(copy), read_only=True), f"{copy} (a run holds {db})"
+
+
+def _table(title: str, frame: pl.DataFrame) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for column in frame.columns:
+        table.add_column(column, overflow="fold")
+    for row in frame.iter_rows():
+        table.add_row(*("" if v is None else str(v) for v in row))
+    return table
+
+
+def explain_frames(
+    con: duckdb.DuckDBPyConnection, account_id: str, period: str
+) -> dict[str, pl.DataFrame]:
+    """The frames `explain` prints, keyed by section name."""
+    def q(sql: str, params: list[object]) -> pl.DataFrame:
+        return frame(con, sql, params)
+
+    args = [account_id, period]
+    frames = {
+        "invoice": q(
+            "SELECT account_id, period, currency, total, status, run_id FROM invoices "
+            "WHERE account_id = ? AND period = ?",
+            args,
+        ),
+        "decisions": q(
+            "SELECT assignment_id, rule, outcome, reason, effective_start, effective_end "
+            "FROM decisions WHERE account_id = ? AND period = ? "
+            "ORDER BY assignment_id, rule",
+            args,
+        ),
+        "lines": q(
+            "SELECT line_type, assignment_id, addon_id, service, destination_group, quantity, "
+            "amount, description FROM charges WHERE account_id = ? AND period = ? "
+            "ORDER BY line_type, assignment_id NULLS LAST, service, destination_group, "
+            "term_start",
+            args,
+        ),
+        "adjustments": q(
+            "SELECT line_type, assignment_id, service, destination_group, quantity, amount, "
+            "reason, run_id FROM adjustments WHERE account_id = ? AND period = ? "
+            "ORDER BY run_id, line_type",
+            args,
+        ),
+        "counters": q(
+            """WITH now AS (
+                   SELECT service, destination_group, threshold_type, window_start, value
+                   FROM counter_periods WHERE account_id = ? AND period = ?),
+               before AS (
+                   SELECT service, destination_group, threshold_type, window_start, value
+                   FROM counter_periods WHERE account_id = ? AND period < ?
+                   QUALIFY row_number() OVER (PARTITION BY service, destination_group,
+                       threshold_type, window_start ORDER BY period DESC) = 1)
+               SELECT n.service, n.destination_group, n.threshold_type, n.window_start,
+                      coalesce(b.value, 0) AS value_before, n.value AS value_after
+               FROM now n LEFT JOIN before b
+                 USING (service, destination_group, threshold_type, window_start)
+               ORDER BY ALL""",
+            [account_id, period, account_id, period],
+        ),
+    }
+    return frames
+
+
+def explain_invoice(db: str, account_id: str, period: str, console: Console) -> None:
+    """Print the breakdown of one invoice."""
+    con, source = _open(db)
+    try:
+        frames = explain_frames(con, account_id, period)
+    finally:
+        con.close()
+    if all(f.height == 0 for f in frames.values()):
+        raise ExplainError(f"nothing billed or decided for account {account_id} in {period}")
+    invoice = frames["invoice"]
+    if invoice.height:
+        row = invoice.row(0, named=True)
+        console.print(
+            f"[bold]Invoice {row['account_id']} {row['period']}[/bold]: "
+            f"{row['total']} {row['currency']} ({row['status']}, run {row['run_id']})"
+        )
+    else:
+        console.print(f"[bold]{account_id} {period}[/bold]: no invoice (no line in the period)")
+    console.print(f"[dim]from {source}[/dim]")
+    titles = {
+        "decisions": "Decisions (rule, outcome, reason)",
+        "lines": "Invoice lines",
+        "adjustments": "Adjustments made after finalization",
+        "counters": "Discount counters (before the period, after it or at the as-of date)",
+    }
+    for key, title in titles.items():
+        frame = frames[key]
+        if frame.height:
+            console.print(_table(title, frame))
+        else:
+            console.print(f"[dim]{title}: none[/dim]")
+    lines = frames["lines"]
+    if invoice.height and lines.height:
+        total = lines["amount"].sum()
+        console.print(f"Sum of lines: {total} = invoice total {invoice['total'][0]}")

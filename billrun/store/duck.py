@@ -1,0 +1,25 @@
+"""Small DuckDB 2 helpers: results are always read to the end (DuckDB 2 refuses the next query
+on a connection that still holds a half-read result)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import polars as pl
+
+
+def frame(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
+    """Run a query and return all its rows as a Polars frame."""
+    return con.sql(sql, params=params).pl()
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[tuple]:
+    """Run a query and return all its rows."""
+    return con.execute(sql, params).fetchall()
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
+    """Run a query and return the first column of its first row (None if no row)."""
+    got = rows(con, sql, params)
+    return got[0][0] if got else None

@@ -1,0 +1,373 @@
+"""Reads and writes of the results tables. Every run's results land in ONE transaction.
+
+Idempotence: a recomputed (account, period) group is rewritten only when its content changed,
+so a second run over the same inputs leaves every results table identical (run ids included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import duckdb
+import polars as pl
+
+from billrun.faults import checkpoint
+from billrun.store.duck import frame, scalar
+
+NEVER_WINDOW = date(1970, 1, 1)
+
+_LINE_COLUMNS = (
+    "account_id, period, line_type, assignment_id, addon_id, service, destination_group, "
+    "quantity, amount, currency, description"
+)
+_DECISION_COLUMNS = (
+    "assignment_id, account_id, period, rule, outcome, reason, effective_start, effective_end"
+)
+_COUNTER_KEY = "account_id, service, destination_group, threshold_type, window_start"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of `runs`."""
+
+    run_id: str
+    kind: str
+    started_at: datetime
+    period: str | None = None
+    as_of: date | None = None
+    rows_in: int = 0
+    rows_out: int = 0
+    message: str | None = None
+
+
+@dataclass
+class ResultsBatch:
+    """Everything one run writes. `scope` lists the (account, period) groups it recomputed, each
+    with the invoice status it leaves (`draft` or `final`)."""
+
+    run: RunRecord
+    scope: pl.DataFrame  # account_id, period, status
+    charges: pl.DataFrame  # pipeline line schema (amount_minor, quantity_units)
+    invoices: pl.DataFrame  # account_id, period, currency, total_minor
+    decisions: pl.DataFrame  # decisions columns
+    counters: pl.DataFrame  # window key + value_units + period
+    adjustments: pl.DataFrame = field(default_factory=pl.DataFrame)  # line schema + reason
+    locks: pl.DataFrame = field(default_factory=pl.DataFrame)  # assignment_id, locked_start
+    counter_shift: pl.DataFrame = field(default_factory=pl.DataFrame)  # never-window deltas
+
+
+def _minor_factor_sql(column: str) -> str:
+    """SQL for the exact DECIMAL factor 10^-minor_units, avoiding DOUBLE division."""
+    return (
+        f"CASE {column} WHEN 0 THEN 1.0000 WHEN 1 THEN 0.1000 WHEN 2 THEN 0.0100 "
+        f"WHEN 3 THEN 0.0010 ELSE 0.0001 END"
+    )
+
+
+def _amount_sql(minor: str = "amount_minor", units: str = "minor_units") -> str:
+    return f"CAST(CAST({minor} AS DECIMAL(18,0)) * {_minor_factor_sql(units)} AS DECIMAL(18,4))"
+
+
+_QUANTITY_SQL = "CAST(CAST(quantity_units AS DECIMAL(18,0)) * 0.000001 AS DECIMAL(18,6))"
+
+
+def _with_minor_units(frame: pl.DataFrame, currencies: pl.DataFrame) -> pl.DataFrame:
+    return frame.join(currencies.select("currency", "minor_units"), on="currency", how="left")
+
+
+def read_invoice_status(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """`account_id, period, status` of every stored invoice."""
+    return frame(con, "SELECT account_id, period, status FROM invoices")
+
+
+def read_final_periods(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """`account_id, period` of every finalized (account, period), whether or not it had lines."""
+    return frame(
+        con,
+        "SELECT DISTINCT account_id, period FROM invoices WHERE status = 'final' "
+        "UNION SELECT DISTINCT account_id, period FROM finalized_periods"
+    )
+
+
+def read_locks(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """`assignment_id, locked_start` of every activation-date lock."""
+    return frame(con, "SELECT assignment_id, locked_start FROM activation_locks")
+
+
+def read_counters_before(con: duckdb.DuckDBPyConnection, period: str) -> pl.DataFrame:
+    """Never-reset counters as they stood at the end of the latest period before `period`."""
+    return frame(
+        con,
+        f"""SELECT {_COUNTER_KEY}, CAST(value * 1000000 AS BIGINT) AS value_units
+            FROM counter_periods
+            WHERE window_start = DATE '1970-01-01' AND period < ?
+            QUALIFY row_number() OVER (PARTITION BY {_COUNTER_KEY} ORDER BY period DESC) = 1""",
+        [period],
+    )
+
+
+def read_counter_values(con: duckdb.DuckDBPyConnection, period: str) -> pl.DataFrame:
+    """Counter values stored for `period`, in pipeline units."""
+    return frame(
+        con,
+        f"""SELECT {_COUNTER_KEY}, CAST(value * 1000000 AS BIGINT) AS value_units
+            FROM counter_periods WHERE period = ?""",
+        [period],
+    )
+
+
+def read_billed_lines(
+    con: duckdb.DuckDBPyConnection, period: str, currencies: pl.DataFrame
+) -> pl.DataFrame:
+    """Final lines of `period` plus the adjustments already made to them, in pipeline units."""
+    con.register("_currencies", currencies.select("currency", "minor_units").to_arrow())
+    try:
+        return frame(
+            con,
+            f"""WITH billed AS (
+                    SELECT c.{_LINE_COLUMNS.replace(', ', ', c.')}, c.term_start, c.line_date
+                    FROM charges c JOIN invoices i USING (account_id, period)
+                    WHERE c.period = ? AND i.status = 'final'
+                    UNION ALL
+                    SELECT {_LINE_COLUMNS}, term_start, line_date FROM adjustments
+                    WHERE period = ?)
+                SELECT b.* EXCLUDE (amount, quantity),
+                       CAST(b.amount * 10000 AS BIGINT)
+                         // CASE m.minor_units WHEN 0 THEN 10000 WHEN 1 THEN 1000
+                              WHEN 2 THEN 100 WHEN 3 THEN 10 ELSE 1 END AS amount_minor,
+                       CAST(b.quantity * 1000000 AS BIGINT) AS quantity_units
+                FROM billed b JOIN _currencies m USING (currency)""",
+            [period, period],
+        )
+    finally:
+        con.unregister("_currencies")
+
+
+def read_first_activity(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """`account_id, first_day`: the earliest assignment start or usage day of each account."""
+    return frame(
+        con,
+        """SELECT account_id, min(day) AS first_day FROM (
+               SELECT account_id, start_date AS day FROM assignments
+               UNION ALL
+               SELECT account_id, min(CAST(started_at AS DATE)) FROM usage GROUP BY account_id)
+           GROUP BY account_id"""
+    )
+
+
+def last_nightly_as_of(con: duckdb.DuckDBPyConnection) -> date | None:
+    """The as-of date of the latest successful nightly run, if any."""
+    return scalar(con, "SELECT max(as_of) FROM runs WHERE kind = 'nightly' AND status = 'success'")
+
+
+def _register(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
+    con.register(name, frame.to_arrow())
+
+
+def _replace_changed_groups(
+    con: duckdb.DuckDBPyConnection, table: str, columns: str, staged: str, run_id: str
+) -> int:
+    """Rewrite the (account, period) groups of `table` in scope whose rows differ from `staged`."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _changed AS
+            SELECT DISTINCT account_id, period FROM (
+                (SELECT {columns} FROM {staged}
+                 EXCEPT ALL
+                 SELECT {columns} FROM {table} t SEMI JOIN _scope s USING (account_id, period))
+                UNION ALL
+                (SELECT {columns} FROM {table} t SEMI JOIN _scope s USING (account_id, period)
+                 EXCEPT ALL
+                 SELECT {columns} FROM {staged}))"""
+    )
+    con.execute(
+        f"DELETE FROM {table} t USING _changed c "
+        f"WHERE t.account_id = c.account_id AND t.period = c.period"
+    )
+    con.execute(
+        f"INSERT INTO {table} BY NAME SELECT s.*, '{run_id}' AS run_id "
+        f"FROM {staged} s SEMI JOIN _changed c USING (account_id, period)"
+    )
+    return int(scalar(con, "SELECT count(*) FROM _changed"))
+
+
+def _stage_lines(
+    con: duckdb.DuckDBPyConnection, name: str, lines: pl.DataFrame, currencies: pl.DataFrame,
+    extra: str = "",
+) -> None:
+    _register(con, f"{name}_src", _with_minor_units(lines, currencies))
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {name} AS SELECT
+              account_id, period, line_type, assignment_id, addon_id, service, destination_group,
+              {_QUANTITY_SQL} AS quantity, {_amount_sql()} AS amount, currency, description,
+              term_start, line_date{extra}
+            FROM {name}_src"""
+    )
+    con.unregister(f"{name}_src")
+
+
+def write_results(
+    con: duckdb.DuckDBPyConnection,
+    batch: ResultsBatch,
+    currencies: pl.DataFrame,
+    also: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+) -> dict[str, int]:
+    """Write one run's results atomically (with `also`, e.g. the catalog tables, in the same
+    transaction); returns counts of what changed."""
+    run_id = batch.run.run_id
+    counts: dict[str, int] = {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        _register(con, "_scope", batch.scope.select("account_id", "period", "status"))
+        _stage_lines(con, "_new_charges", batch.charges, currencies)
+        line_cols = f"{_LINE_COLUMNS}, term_start, line_date"
+        counts["charge_groups_rewritten"] = _replace_changed_groups(
+            con, "charges", line_cols, "_new_charges", run_id
+        )
+        checkpoint("mid-write")
+
+        invoices = _with_minor_units(batch.invoices, currencies).join(
+            batch.scope, on=["account_id", "period"], how="inner"
+        )
+        _register(con, "_new_invoices_src", invoices)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _new_invoices AS SELECT account_id, period, currency,
+                  {_amount_sql('total_minor')} AS total, status FROM _new_invoices_src"""
+        )
+        counts["invoices_rewritten"] = _replace_changed_groups(
+            con, "invoices", "account_id, period, currency, total, status", "_new_invoices", run_id
+        )
+
+        _register(con, "_new_decisions", batch.decisions)
+        counts["decision_groups_rewritten"] = _replace_changed_groups(
+            con, "decisions", _DECISION_COLUMNS, "_new_decisions", run_id
+        )
+
+        if batch.adjustments.height:
+            _stage_lines(con, "_new_adjustments", batch.adjustments, currencies, ", reason")
+            con.execute(
+                f"INSERT INTO adjustments BY NAME SELECT *, '{run_id}' AS run_id "
+                f"FROM _new_adjustments"
+            )
+        counts["adjustments"] = batch.adjustments.height
+
+        counts["counters_written"] = _write_counters(con, batch, run_id)
+        if batch.locks.height:
+            _register(con, "_new_locks", batch.locks)
+            con.execute(
+                f"""INSERT INTO activation_locks
+                    SELECT n.assignment_id, n.locked_start, '{run_id}' FROM _new_locks n
+                    ANTI JOIN activation_locks l USING (assignment_id)"""
+            )
+        _mark_finalized(con)
+        if also is not None:
+            also(con)
+        _insert_run(con, batch.run, "success")
+        _check_invariants(con)
+        checkpoint("before-commit")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    # Fold the WAL into the file so the analyst snapshot copied next is self-contained.
+    con.execute("CHECKPOINT")
+    return counts
+
+
+def _write_counters(con: duckdb.DuckDBPyConnection, batch: ResultsBatch, run_id: str) -> int:
+    """Upsert counter windows and per-period values whose value changed; shift later periods of
+    never-reset windows by the change reprocessing made (roll-forward)."""
+    counters = batch.counters.select(
+        "account_id", "service", "destination_group", "threshold_type", "window_start",
+        "value_units", "period",
+    )
+    _register(con, "_new_counters_src", counters)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _new_counters AS SELECT {_COUNTER_KEY}, period,
+              CAST(CAST(value_units AS DECIMAL(18,0)) * 0.000001 AS DECIMAL(18,6)) AS value
+            FROM _new_counters_src"""
+    )
+    con.execute(
+        f"""INSERT OR REPLACE INTO counter_periods BY NAME
+            SELECT n.*, '{run_id}' AS run_id FROM _new_counters n
+            LEFT JOIN counter_periods c USING ({_COUNTER_KEY}, period)
+            WHERE c.value IS DISTINCT FROM n.value"""
+    )
+    if batch.counter_shift.height:
+        _register(con, "_shift", batch.counter_shift)
+        con.execute(
+            f"""UPDATE counter_periods c SET
+                  value = c.value + CAST(CAST(s.delta_units AS DECIMAL(18,0)) * 0.000001
+                                         AS DECIMAL(18,6)),
+                  run_id = '{run_id}'
+                FROM _shift s
+                WHERE c.account_id = s.account_id AND c.service = s.service
+                  AND c.destination_group = s.destination_group
+                  AND c.threshold_type = s.threshold_type AND c.window_start = s.window_start
+                  AND c.period > s.period"""
+        )
+    # The window's own row holds its latest value: the one of its latest period.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _latest AS
+            SELECT {_COUNTER_KEY}, value, period FROM counter_periods
+            QUALIFY row_number() OVER (PARTITION BY {_COUNTER_KEY} ORDER BY period DESC) = 1"""
+    )
+    con.execute(
+        f"""INSERT OR REPLACE INTO discount_counters BY NAME
+            SELECT l.*, '{run_id}' AS run_id FROM _latest l
+            LEFT JOIN discount_counters d USING ({_COUNTER_KEY})
+            WHERE d.value IS DISTINCT FROM l.value OR d.period IS DISTINCT FROM l.period"""
+    )
+    return counters.height
+
+
+def _mark_finalized(con: duckdb.DuckDBPyConnection) -> None:
+    """Remember (account, period) groups finalized without any line, so that no run reopens them."""
+    con.execute(
+        """INSERT INTO finalized_periods
+           SELECT s.account_id, s.period FROM _scope s
+           ANTI JOIN finalized_periods f USING (account_id, period)
+           WHERE s.status = 'final'"""
+    )
+
+
+def _insert_run(con: duckdb.DuckDBPyConnection, run: RunRecord, status: str) -> None:
+    con.execute(
+        """INSERT INTO runs (run_id, kind, period, as_of, started_at, finished_at, status,
+                             rows_in, rows_out, message)
+           VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?, ?)""",
+        [
+            run.run_id, run.kind, run.period, run.as_of, run.started_at, status,
+            run.rows_in, run.rows_out, run.message,
+        ],
+    )
+
+
+def record_failed_run(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
+    """Record a failed run in its own transaction, after the results were rolled back."""
+    _insert_run(con, run, "failed")
+
+
+class InvariantError(RuntimeError):
+    """The results tables break one of their documented invariants; the run is rolled back."""
+
+
+def _check_invariants(con: duckdb.DuckDBPyConnection) -> None:
+    """Keys are unique and every invoice total equals the sum of its lines (dbt-style tests)."""
+    checks = {
+        "duplicate invoice key": "SELECT count(*) FROM (SELECT account_id, period FROM invoices "
+        "GROUP BY ALL HAVING count(*) > 1)",
+        "duplicate charge line key": "SELECT count(*) FROM (SELECT account_id, period, line_type, "
+        "assignment_id, addon_id, service, destination_group, term_start FROM charges "
+        "GROUP BY ALL HAVING count(*) > 1)",
+        "invoice total differs from the sum of its lines": """SELECT count(*) FROM invoices i
+            LEFT JOIN (SELECT account_id, period, sum(amount) AS s FROM charges GROUP BY ALL) c
+            USING (account_id, period) WHERE i.total IS DISTINCT FROM coalesce(c.s, 0)""",
+        "charge lines without an invoice": """SELECT count(*) FROM (SELECT DISTINCT account_id,
+            period FROM charges) c ANTI JOIN invoices i USING (account_id, period)""",
+    }
+    for name, sql in checks.items():
+        bad = scalar(con, sql)
+        if bad:
+            raise InvariantError(f"{name}: {bad} row(s)")

@@ -1,0 +1,137 @@
+"""The catalog as tables, and the documented analyst views (docs/TABLES.md)."""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+
+from pipeline.catalog import CatalogFrames
+
+# Current catalog, flattened; rewritten by every billing run inside its transaction.
+CATALOG_TABLES = {
+    "catalog_currencies": "currencies",
+    "catalog_main_products": "main_products",
+    "catalog_offers": "offers",
+    "catalog_addons": "addons",
+    "catalog_subscriptions": "subscriptions",
+    "catalog_discount_entries": "discount_entries",
+}
+
+VIEWS: dict[str, str] = {
+    # One row per account and add-on its current main product offers that it does not hold.
+    "available_addons": """
+        WITH as_of AS (
+            SELECT coalesce((SELECT max(as_of) FROM runs WHERE kind = 'nightly'
+                             AND status = 'success'), current_date) AS day),
+        current_account AS (
+            SELECT a.* FROM accounts a, as_of
+            WHERE a.effective_from <= as_of.day OR a.effective_from = (
+                SELECT min(effective_from) FROM accounts b WHERE b.account_id = a.account_id)
+            QUALIFY row_number() OVER (PARTITION BY a.account_id
+                                       ORDER BY a.effective_from DESC) = 1),
+        held AS (
+            SELECT s.assignment_id, s.account_id, s.addon_id FROM assignments s, as_of
+            WHERE s.end_date IS NULL OR s.end_date > as_of.day),
+        plans AS (
+            SELECT addon_id, f.currency,
+                   string_agg(f.fee_plan_id || ' (' || f.term_months || ' mo ' || f.fee || ' '
+                              || f.currency || ')', ', ' ORDER BY f.term_months) AS fee_plans
+            FROM catalog_addons ad JOIN catalog_fee_plans f USING (subscription_id)
+            GROUP BY ALL),
+        entry_keys AS (
+            SELECT ad.addon_id, ad.priority, e.service, e.destination_group, e.threshold_type
+            FROM catalog_addons ad JOIN catalog_discount_entries e USING (discount_plan_id)),
+        conflicts AS (
+            SELECT c.account_id, k_new.addon_id,
+                   string_agg(DISTINCT h.assignment_id, ', ' ORDER BY h.assignment_id) AS ids
+            FROM current_account c
+            JOIN held h ON h.account_id = c.account_id
+            JOIN entry_keys k_old ON k_old.addon_id = h.addon_id
+            JOIN entry_keys k_new ON k_new.priority = k_old.priority
+                 AND k_new.service = k_old.service
+                 AND k_new.destination_group = k_old.destination_group
+                 AND k_new.threshold_type = k_old.threshold_type
+                 AND k_new.addon_id <> k_old.addon_id
+            GROUP BY ALL)
+        SELECT c.account_id, c.main_product_id, o.addon_id, ad.name, ad.description,
+               ad.priority, ad.discount_plan_id, ad.subscription_id, p.fee_plans,
+               x.ids AS would_conflict_with,
+               CASE WHEN x.ids IS NULL THEN NULL
+                    WHEN (SELECT conflict_policy FROM catalog_settings) = 'reject'
+                    THEN 'would be refused' ELSE 'would replace' END AS conflict_outcome
+        FROM current_account c
+        JOIN catalog_offers o ON o.main_product_id = c.main_product_id
+        JOIN catalog_addons ad ON ad.addon_id = o.addon_id
+        LEFT JOIN plans p ON p.addon_id = o.addon_id AND p.currency = c.currency
+        LEFT JOIN conflicts x ON x.account_id = c.account_id AND x.addon_id = o.addon_id
+        WHERE NOT EXISTS (SELECT 1 FROM held h
+                          WHERE h.account_id = c.account_id AND h.addon_id = o.addon_id)""",
+    # One row per period, add-on and currency: what each add-on earned, adjustments included.
+    "revenue_by_addon": """
+        SELECT period, coalesce(addon_id, '(main product / none)') AS addon_id, currency,
+               sum(amount) FILTER (WHERE line_type IN ('recurring', 'activation', 'credit'))
+                   AS fees,
+               sum(amount) FILTER (WHERE line_type = 'usage') AS usage,
+               sum(amount) FILTER (WHERE line_type = 'discount') AS discounts,
+               sum(amount) FILTER (WHERE is_adjustment) AS adjustments,
+               sum(amount) AS net
+        FROM (SELECT period, addon_id, currency, line_type, amount, false AS is_adjustment
+              FROM charges
+              UNION ALL
+              SELECT period, addon_id, currency, line_type, amount, true FROM adjustments)
+        GROUP BY ALL ORDER BY period, addon_id, currency""",
+    # One row per period, discount plan, service, destination group and currency.
+    "discount_by_plan": """
+        SELECT c.period, coalesce(ad.discount_plan_id, mp.discount_plan_id) AS discount_plan_id,
+               c.service, c.destination_group, c.currency,
+               -sum(c.amount) AS discount_given, count(*) AS lines
+        FROM charges c
+        LEFT JOIN catalog_addons ad ON ad.addon_id = c.addon_id
+        LEFT JOIN catalog_main_products mp ON mp.main_product_id = c.addon_id
+        WHERE c.line_type = 'discount'
+        GROUP BY ALL ORDER BY ALL""",
+    # One row per conflict decision: who replaced or refused whom, and why.
+    "conflicts_and_replacements": """
+        SELECT period, account_id, assignment_id, outcome, rule, reason,
+               effective_start, effective_end, run_id
+        FROM decisions WHERE outcome IN ('replaced', 'rejected')
+        ORDER BY period, account_id, assignment_id""",
+    # One row per source file and rejected field: how much bad input, and of which kind.
+    "rejected_by_reason": """
+        SELECT source, split_part(reason, ':', 1) AS field, count(*) AS rows,
+               any_value(reason) AS example_reason
+        FROM rejected_rows GROUP BY ALL ORDER BY rows DESC, source, field""",
+    # One row per period, status and currency: the invoice run at a glance.
+    "invoice_summary": """
+        SELECT period, status, currency, count(*) AS invoices, sum(total) AS total
+        FROM invoices GROUP BY ALL ORDER BY ALL""",
+}
+
+
+def write_catalog_tables(
+    con: duckdb.DuckDBPyConnection, frames: CatalogFrames, conflict_policy: str
+) -> None:
+    """Replace the catalog tables with the current catalog (caller holds the transaction)."""
+    for table, attribute in CATALOG_TABLES.items():
+        con.register("_catalog_frame", getattr(frames, attribute).to_arrow())
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _catalog_frame")
+        con.unregister("_catalog_frame")
+    fee_plans = frames.fee_plans.select(
+        "fee_plan_id", "subscription_id", "term_months", "currency", "fee"
+    )
+    con.register("_catalog_frame", fee_plans.to_arrow())
+    con.execute(
+        "CREATE OR REPLACE TABLE catalog_fee_plans AS SELECT * REPLACE "
+        "(CAST(fee AS DECIMAL(18,4)) AS fee) FROM _catalog_frame"
+    )
+    con.unregister("_catalog_frame")
+    settings = pl.DataFrame({"conflict_policy": [conflict_policy]})
+    con.register("_catalog_frame", settings.to_arrow())
+    con.execute("CREATE OR REPLACE TABLE catalog_settings AS SELECT * FROM _catalog_frame")
+    con.unregister("_catalog_frame")
+
+
+def create_views(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create every analyst view; cheap, so every billing run does it."""
+    for name, sql in VIEWS.items():
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")

@@ -1,0 +1,185 @@
+"""Prefect tasks shared by the nightly and reprocess flows: settle decisions, bill shards.
+
+Thin on purpose: each task calls one pure function of `rules/` or `pipeline/`. Shards are
+submitted to the flow's task runner (threads here, since Polars releases the GIL; a Dask task
+runner can take the same tasks unchanged).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from billrun import progress, store
+from billrun.store.results import read_counters_before
+from pipeline.catalog import Catalog, CatalogFrames
+from pipeline.charges import ChargesResult, compute_charges
+from pipeline.schedule import shard_of
+from rules import RulesResult, decide
+
+COUNTER_KEY = ["account_id", "service", "destination_group", "threshold_type", "window_start"]
+
+
+@task(name="settle-decisions", cache_policy=NO_CACHE)
+def settle_decisions(
+    catalog: Catalog,
+    accounts: pl.DataFrame,
+    assignments: pl.DataFrame,
+    periods: list[str],
+    policy: str,
+    locks: pl.DataFrame,
+) -> RulesResult:
+    """Run the rulesets once for every period of the run."""
+    return decide(catalog, accounts, assignments, periods, policy, locks)  # type: ignore[arg-type]
+
+
+@task(name="bill-shard", cache_policy=NO_CACHE)
+def bill_shard(
+    frames: CatalogFrames,
+    accounts: pl.DataFrame,
+    lifecycles: pl.DataFrame,
+    usage: pl.DataFrame,
+    counters_before: pl.DataFrame,
+    period: str,
+    cutoff: date | None,
+) -> ChargesResult:
+    """Charges of one shard of accounts for one period."""
+    return compute_charges(frames, accounts, lifecycles, usage, counters_before, period, cutoff)
+
+
+@dataclass
+class PeriodBill:
+    """The concatenated result of every shard of one period."""
+
+    charges: pl.DataFrame
+    invoices: pl.DataFrame
+    counters_after: pl.DataFrame
+    usage_detail: pl.DataFrame
+
+
+def _in_shard(frame: pl.DataFrame, shard: int, shards: int) -> pl.DataFrame:
+    return frame.filter(shard_of(pl.col("account_id"), shards) == shard)
+
+
+def bill_period(
+    frames: CatalogFrames,
+    accounts: pl.DataFrame,
+    lifecycles: pl.DataFrame,
+    usage: pl.DataFrame,
+    counters_before: pl.DataFrame,
+    period: str,
+    cutoff: date | None,
+    shards: int,
+) -> PeriodBill:
+    """Map `bill_shard` over account shards and concatenate; sorted, so shard count is moot."""
+    futures = [
+        bill_shard.submit(
+            frames,
+            _in_shard(accounts, shard, shards),
+            _in_shard(lifecycles, shard, shards),
+            _in_shard(usage, shard, shards),
+            _in_shard(counters_before, shard, shards),
+            period,
+            cutoff,
+        )
+        for shard in range(shards)
+    ]
+    results: list[ChargesResult] = [f.result() for f in futures]
+
+    def gather(name: str) -> pl.DataFrame:
+        return pl.concat([getattr(r, name) for r in results], how="vertical_relaxed")
+
+    return PeriodBill(
+        charges=gather("charges"),
+        invoices=gather("invoices").sort("account_id", "period"),
+        counters_after=gather("counters_after").sort(COUNTER_KEY),
+        usage_detail=gather("usage_detail"),
+    )
+
+
+@dataclass
+class PlanBill:
+    """The results of billing a whole plan, every period of it."""
+
+    charges: pl.DataFrame
+    invoices: pl.DataFrame
+    counters: pl.DataFrame  # counters_after with the `period` that produced them
+    usage_events: int
+
+
+def bill_plan(
+    con: Any,
+    frames: CatalogFrames,
+    accounts: pl.DataFrame,
+    lifecycles: pl.DataFrame,
+    plan: pl.DataFrame,
+    shards: int,
+) -> PlanBill:
+    """Bill every (account, period) of `plan` (which carries each group's `cutoff`), period by
+    period, so that never-reset counters carry from one period into the next."""
+    logger = get_run_logger()
+    charges, invoices, counters = [], [], []
+    carried = pl.DataFrame()
+    events = 0
+    periods = sorted(plan["period"].unique().to_list())
+    for index, period in enumerate(periods):
+        in_period = plan.filter(pl.col("period") == period)
+        usage = store.read_usage(
+            con, in_period["period_start"].min(), in_period["period_end"].max()
+        )
+        before = read_counters_before(con, period)
+        if carried.height:
+            before = carry_counters(before, carried)
+        carried_parts = []
+        for (cutoff,), scope in in_period.group_by(["cutoff"], maintain_order=True):
+            ids = scope.select("account_id")
+            bill = bill_period(
+                frames,
+                accounts.join(ids, on="account_id", how="semi"),
+                lifecycles.join(ids, on="account_id", how="semi"),
+                usage.join(ids, on="account_id", how="semi"),
+                before.join(ids, on="account_id", how="semi"),
+                period,
+                cutoff,
+                shards,
+            )
+            charges.append(bill.charges)
+            invoices.append(bill.invoices)
+            counters.append(bill.counters_after.with_columns(pl.lit(period).alias("period")))
+            carried_parts.append(bill.counters_after)
+        carried = concat_frames(carried_parts)
+        events += usage.height
+        logger.info("period %s: %d account(s), %d usage event(s) read",
+                    period, in_period.height, usage.height)
+        progress.advance("periods", index + 1, len(periods))
+    return PlanBill(concat_frames(charges), concat_frames(invoices), concat_frames(counters),
+                    events)
+
+
+def concat_frames(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Concatenate non-empty frames (an empty list gives an empty frame)."""
+    frames = [f for f in frames if f.width]
+    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+
+
+def carry_counters(stored: pl.DataFrame, carried: pl.DataFrame) -> pl.DataFrame:
+    """Counters before a period: those carried from the previous period of this run win over
+    the stored ones (which are older)."""
+    columns = [*COUNTER_KEY, "value_units"]
+    never = carried.filter(pl.col("window_start") == date(1970, 1, 1)).select(columns)
+    return pl.concat([never, stored.select(columns)], how="vertical_relaxed").unique(
+        subset=COUNTER_KEY, keep="first", maintain_order=True
+    )
+
+
+def new_locks(lifecycles: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """Activation dates that are now active in a billed period, and so may no longer move."""
+    return lifecycles.filter(pl.col("billable") & (pl.col("eff_start") <= as_of)).select(
+        "assignment_id", pl.col("start_date").alias("locked_start")
+    )

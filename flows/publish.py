@@ -1,0 +1,114 @@
+"""What a run reports: its summary, the Prefect artifacts, the refreshed catalog and views."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from prefect.artifacts import create_table_artifact
+
+from billrun.store.results import ResultsBatch
+from billrun.store.views import create_views, write_catalog_tables
+from pipeline.catalog import CatalogFrames
+
+
+@dataclass
+class RunSummary:
+    """What a billing run did, for the CLI summary and Prefect artifacts."""
+
+    run_id: str
+    kind: str
+    periods: list[str] = field(default_factory=list)
+    account_periods: int = 0
+    drafts: int = 0
+    finalized: int = 0
+    charge_lines: int = 0
+    adjustments: int = 0
+    invoices: pl.DataFrame = field(default_factory=pl.DataFrame)
+    adjustment_lines: pl.DataFrame = field(default_factory=pl.DataFrame)
+    changes: dict[str, int] = field(default_factory=dict)
+    analyst_copy: str = ""
+    seconds: float = 0.0
+
+    @classmethod
+    def of(
+        cls,
+        run_id: str,
+        kind: str,
+        plan: pl.DataFrame,
+        batch: ResultsBatch,
+        changes: dict[str, int],
+        analyst: Path,
+        started: datetime,
+        adjustments: int,
+    ) -> RunSummary:
+        """Summarize a written batch."""
+        return cls(
+            run_id=run_id,
+            kind=kind,
+            periods=sorted(plan["period"].unique().to_list()) if plan.height else [],
+            account_periods=plan.height,
+            drafts=plan.filter(pl.col("status") == "draft").height if plan.height else 0,
+            finalized=plan.filter(pl.col("status") == "final").height if plan.height else 0,
+            charge_lines=batch.charges.height,
+            adjustments=adjustments,
+            invoices=batch.invoices,
+            adjustment_lines=batch.adjustments,
+            changes=changes,
+            analyst_copy=str(Path(analyst).resolve()),
+            seconds=(datetime.now() - started).total_seconds(),
+        )
+
+
+def run_id_for(kind: str, started: datetime) -> str:
+    """A readable, sortable run id."""
+    return f"{kind}-{started:%Y%m%dT%H%M%S%f}"
+
+
+def catalog_and_views(frames: CatalogFrames, policy: str) -> Callable[[Any], None]:
+    """Catalog tables and analyst views, refreshed inside the run's transaction."""
+
+    def refresh(con: Any) -> None:
+        write_catalog_tables(con, frames, policy)
+        create_views(con)
+
+    return refresh
+
+
+def revenue_by_addon(charges: pl.DataFrame) -> pl.DataFrame:
+    """Net amount (minor units) per period, add-on and currency of the lines a run computed."""
+    if charges.height == 0:
+        return pl.DataFrame()
+    return (
+        charges.group_by("period", "addon_id", "currency")
+        .agg(pl.col("amount_minor").sum().alias("net_minor"), pl.len().alias("lines"))
+        .sort("period", "addon_id", "currency", nulls_last=True)
+    )
+
+
+def publish_artifacts(summary: RunSummary, charges: pl.DataFrame) -> None:
+    """Attach the run's summary and revenue by add-on to the flow run in Prefect."""
+    rows = [
+        {"measure": "run_id", "value": summary.run_id},
+        {"measure": "periods", "value": ", ".join(summary.periods)},
+        {"measure": "account-periods", "value": str(summary.account_periods)},
+        {"measure": "drafts", "value": str(summary.drafts)},
+        {"measure": "finalized", "value": str(summary.finalized)},
+        {"measure": "charge lines", "value": str(summary.charge_lines)},
+        {"measure": "adjustments", "value": str(summary.adjustments)},
+        *({"measure": k, "value": str(v)} for k, v in summary.changes.items()),
+    ]
+    create_table_artifact(
+        key=f"{summary.kind}-summary", table=rows, description=f"billrun {summary.kind} run"
+    )
+    revenue = revenue_by_addon(charges)
+    if revenue.height:
+        create_table_artifact(
+            key=f"{summary.kind}-revenue-by-addon",
+            table=revenue.with_columns(pl.col("net_minor").cast(pl.Utf8)).to_dicts(),
+            description="Net amount per period, add-on and currency, in minor units",
+        )

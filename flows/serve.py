@@ -1,0 +1,36 @@
+"""`billrun serve`: the nightly flow as a Prefect deployment on a cron schedule."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from prefect import flow, serve
+
+from flows.nightly import nightly_flow
+
+DEPLOYMENT_NAME = "billrun-nightly"
+
+
+@flow(name="billrun-scheduled-nightly")
+def scheduled_nightly(
+    db: str = "billrun.duckdb", input_dir: str | None = None, as_of: date | None = None
+) -> Any:
+    """The nightly run as of today (UTC) unless told otherwise; the clock is read only here."""
+    day = as_of or datetime.now(timezone.utc).date()
+    return nightly_flow(as_of=day, db=db, input_dir=input_dir)
+
+
+def nightly_deployment(db: str, input_dir: str | None, cron: str) -> Any:
+    """The deployment object: scheduled nightly with this database and drop folder."""
+    return scheduled_nightly.to_deployment(
+        name=DEPLOYMENT_NAME,
+        cron=cron,
+        parameters={"db": db, "input_dir": input_dir},
+        description="billrun nightly: load the drop folder, draft open periods, finalize ended",
+    )
+
+
+def serve_nightly(db: str, input_dir: str | None, cron: str = "0 2 * * *") -> None:
+    """Serve the nightly deployment until interrupted (Ctrl-C)."""
+    serve(nightly_deployment(db, input_dir, cron))

@@ -1,0 +1,74 @@
+"""`billrun explain` and the analyst views, on the hand-made scenario (SPEC §5-6)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+from rich.console import Console
+
+from billrun.explain import explain_frames, explain_invoice
+from billrun.store.snapshot import analyst_path
+from flows.load import load_flow
+from flows.nightly import nightly_flow
+
+
+def _billed(scenario: dict[str, Path]) -> Path:
+    db = scenario["db"]
+    load_flow(str(scenario["drop"]), str(db))
+    nightly_flow(as_of=date(2026, 2, 1), db=str(db))
+    return db
+
+
+def test_explain_shows_decisions_lines_and_counters(scenario: dict[str, Path]) -> None:
+    db = _billed(scenario)
+    with duckdb.connect(str(db), read_only=True) as con:
+        frames = explain_frames(con, "A1", "2026-01")
+    assert frames["invoice"]["total"].to_list() == [Decimal("37.32")]
+    assert set(frames["decisions"]["assignment_id"]) == {"AS_TV", "AS_V100"}
+    assert "active" in frames["decisions"]["outcome"].to_list()
+    assert frames["lines"]["amount"].sum() == Decimal("37.32")
+    counters = frames["counters"].select("value_before", "value_after").rows()
+    assert counters == [(Decimal("0"), Decimal("120"))]
+
+    console = Console(record=True, width=200)
+    explain_invoice(str(db), "A1", "2026-01", console)
+    text = console.export_text()
+    assert "Invoice A1 2026-01: 37.3200 USD (final" in text
+    assert "Sum of lines: 37.3200 = invoice total 37.3200" in text
+    assert "AS_TV" in text and "Discount counters" in text
+
+
+def test_available_addons_warns_of_the_conflict_before_adding(scenario: dict[str, Path]) -> None:
+    db = _billed(scenario)
+    with duckdb.connect(str(analyst_path(db)), read_only=True) as con:
+        rows = con.execute(
+            "SELECT account_id, addon_id, priority, would_conflict_with, conflict_outcome "
+            "FROM available_addons ORDER BY ALL"
+        ).fetchall()
+    # A1 holds the TV pack and the 100-minute add-on; the 200-minute one has the same priority
+    # and the same (voice, US, quantity) entry, so under `replace` it would replace AS_V100.
+    assert rows == [("A1", "ADD_VOICE200", 20, "AS_V100", "would replace")]
+
+
+def test_analyst_views_answer(scenario: dict[str, Path]) -> None:
+    db = _billed(scenario)
+    with duckdb.connect(str(analyst_path(db)), read_only=True) as con:
+        revenue = dict(
+            con.execute(
+                "SELECT addon_id, net FROM revenue_by_addon WHERE period = '2026-01'"
+            ).fetchall()
+        )
+        discount = con.execute(
+            "SELECT discount_plan_id, discount_given FROM discount_by_plan"
+        ).fetchall()
+        summary = con.execute("SELECT * FROM invoice_summary ORDER BY period").fetchall()
+    # TV: 10.00 activation + 20.32; voice add-on: 5.00 fee + 12.00 usage - 10.00 discount.
+    assert revenue == {"ADD_TV": Decimal("30.32"), "ADD_VOICE100": Decimal("7.00")}
+    assert discount == [("VDP_US100", Decimal("10.00"))]
+    assert summary == [
+        ("2026-01", "final", "USD", 1, Decimal("37.32")),
+        ("2026-02", "draft", "USD", 1, Decimal("35.00")),
+    ]

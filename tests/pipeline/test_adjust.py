@@ -1,0 +1,79 @@
+"""Recompute-then-diff: adjustment lines for finalized periods (SPEC §5)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from pipeline.adjust import DuplicateLineKeyError, adjustment_lines, check_unique_line_keys
+
+SCHEMA = {
+    "account_id": pl.Utf8, "period": pl.Utf8, "line_type": pl.Utf8, "assignment_id": pl.Utf8,
+    "addon_id": pl.Utf8, "service": pl.Utf8, "destination_group": pl.Utf8,
+    "quantity_units": pl.Int64, "amount_minor": pl.Int64, "currency": pl.Utf8,
+    "description": pl.Utf8, "term_start": pl.Date, "line_date": pl.Date,
+}
+
+
+def line(line_type: str, amount: int, *, assignment: str | None = "AS1", service: str | None = None,
+         quantity: int = 1_000_000, term_start: date | None = date(2026, 6, 1)) -> dict:
+    return {
+        "account_id": "A1", "period": "2026-06", "line_type": line_type,
+        "assignment_id": assignment, "addon_id": "ADD_TV" if assignment else None,
+        "service": service, "destination_group": "US" if service else None,
+        "quantity_units": quantity, "amount_minor": amount, "currency": "USD",
+        "description": f"{line_type} line", "term_start": term_start,
+        "line_date": date(2026, 6, 1),
+    }
+
+
+def frame(*rows: dict) -> pl.DataFrame:
+    return pl.DataFrame(list(rows), schema=SCHEMA)
+
+
+TV_FEE = line("recurring", 3000)
+USAGE = line("usage", 500, assignment=None, service="voice", quantity=50_000_000, term_start=None)
+
+
+def test_unchanged_inputs_add_no_line() -> None:
+    assert adjustment_lines(frame(TV_FEE, USAGE), frame(USAGE, TV_FEE)).height == 0
+
+
+def test_late_usage_adds_the_difference_only() -> None:
+    # 30 late minutes at $0.10 = $3.00 more usage, on a $5.00 usage line.
+    late = {**USAGE, "amount_minor": 800, "quantity_units": 80_000_000}
+    adj = adjustment_lines(frame(TV_FEE, USAGE), frame(TV_FEE, late))
+    assert adj.height == 1
+    row = adj.row(0, named=True)
+    assert (row["line_type"], row["amount_minor"], row["quantity_units"]) == ("usage", 300, 30_000_000)
+    assert row["reason"].startswith("late or corrected usage: usage line changed")
+
+
+def test_backdated_removal_adds_a_credit_line() -> None:
+    # $30 TV pack removed on June 16 (billing day 1): 15 unused days of 30 -> -$15.00.
+    credit = line("credit", -1500, term_start=date(2026, 6, 1))
+    adj = adjustment_lines(frame(TV_FEE), frame(TV_FEE, credit))
+    assert adj.select("line_type", "amount_minor").rows() == [("credit", -1500)]
+    assert "added" in adj["reason"][0]
+
+
+def test_removed_line_is_reversed() -> None:
+    adj = adjustment_lines(frame(TV_FEE, USAGE), frame(TV_FEE))
+    assert adj.select("line_type", "amount_minor", "quantity_units").rows() == [
+        ("usage", -500, -50_000_000)
+    ]
+
+
+def test_second_reprocess_after_adjustment_adds_nothing() -> None:
+    late = {**USAGE, "amount_minor": 800, "quantity_units": 80_000_000}
+    first = adjustment_lines(frame(TV_FEE, USAGE), frame(TV_FEE, late))
+    billed_now = pl.concat([frame(TV_FEE, USAGE), first.select(SCHEMA.keys())])
+    assert adjustment_lines(billed_now, frame(TV_FEE, late)).height == 0
+
+
+def test_duplicate_line_key_fails() -> None:
+    check_unique_line_keys(frame(TV_FEE, USAGE))
+    with pytest.raises(DuplicateLineKeyError):
+        check_unique_line_keys(frame(TV_FEE, TV_FEE))

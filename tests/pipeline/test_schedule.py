@@ -1,0 +1,63 @@
+"""Which (account, period) groups a run computes (SPEC §5)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+
+from pipeline.schedule import nightly_plan, reprocess_plan, shard_of
+
+ACCOUNTS = pl.DataFrame(
+    {
+        "account_id": ["A1", "A15"],
+        "billing_day": [1, 15],
+        "opened_on": [date(2026, 1, 10), date(2026, 2, 20)],
+        "effective_from": [date(2026, 1, 10), date(2026, 2, 20)],
+    }
+)
+NO_ACTIVITY = pl.DataFrame(schema={"account_id": pl.Utf8, "first_day": pl.Date})
+NONE_FINAL = pl.DataFrame(schema={"account_id": pl.Utf8, "period": pl.Utf8})
+
+
+def test_first_run_catches_up_from_the_earliest_activity() -> None:
+    plan = nightly_plan(ACCOUNTS, NO_ACTIVITY, NONE_FINAL, date(2026, 3, 10))
+    got = plan.select("account_id", "period", "status", "period_start", "period_end").rows()
+    assert got == [
+        ("A1", "2026-01", "final", date(2026, 1, 1), date(2026, 2, 1)),
+        ("A1", "2026-02", "final", date(2026, 2, 1), date(2026, 3, 1)),
+        ("A15", "2026-02", "draft", date(2026, 2, 15), date(2026, 3, 15)),
+        ("A1", "2026-03", "draft", date(2026, 3, 1), date(2026, 4, 1)),
+    ]
+
+
+def test_a_period_ending_on_the_as_of_date_is_final() -> None:
+    plan = nightly_plan(ACCOUNTS, NO_ACTIVITY, NONE_FINAL, date(2026, 3, 15))
+    a15 = plan.filter(pl.col("account_id") == "A15")
+    assert a15.select("period", "status").rows() == [("2026-02", "final"), ("2026-03", "draft")]
+
+
+def test_finalized_periods_are_not_recomputed_and_activity_moves_the_start() -> None:
+    finalized = pl.DataFrame({"account_id": ["A1"], "period": ["2026-01"]})
+    early = pl.DataFrame({"account_id": ["A15"], "first_day": [date(2026, 1, 20)]})
+    plan = nightly_plan(ACCOUNTS, early, finalized, date(2026, 2, 5))
+    assert plan.select("account_id", "period", "status").rows() == [
+        ("A15", "2026-01", "draft"),
+        ("A1", "2026-02", "draft"),
+    ]
+
+
+def test_reprocess_plan_marks_final_accounts() -> None:
+    finalized = pl.DataFrame({"account_id": ["A1"], "period": ["2026-02"]})
+    plan = reprocess_plan(ACCOUNTS, finalized, "2026-02")
+    assert plan.select("account_id", "status").rows() == [("A1", "final"), ("A15", "draft")]
+    # An account opened after the period is not in it.
+    assert reprocess_plan(ACCOUNTS, finalized, "2026-01")["account_id"].to_list() == ["A1"]
+
+
+def test_shards_are_stable_and_cover_every_account() -> None:
+    ids = pl.DataFrame({"account_id": [f"A{i}" for i in range(200)]})
+    for shards in (1, 2, 3, 7):
+        parts = ids.with_columns(shard=shard_of(pl.col("account_id"), shards))
+        assert parts["shard"].max() < shards
+        assert parts.height == 200
