@@ -49,8 +49,11 @@ def bill_shard(
     period: str,
     cutoff: date | None,
 ) -> ChargesResult:
-    """Charges of one shard of accounts for one period."""
-    return compute_charges(frames, accounts, lifecycles, usage, counters_before, period, cutoff)
+    """Charges of one shard of accounts for one period (no per-event detail: `explain`
+    recomputes it for the one account it shows)."""
+    return compute_charges(
+        frames, accounts, lifecycles, usage, counters_before, period, cutoff, detail=False
+    )
 
 
 @dataclass
