@@ -1,0 +1,196 @@
+"""Benchmark of `rules.decide` at scale: 1M accounts, 2.5M assignments, one period.
+
+Builds the inputs in memory (vectorized, seeded) over the sample catalog, runs `decide` once and
+prints the total time, the rules engine's share, the number of situations and facts asserted,
+the decision rows and the peak RSS.
+
+    /tmp/venv/bin/python benchmarks/bench_rules.py [--accounts N] [--assignments N] [--seed S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.catalog import Catalog, parse_catalog
+from rules import decide, engine
+
+CATALOG = ROOT / "data" / "sample" / "catalog.yaml"
+FIRST_DAY = date(2024, 1, 1)
+
+
+def _draw(n: int, seed: int, salt: int, modulo: int) -> pl.Expr:
+    """Seeded pseudo-random integers in [0, modulo) for row indexes 0..n-1."""
+    return (pl.int_range(0, n, dtype=pl.UInt64).hash(seed + salt) % modulo).cast(pl.Int64)
+
+
+def _pick(options: list[str], draw: pl.Expr) -> pl.Expr:
+    """The option at index `draw`."""
+    return pl.lit(pl.Series(options)).get(draw)
+
+
+def make_accounts(n: int, seed: int) -> pl.DataFrame:
+    """`n` accounts; 10 % change main product once; 3 % are closed."""
+    products = ["MP_BASIC", "MP_PLUS", "MP_BIZ"]
+    base = pl.select(
+        (pl.lit("AC") + pl.int_range(0, n).cast(pl.Utf8).str.zfill(7)).alias("account_id"),
+        _pick(["USD"] * 17 + ["EUR"] * 2 + ["JPY"], _draw(n, seed, 1, 20)).alias("currency"),
+        _pick(products, _draw(n, seed, 2, 3)).alias("main_product_id"),
+        (_draw(n, seed, 3, 28) + 1).alias("billing_day"),
+        (pl.lit(FIRST_DAY) + pl.duration(days=_draw(n, seed, 4, 760))).alias("opened_on"),
+        (_draw(n, seed, 5, 100) < 3).alias("closes"),
+        (_draw(n, seed, 6, 100) < 10).alias("changes"),
+        _draw(n, seed, 7, 300).alias("close_after"),
+        _draw(n, seed, 8, 200).alias("change_after"),
+        _pick(products, _draw(n, seed, 9, 3)).alias("new_product"),
+    )
+    first = base.select(
+        "account_id", "currency", "main_product_id", "billing_day",
+        pl.when("closes").then(pl.lit("closed")).otherwise(pl.lit("active")).alias("status"),
+        "opened_on",
+        pl.when("closes").then(pl.col("opened_on") + pl.duration(days=pl.col("close_after") + 30))
+        .alias("closed_on"),
+        pl.col("opened_on").alias("effective_from"),
+    )
+    second = base.filter("changes").join(first.select("account_id", "status", "closed_on"),
+                                         on="account_id").select(
+        "account_id", "currency", pl.col("new_product").alias("main_product_id"),
+        "billing_day", "status", "opened_on", "closed_on",
+        (pl.col("opened_on") + pl.duration(days=pl.col("change_after") + 15))
+        .alias("effective_from"),
+    )
+    return pl.concat([first, second]).sort("account_id", "effective_from")
+
+
+def make_assignments(catalog: Catalog, accounts: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
+    """`n` assignments on random accounts; mostly offered add-ons and fitting fee plans."""
+    addons = [a.id for a in catalog.addons]
+    offers = pl.DataFrame(
+        {"main_product_id": [p.id for p in catalog.main_products],
+         "offered": [p.available_addons for p in catalog.main_products]},
+        schema={"main_product_id": pl.Utf8, "offered": pl.List(pl.Utf8)},
+    )
+    subs = {a.id: a.subscription for a in catalog.addons}
+    plans = {s.id: [(fp.id, fp.currency) for fp in s.fee_plans] for s in catalog.subscriptions}
+    every_plan = sorted(p for ps in plans.values() for p, _ in ps)
+    # The add-on's plans in the account's currency (or all its plans when it has none in it).
+    lookup = pl.DataFrame(
+        [
+            {"addon_id": a, "currency": cur,
+             "plans": [p for p, c in plans.get(subs[a] or "", []) if c == cur]
+             or [p for p, _ in plans.get(subs[a] or "", [])]}
+            for a in addons
+            for cur in catalog.currencies
+        ],
+        schema={"addon_id": pl.Utf8, "currency": pl.Utf8, "plans": pl.List(pl.Utf8)},
+    )
+    first = (
+        accounts.sort("effective_from")
+        .group_by("account_id")
+        .agg(pl.col("opened_on").min(), pl.col("main_product_id").first(),
+             pl.col("currency").first())
+        .join(offers, on="main_product_id")
+        .sort("account_id")
+    )
+    ids = first["account_id"]
+    rows = pl.select(
+        (pl.lit("AS") + pl.int_range(0, n).cast(pl.Utf8).str.zfill(8)).alias("assignment_id"),
+        _draw(n, seed, 11, ids.len()).alias("account_no"),
+        _pick(addons, _draw(n, seed, 12, len(addons))).alias("any_addon"),
+        (_draw(n, seed, 21, 100) < 8).alias("odd_addon"),
+        _draw(n, seed, 22, 1_000_003).alias("addon_draw"),
+        _draw(n, seed, 13, 1_000_003).alias("plan_draw"),
+        (_draw(n, seed, 14, 100) < 2).alias("odd_plan"),
+        _pick(every_plan, _draw(n, seed, 15, len(every_plan))).alias("any_plan"),
+        _draw(n, seed, 16, 700).alias("start_after"),
+        (_draw(n, seed, 17, 100) < 30).alias("ends"),
+        (_draw(n, seed, 18, 400) + 1).alias("length"),
+        _draw(n, seed, 19, 2_000_000).alias("lead_minutes"),
+        (_draw(n, seed, 20, 3) + 1).alias("quantity"),
+    )
+    starts = first.with_row_index("account_no").with_columns(pl.col("account_no").cast(pl.Int64))
+    offered = pl.col("offered").list.get(pl.col("addon_draw") % pl.col("offered").list.len())
+    rows = (
+        rows.join(starts, on="account_no")
+        .with_columns(
+            pl.when("odd_addon").then(pl.col("any_addon")).otherwise(offered).alias("addon_id")
+        )
+        .join(lookup, on=["addon_id", "currency"])
+    )
+    plan = pl.col("plans").list.get(pl.col("plan_draw") % pl.col("plans").list.len().clip(1),
+                                    null_on_oob=True)
+    start = pl.col("opened_on") + pl.duration(days=pl.col("start_after"))
+    return rows.select(
+        "assignment_id", "account_id", "addon_id",
+        pl.when("odd_plan").then(pl.col("any_plan")).otherwise(plan).alias("fee_plan_id"),
+        start.alias("start_date"),
+        pl.when("ends").then(start + pl.duration(days=pl.col("length"))).alias("end_date"),
+        (start.cast(pl.Datetime("us")) - pl.duration(minutes=pl.col("lead_minutes")))
+        .alias("assigned_at"),
+        "quantity",
+    ).sort("assignment_id")
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    """Build the inputs, run decide for one period, print the numbers."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument("--assignments", type=int, default=2_500_000)
+    parser.add_argument("--period", default="2026-03")
+    parser.add_argument("--policy", default="replace", choices=["replace", "reject"])
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    catalog = parse_catalog(CATALOG.read_text())
+    load = os.getloadavg()[0]
+    began = time.perf_counter()
+    accounts = make_accounts(args.accounts, args.seed)
+    assignments = make_assignments(catalog, accounts, args.assignments, args.seed)
+    built = time.perf_counter() - began
+    print(f"inputs: {accounts.height:,} account rows, {assignments.height:,} assignments "
+          f"built in {built:.1f} s")
+
+    engine.reset_stats()
+    cpu_before = _cpu_seconds()
+    began = time.perf_counter()
+    result = decide(catalog, accounts, assignments, [args.period], args.policy)
+    total = time.perf_counter() - began
+    cpu = _cpu_seconds() - cpu_before
+    stats = engine.STATS
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    billable = result.lifecycles["billable"].sum()
+    print(f"decide ({args.period}, {args.policy}): {total:.2f} s total "
+          f"({cpu:.1f} s CPU over all threads)")
+    print(f"  rules engine: {stats['seconds']:.2f} s in {int(stats['sessions'])} sessions, "
+          f"{int(stats['situations']):,} situations, {int(stats['facts']):,} facts asserted")
+    print(f"  decisions: {result.decisions.height:,} rows; lifecycles: "
+          f"{result.lifecycles.height:,} rows ({billable:,} billable)")
+    print("  outcomes: " + ", ".join(
+        f"{o}={n:,}" for o, n in result.decisions.group_by("outcome").len().sort("outcome").rows()
+    ))
+    ineligible = result.decisions.filter(pl.col("outcome") == "ineligible").group_by("rule").len()
+    print("  ineligible by rule: " + "; ".join(
+        f"{rule}={n:,}" for rule, n in ineligible.sort("len", descending=True).rows()
+    ))
+    print(f"  peak RSS: {peak:,.0f} MiB; load average before/after: {load:.2f}/"
+          f"{os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
