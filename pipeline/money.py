@@ -13,10 +13,41 @@ def round_half_away(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
     num_abs, den_abs = numerator.abs(), denominator.abs()
     magnitude = (num_abs * 2 + den_abs) // (den_abs * 2)
     negative = (numerator < 0) != (denominator < 0)
-    return pl.when(negative).then(-magnitude).otherwise(magnitude)
+    return pl.when(negative).then(0 - magnitude).otherwise(magnitude)
 
 
 def round_half_away_int(numerator: int, denominator: int) -> int:
     """Scalar twin of `round_half_away`, for tests and summaries."""
     magnitude = (abs(numerator) * 2 + abs(denominator)) // (abs(denominator) * 2)
     return -magnitude if (numerator < 0) != (denominator < 0) else magnitude
+
+
+# Usage quantities and amounts are integers of 10^-6 (`pipeline.catalog.UNIT`).
+MICRO = 10**6
+PICO = 10**PICO_SCALE
+
+
+def minor_factor(minor_units: int) -> int:
+    """How many minor units make one major unit (`10 ** minor_units`)."""
+    return 10**minor_units
+
+
+def micro_to_minor(micro: pl.Expr, factor: pl.Expr) -> pl.Expr:
+    """An amount in 10^-6 of the currency, rounded once to minor units (`factor` = 10^minor)."""
+    return round_half_away(micro.cast(pl.Int128) * factor, pl.lit(MICRO, dtype=pl.Int128)).cast(
+        pl.Int64
+    )
+
+
+def pico_to_minor(pico: pl.Expr, factor: pl.Expr) -> pl.Expr:
+    """An exact amount in 10^-12 of the currency, rounded once to minor units."""
+    return round_half_away(pico.cast(pl.Int128) * factor, pl.lit(PICO, dtype=pl.Int128)).cast(
+        pl.Int64
+    )
+
+
+def prorate(amount_minor: pl.Expr, days: pl.Expr, full_days: pl.Expr) -> pl.Expr:
+    """`amount × days / full_days` as an exact ratio of integers, rounded once to minor units."""
+    return round_half_away(
+        amount_minor.cast(pl.Int128) * days.cast(pl.Int128), full_days.cast(pl.Int128)
+    ).cast(pl.Int64)

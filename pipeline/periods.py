@@ -101,3 +101,72 @@ def account_periods(accounts: pl.DataFrame, period: str) -> pl.DataFrame:
         )
         .sort("account_id")
     )
+
+
+# --- Term maths (Kill Bill's convention, SPEC §4 "Periodic fees") --------------------------------
+#
+# A period index counts billing periods: the period that starts on day `d` of month `m` of year
+# `y` has index `y * 12 + m - 1`. Terms of `N` months are aligned on the billing day, so every
+# term boundary is a period boundary: the first boundary is the first billing day on or after
+# activation, and the term of a period is `[b0 + k*N, b0 + (k+1)*N)` in period indexes, with
+# `k = floor((p - b0) / N)`. A partial first term (activation not on the billing day) lies in the
+# period just before `b0`, so it gets `k = -1`: the full term ending at the first boundary.
+
+
+def period_index(day: date, billing_day: int) -> int:
+    """Index of the billing period that contains `day`."""
+    return day.year * 12 + day.month - 1 - (1 if day.day < billing_day else 0)
+
+
+def index_date(index: int, billing_day: int) -> date:
+    """Start date of the billing period with this index."""
+    return date(index // 12, index % 12 + 1, billing_day)
+
+
+def period_name_index(period: str) -> int:
+    """Index of the period named `YYYY-MM`."""
+    year, month = parse_period(period)
+    return year * 12 + month - 1
+
+
+def first_boundary(activation: date, billing_day: int) -> date:
+    """The first billing day on or after `activation` (the first term boundary)."""
+    extra = 0 if activation.day == billing_day else 1
+    return index_date(period_index(activation, billing_day) + extra, billing_day)
+
+
+def term_of(day: date, activation: date, billing_day: int, term_months: int) -> tuple[date, date]:
+    """`[start, end)` of the full term (aligned on the first boundary) whose days include `day`."""
+    b0 = period_index(first_boundary(activation, billing_day), billing_day)
+    k = (period_index(day, billing_day) - b0) // term_months
+    return (
+        index_date(b0 + k * term_months, billing_day),
+        index_date(b0 + (k + 1) * term_months, billing_day),
+    )
+
+
+def days_between(start: date, end: date) -> int:
+    """Whole days in `[start, end)`."""
+    return (end - start).days
+
+
+def period_index_expr(day: pl.Expr, billing_day: pl.Expr) -> pl.Expr:
+    """Vectorized `period_index`."""
+    months = day.dt.year().cast(pl.Int32) * 12 + day.dt.month().cast(pl.Int32) - 1
+    return months - (day.dt.day().cast(pl.Int32) < billing_day).cast(pl.Int32)
+
+
+def index_date_expr(index: pl.Expr, billing_day: pl.Expr) -> pl.Expr:
+    """Vectorized `index_date`."""
+    return pl.date(index // 12, index % 12 + 1, billing_day)
+
+
+def first_boundary_index_expr(activation: pl.Expr, billing_day: pl.Expr) -> pl.Expr:
+    """Vectorized period index of `first_boundary`."""
+    extra = (activation.dt.day().cast(pl.Int32) != billing_day).cast(pl.Int32)
+    return period_index_expr(activation, billing_day) + extra
+
+
+def days_between_expr(start: pl.Expr, end: pl.Expr) -> pl.Expr:
+    """Vectorized `days_between`, as Int64."""
+    return (end - start).dt.total_days().cast(pl.Int64)
