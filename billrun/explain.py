@@ -9,7 +9,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from billrun.store.duck import frame
+from billrun.store.duck import frame, scalar
 from billrun.store.snapshot import analyst_path
 
 
@@ -92,11 +92,79 @@ def explain_frames(
     return frames
 
 
+def event_detail(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -> pl.DataFrame:
+    """Each discounted usage event of the invoice, split into its tier parts.
+
+    Per-event parts are not stored (they are not invoice lines): they are recomputed here, for
+    this one account, by the same pure functions the run used, from the stored inputs.
+    """
+    from billrun import store
+    from billrun.store.results import last_nightly_as_of, read_counters_before
+    from pipeline.catalog import catalog_frames
+    from pipeline.charges import compute_charges
+    from pipeline.periods import period_bounds
+    from rules import decide
+
+    catalog = store.read_catalog(con)
+    accounts = store.read_accounts(con).filter(pl.col("account_id") == account_id)
+    if accounts.height == 0:
+        return pl.DataFrame()
+    assignments = store.read_assignments(con).filter(pl.col("account_id") == account_id)
+    locks = frame(
+        con,
+        "SELECT l.assignment_id, l.locked_start FROM activation_locks l "
+        "JOIN assignments a USING (assignment_id) WHERE a.account_id = ?",
+        [account_id],
+    )
+    policy = scalar(con, "SELECT conflict_policy FROM catalog_settings") or (
+        catalog.conflict_policy
+    )
+    settled = decide(catalog, accounts, assignments, [period], policy, locks)
+    start, end = period_bounds(period, accounts.sort("effective_from")["billing_day"][0])
+    status = scalar(
+        con, "SELECT status FROM invoices WHERE account_id = ? AND period = ?",
+        [account_id, period],
+    )
+    cutoff = None if status == "final" else last_nightly_as_of(con)
+    usage = store.read_usage(con, start, end).filter(pl.col("account_id") == account_id)
+    before = read_counters_before(con, period).filter(pl.col("account_id") == account_id)
+    result = compute_charges(
+        catalog_frames(catalog), accounts, settled.lifecycles, usage, before, period, cutoff
+    )
+    detail = result.usage_detail
+    if detail.height == 0:
+        return detail
+    return detail.sort("started_at", "event_id", "tier_no").select(
+        "event_id",
+        "started_at",
+        "service",
+        "destination_group",
+        "assignment_id",
+        "addon_id",
+        "window_start",
+        _fixed(pl.col("pct"), 2, 2).alias("tier_pct"),
+        _fixed(pl.col("counter_from_units"), 6, 2).alias("counter_from"),
+        _fixed(pl.col("counter_to_units"), 6, 2).alias("counter_to"),
+        _fixed(pl.col("quantity_units"), 6, 2).alias("quantity"),
+        _fixed(pl.col("amount_pico"), 12, 4).alias("amount"),
+        _fixed(pl.col("discount_pico"), 12, 4).alias("discount"),
+    )
+
+
+def _fixed(units: pl.Expr, scale: int, digits: int) -> pl.Expr:
+    """A non-negative integer of `10^-scale` units as exact decimal text, truncated to `digits`
+    decimals (display only; amounts billed are the invoice lines')."""
+    whole = units // (10**scale)
+    fraction = (units % (10**scale)) // (10 ** (scale - digits))
+    return pl.format("{}.{}", whole, fraction.cast(pl.Utf8).str.zfill(digits))
+
+
 def explain_invoice(db: str, account_id: str, period: str, console: Console) -> None:
     """Print the breakdown of one invoice."""
     con, source = _open(db)
     try:
         frames = explain_frames(con, account_id, period)
+        frames["events"] = event_detail(con, account_id, period)
     finally:
         con.close()
     if all(f.height == 0 for f in frames.values()):
@@ -116,6 +184,7 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
         "lines": "Invoice lines",
         "adjustments": "Adjustments made after finalization",
         "counters": "Discount counters (before the period, after it or at the as-of date)",
+        "events": "Discounted usage events, split at tier boundaries (recomputed)",
     }
     for key, title in titles.items():
         frame = frames[key]

@@ -72,3 +72,19 @@ def test_analyst_views_answer(scenario: dict[str, Path]) -> None:
         ("2026-01", "final", "USD", 1, Decimal("37.32")),
         ("2026-02", "draft", "USD", 1, Decimal("35.00")),
     ]
+
+
+def test_explain_splits_the_crossing_event_at_the_tier_boundary(scenario: dict[str, Path]) -> None:
+    from billrun.explain import event_detail
+
+    db = _billed(scenario)
+    with duckdb.connect(str(db), read_only=True) as con:
+        events = event_detail(con, "A1", "2026-01")
+    # E1: 50 min, all in the 100 % tier. E2: 70 min from counter 50: 50 min free, 20 min paid.
+    assert events.select(
+        "event_id", "tier_pct", "counter_from", "counter_to", "quantity", "amount", "discount"
+    ).rows() == [
+        ("E1", "100.00", "0.00", "50.00", "50.00", "5.0000", "5.0000"),
+        ("E2", "100.00", "50.00", "100.00", "50.00", "5.0000", "5.0000"),
+        ("E2", "0.00", "100.00", "120.00", "20.00", "2.0000", "0.0000"),
+    ]
