@@ -41,16 +41,15 @@ def nightly_plan(
     finalized: pl.DataFrame,
     as_of: date,
 ) -> pl.DataFrame:
-    """Every (account, period) from the account's first activity to the period containing
-    `as_of` that is not final yet: `account_id, period, status, period_start, period_end`.
+    """Every (account, period) from the account's first activity (its earliest assignment start
+    or usage event: an account with neither has nothing to bill) to the period containing `as_of`
+    that is not final yet: `account_id, period, status, period_start, period_end`.
 
     `status` is `final` for a period that ended on or before `as_of` (end dates are exclusive),
     `draft` for the open one. A period never computed is computed first: this is the catch-up.
     """
     days = _billing_days(accounts)
-    starts = days.join(first_activity, on="account_id", how="left").with_columns(
-        pl.min_horizontal("opened_on", "first_day").alias("first_day")
-    )
+    starts = days.join(first_activity, on="account_id", how="inner")
     bounds = starts.with_columns(
         period_of_expr(pl.col("first_day"), pl.col("billing_day")).alias("first_period"),
         period_of_expr(pl.lit(as_of), pl.col("billing_day")).alias("last_period"),

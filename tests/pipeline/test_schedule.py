@@ -16,12 +16,20 @@ ACCOUNTS = pl.DataFrame(
         "effective_from": [date(2026, 1, 10), date(2026, 2, 20)],
     }
 )
-NO_ACTIVITY = pl.DataFrame(schema={"account_id": pl.Utf8, "first_day": pl.Date})
+ACTIVITY = pl.DataFrame(
+    {"account_id": ["A1", "A15"], "first_day": [date(2026, 1, 10), date(2026, 2, 20)]}
+)
 NONE_FINAL = pl.DataFrame(schema={"account_id": pl.Utf8, "period": pl.Utf8})
 
 
+def test_an_account_without_activity_has_nothing_to_bill() -> None:
+    only_a1 = ACTIVITY.filter(pl.col("account_id") == "A1")
+    plan = nightly_plan(ACCOUNTS, only_a1, NONE_FINAL, date(2026, 3, 10))
+    assert set(plan["account_id"]) == {"A1"}
+
+
 def test_first_run_catches_up_from_the_earliest_activity() -> None:
-    plan = nightly_plan(ACCOUNTS, NO_ACTIVITY, NONE_FINAL, date(2026, 3, 10))
+    plan = nightly_plan(ACCOUNTS, ACTIVITY, NONE_FINAL, date(2026, 3, 10))
     got = plan.select("account_id", "period", "status", "period_start", "period_end").rows()
     assert got == [
         ("A1", "2026-01", "final", date(2026, 1, 1), date(2026, 2, 1)),
@@ -32,15 +40,19 @@ def test_first_run_catches_up_from_the_earliest_activity() -> None:
 
 
 def test_a_period_ending_on_the_as_of_date_is_final() -> None:
-    plan = nightly_plan(ACCOUNTS, NO_ACTIVITY, NONE_FINAL, date(2026, 3, 15))
+    plan = nightly_plan(ACCOUNTS, ACTIVITY, NONE_FINAL, date(2026, 3, 15))
     a15 = plan.filter(pl.col("account_id") == "A15")
     assert a15.select("period", "status").rows() == [("2026-02", "final"), ("2026-03", "draft")]
 
 
 def test_finalized_periods_are_not_recomputed_and_activity_moves_the_start() -> None:
     finalized = pl.DataFrame({"account_id": ["A1"], "period": ["2026-01"]})
-    early = pl.DataFrame({"account_id": ["A15"], "first_day": [date(2026, 1, 20)]})
-    plan = nightly_plan(ACCOUNTS, early, finalized, date(2026, 2, 5))
+    # A1 opened in 2025 but its first activity is Jan 10; A15's first call precedes its row.
+    early = pl.DataFrame(
+        {"account_id": ["A1", "A15"], "first_day": [date(2026, 1, 10), date(2026, 1, 20)]}
+    )
+    plan = nightly_plan(ACCOUNTS.with_columns(opened_on=pl.lit(date(2025, 3, 1))), early,
+                        finalized, date(2026, 2, 5))
     assert plan.select("account_id", "period", "status").rows() == [
         ("A15", "2026-01", "draft"),
         ("A1", "2026-02", "draft"),
