@@ -213,3 +213,16 @@ def serve(args: argparse.Namespace) -> int:
 def print_error(message: str) -> None:
     """Print an error the way every command does."""
     print(f"billrun: {message}", file=sys.stderr)
+
+
+def bench(args: argparse.Namespace) -> int:
+    """`billrun bench [--accounts N] [--out DIR]`: time the runs on generated data."""
+    from billrun.prefect_env import configure
+
+    configure()
+    from billrun.bench import main as run_bench
+
+    argv = ["--accounts", str(args.accounts)]
+    if getattr(args, "out", None):
+        argv += ["--out", args.out]
+    return run_bench(argv)
