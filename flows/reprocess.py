@@ -17,6 +17,7 @@ from billrun.store.results import (
     read_billed_lines,
     read_counter_values,
     read_final_periods,
+    read_first_activity,
     read_locks,
     write_results,
 )
@@ -66,7 +67,9 @@ def reprocess_flow(
             assignments = store.read_assignments(con)
             as_of = last_nightly_as_of(con)
             # Drafts keep the horizon of the last nightly run; finals are whole periods.
-            plan = reprocess_plan(accounts, read_final_periods(con), period).with_columns(
+            plan = reprocess_plan(
+                accounts, read_first_activity(con), read_final_periods(con), period
+            ).with_columns(
                 pl.when(pl.col("status") == "final")
                 .then(pl.lit(None, dtype=pl.Date))
                 .otherwise(pl.lit(as_of, dtype=pl.Date))

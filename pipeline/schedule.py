@@ -19,7 +19,7 @@ def _billing_days(accounts: pl.DataFrame) -> pl.DataFrame:
     return (
         accounts.sort("effective_from")
         .group_by("account_id", maintain_order=True)
-        .agg(pl.col("billing_day").first(), pl.col("opened_on").min())
+        .agg(pl.col("billing_day").first())
     )
 
 
@@ -77,19 +77,20 @@ def nightly_plan(
 
 
 def reprocess_plan(
-    accounts: pl.DataFrame, finalized: pl.DataFrame, period: str
+    accounts: pl.DataFrame, first_activity: pl.DataFrame, finalized: pl.DataFrame, period: str
 ) -> pl.DataFrame:
-    """Every account open before the end of `period`, with `final` where that (account, period)
-    was finalized and `draft` otherwise: `account_id, period, status, period_start, period_end`."""
+    """Every account with activity before the end of `period` (the same accounts a nightly run
+    bills), with `final` where that (account, period) was finalized and `draft` otherwise:
+    `account_id, period, status, period_start, period_end`."""
     parse_period(period)
-    days = _billing_days(accounts)
+    days = _billing_days(accounts).join(first_activity, on="account_id", how="inner")
     plan = days.select(
         "account_id",
-        "opened_on",
+        "first_day",
         pl.lit(period).alias("period"),
         period_start_expr(period, pl.col("billing_day")).alias("period_start"),
         period_end_expr(period, pl.col("billing_day")).alias("period_end"),
-    ).filter(pl.col("opened_on") < pl.col("period_end"))
+    ).filter(pl.col("first_day") < pl.col("period_end"))
     final = finalized.filter(pl.col("period") == period).select(
         "account_id", pl.lit(True).alias("is_final")
     )

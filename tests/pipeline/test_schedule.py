@@ -61,10 +61,12 @@ def test_finalized_periods_are_not_recomputed_and_activity_moves_the_start() -> 
 
 def test_reprocess_plan_marks_final_accounts() -> None:
     finalized = pl.DataFrame({"account_id": ["A1"], "period": ["2026-02"]})
-    plan = reprocess_plan(ACCOUNTS, finalized, "2026-02")
+    plan = reprocess_plan(ACCOUNTS, ACTIVITY, finalized, "2026-02")
     assert plan.select("account_id", "status").rows() == [("A1", "final"), ("A15", "draft")]
-    # An account opened after the period is not in it.
-    assert reprocess_plan(ACCOUNTS, finalized, "2026-01")["account_id"].to_list() == ["A1"]
+    # An account whose first activity is after the period is not in it.
+    assert reprocess_plan(ACCOUNTS, ACTIVITY, finalized, "2026-01")["account_id"].to_list() == [
+        "A1"
+    ]
 
 
 def test_shards_are_stable_and_cover_every_account() -> None:

@@ -1,0 +1,101 @@
+"""`billrun demo`: generate a small data set, bill two months of nights, reprocess a closed
+period after late usage arrives, and show where everything is."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+DEMO_NIGHTS = [date(2026, 1, 15), date(2026, 2, 1), date(2026, 2, 15), date(2026, 3, 1)]
+LATE_PERIOD = "2026-01"
+
+
+def late_usage(accounts_csv: Path, count: int = 5) -> pl.DataFrame:
+    """A handful of January calls that arrive after January was finalized."""
+    accounts = pl.read_csv(accounts_csv, infer_schema=False)
+    ids = (
+        accounts.filter(pl.col("status") == "active")
+        .select("account_id")
+        .unique(maintain_order=True)
+        .head(count)["account_id"]
+    )
+    return pl.DataFrame(
+        {
+            "event_id": [f"LATE-{i:03d}" for i in range(len(ids))],
+            "account_id": ids,
+            "service": "voice",
+            "destination_group": "US",
+            "started_at": "2026-01-28 09:30:00",
+            "quantity": "130",
+            "amount": "2.6000",
+        }
+    )
+
+
+def _show(console: Console, title: str, rows: list[tuple], columns: list[str]) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+
+
+def run_demo(folder: Path, console: Console, accounts: int = 200) -> Path:
+    """Run the whole demo in `folder`; returns the database path."""
+    from data.generator import generate
+    from flows.load import load_flow
+    from flows.nightly import nightly_flow
+    from flows.reprocess import reprocess_flow
+
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / "billrun.duckdb"
+    for stale in folder.glob("billrun*.duckdb*"):
+        stale.unlink()
+    inputs = folder / "in"
+    generate(accounts, inputs, seed=7)
+    console.print(f"[bold]1.[/bold] generated {accounts} accounts into {inputs}")
+    load_flow(str(inputs), str(db))
+    console.print(f"[bold]2.[/bold] loaded them into {db}")
+    for night in DEMO_NIGHTS:
+        summary = nightly_flow(as_of=night, db=str(db))
+        console.print(
+            f"[bold]3.[/bold] nightly as of {night}: {summary.drafts} draft and "
+            f"{summary.finalized} finalized account-periods, {summary.charge_lines} lines"
+        )
+    late = folder / "late"
+    late.mkdir(exist_ok=True)
+    late_usage(inputs / "accounts.csv").write_csv(late / "usage.csv")
+    load_flow(str(late), str(db))
+    summary = reprocess_flow(period=LATE_PERIOD, db=str(db))
+    console.print(
+        f"[bold]4.[/bold] late January usage loaded; reprocess {LATE_PERIOD}: "
+        f"{summary.adjustments} adjustment line(s) on finalized invoices"
+    )
+    with duckdb.connect(str(summary.analyst_copy), read_only=True) as con:
+        _show(
+            console,
+            "Invoices by period (analyst view invoice_summary)",
+            con.execute("SELECT * FROM invoice_summary").fetchall(),
+            ["period", "status", "currency", "invoices", "total"],
+        )
+        _show(
+            console,
+            "Adjustments to finalized periods",
+            con.execute(
+                "SELECT account_id, period, line_type, quantity, amount, reason FROM adjustments "
+                "ORDER BY account_id, line_type"
+            ).fetchall(),
+            ["account", "period", "line", "quantity", "amount", "reason"],
+        )
+    console.print(f"working database: {db.resolve()}")
+    console.print(f"analysts open:    {summary.analyst_copy}  (read-only, swapped after each run)")
+    console.print(
+        f"try:  billrun explain --db {db} --account <id> --period {LATE_PERIOD}"
+    )
+    return db
