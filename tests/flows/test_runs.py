@@ -157,3 +157,20 @@ def test_reprocess_of_a_draft_replaces_it(
     assert ("usage", "AS_V100", D("2.00")) in lines(db, "2026-02")
     assert ("discount", "AS_V100", D("-2.00")) in lines(db, "2026-02")
     assert q(db, "SELECT count(*) FROM adjustments") == [(0,)]
+
+
+def test_corrected_assignment_on_a_final_period_becomes_an_adjustment(
+    billed_january: Path, scenario: dict[str, Path], write_drop_fixture
+) -> None:
+    db = billed_january
+    # The voice add-on was in fact taken twice (quantity 2): one more $5.00 for January.
+    fix = write_drop_fixture(
+        scenario["tmp"] / "fix",
+        assignments="assignment_id,account_id,addon_id,fee_plan_id,start_date,end_date,"
+        "assigned_at,quantity\nAS_V100,A1,ADD_VOICE100,V1,2026-01-01,,2025-12-30 10:00:00,2\n",
+    )
+    load_flow(str(fix), str(db))
+    reprocess_flow(period="2026-01", db=str(db))
+    rows = q(db, "SELECT line_type, assignment_id, quantity, amount, reason FROM adjustments")
+    assert [r[:4] for r in rows] == [("recurring", "AS_V100", D("1"), D("5.00"))]
+    assert rows[0][4].startswith("corrected assignment: recurring line changed")
