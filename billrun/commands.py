@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 
 import polars as pl
 from rich.console import Console
@@ -131,6 +132,9 @@ def nightly(args: argparse.Namespace) -> int:
         as_of = date.fromisoformat(args.as_of)
     except ValueError:
         return _bad_argument(f"--as-of {args.as_of!r} is not a date YYYY-MM-DD")
+    input_dir = getattr(args, "input", None)
+    if input_dir is not None and not Path(input_dir).is_dir():
+        return _bad_argument(f"--input {input_dir!r} is not a folder")
     from billrun.prefect_env import configure
 
     configure()
@@ -142,7 +146,7 @@ def nightly(args: argparse.Namespace) -> int:
             lambda: nightly_flow(
                 as_of=as_of,
                 db=args.db,
-                input_dir=getattr(args, "input", None),
+                input_dir=input_dir,
                 conflict_policy=getattr(args, "conflict_policy", None),
             )
         )

@@ -74,17 +74,17 @@ def explain_frames(
         ),
         "counters": q(
             """WITH now AS (
-                   SELECT service, destination_group, threshold_type, window_start, value
+                   SELECT service, destination_group, threshold_type, reset, window_start, value
                    FROM counter_periods WHERE account_id = ? AND period = ?),
                before AS (
-                   SELECT service, destination_group, threshold_type, window_start, value
+                   SELECT service, destination_group, threshold_type, reset, window_start, value
                    FROM counter_periods WHERE account_id = ? AND period < ?
                    QUALIFY row_number() OVER (PARTITION BY service, destination_group,
-                       threshold_type, window_start ORDER BY period DESC) = 1)
-               SELECT n.service, n.destination_group, n.threshold_type, n.window_start,
+                       threshold_type, reset, window_start ORDER BY period DESC) = 1)
+               SELECT n.service, n.destination_group, n.threshold_type, n.reset, n.window_start,
                       coalesce(b.value, 0) AS value_before, n.value AS value_after
                FROM now n LEFT JOIN before b
-                 USING (service, destination_group, threshold_type, window_start)
+                 USING (service, destination_group, threshold_type, reset, window_start)
                ORDER BY ALL""",
             [account_id, period, account_id, period],
         ),

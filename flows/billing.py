@@ -7,7 +7,9 @@ runner can take the same tasks unchanged).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import date
 
 import polars as pl
@@ -17,13 +19,15 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from billrun import progress, store
-from billrun.store.results import read_counters_before
+from billrun.store.results import RunRecord, read_counters_before, record_failed_run
 from pipeline.catalog import Catalog, CatalogFrames
 from pipeline.charges import ChargesResult, compute_charges
 from pipeline.schedule import shard_of
 from rules import RulesResult, decide
 
-COUNTER_KEY = ["account_id", "service", "destination_group", "threshold_type", "window_start"]
+COUNTER_KEY = [
+    "account_id", "service", "destination_group", "threshold_type", "reset", "window_start"
+]
 
 
 @task(name="settle-decisions", cache_policy=NO_CACHE)
@@ -165,6 +169,23 @@ def bill_plan(
                     events)
 
 
+@contextmanager
+def failures_recorded(db: str, run: RunRecord) -> Iterator[None]:
+    """Record a failed run in `runs` (its own transaction: the results were rolled back)."""
+    try:
+        yield
+    except Exception as exc:
+        try:
+            con = store.connect(db)
+            try:
+                record_failed_run(con, replace(run, message=f"{type(exc).__name__}: {exc}"))
+            finally:
+                con.close()
+        except Exception as also:  # never hide the run's own error behind this one
+            get_run_logger().warning("could not record the failed run: %s", also)
+        raise
+
+
 def concat_frames(frames: list[pl.DataFrame]) -> pl.DataFrame:
     """Concatenate non-empty frames (an empty list gives an empty frame)."""
     frames = [f for f in frames if f.width]
@@ -175,7 +196,7 @@ def carry_counters(stored: pl.DataFrame, carried: pl.DataFrame) -> pl.DataFrame:
     """Counters before a period: those carried from the previous period of this run win over
     the stored ones (which are older)."""
     columns = [*COUNTER_KEY, "value_units"]
-    never = carried.filter(pl.col("window_start") == date(1970, 1, 1)).select(columns)
+    never = carried.filter(pl.col("reset") == "never").select(columns)
     return pl.concat([never, stored.select(columns)], how="vertical_relaxed").unique(
         subset=COUNTER_KEY, keep="first", maintain_order=True
     )

@@ -20,7 +20,7 @@ from billrun.store.results import (
     write_results,
 )
 from billrun.store.snapshot import publish_snapshot
-from flows.billing import bill_plan, new_locks, settle_decisions
+from flows.billing import failures_recorded, bill_plan, new_locks, settle_decisions
 from flows.publish import RunSummary, catalog_and_views, publish_artifacts, run_id_for
 from pipeline.catalog import catalog_frames
 from pipeline.schedule import nightly_plan
@@ -38,7 +38,8 @@ def nightly_flow(
     logger = get_run_logger()
     started = datetime.now()
     run_id = run_id_for("nightly", started)
-    with run_lock(db):
+    failed_run = RunRecord(run_id=run_id, kind="nightly", started_at=started, as_of=as_of)
+    with run_lock(db), failures_recorded(db, failed_run):
         if input_dir:
             from flows.load import load_flow
 
@@ -76,6 +77,7 @@ def nightly_flow(
                 ),
                 counters=bill.counters,
                 locks=new_locks(rules.lifecycles, as_of),
+                lifecycles=rules.lifecycles,
             )
             changes = write_results(
                 con, batch, frames.currencies, also=catalog_and_views(frames, policy)

@@ -22,7 +22,7 @@ from billrun.store.results import (
     write_results,
 )
 from billrun.store.snapshot import publish_snapshot
-from flows.billing import COUNTER_KEY, bill_plan, new_locks, settle_decisions
+from flows.billing import failures_recorded, COUNTER_KEY, bill_plan, new_locks, settle_decisions
 from flows.publish import RunSummary, catalog_and_views, publish_artifacts, run_id_for
 from pipeline.adjust import adjustment_lines
 from pipeline.catalog import catalog_frames
@@ -31,7 +31,7 @@ from pipeline.schedule import reprocess_plan
 
 def _counter_shift(old: pl.DataFrame, new: pl.DataFrame, period: str) -> pl.DataFrame:
     """How much each never-reset counter moved at the end of `period`: later periods move too."""
-    never = pl.col("window_start") == pl.date(1970, 1, 1)
+    never = pl.col("reset") == "never"
     joined = new.filter(never).join(
         old.filter(never), on=COUNTER_KEY, how="full", coalesce=True, suffix="_old"
     )
@@ -57,7 +57,8 @@ def reprocess_flow(
     logger = get_run_logger()
     started = datetime.now()
     run_id = run_id_for("reprocess", started)
-    with run_lock(db):
+    failed_run = RunRecord(run_id=run_id, kind="reprocess", started_at=started, period=period)
+    with run_lock(db), failures_recorded(db, failed_run):
         con = store.connect(db)
         try:
             catalog = store.read_catalog(con)
@@ -109,6 +110,7 @@ def reprocess_flow(
                 adjustments=adjustments,
                 locks=new_locks(rules.lifecycles, as_of) if as_of else pl.DataFrame(),
                 counter_shift=_counter_shift(old_counters, bill.counters, period),
+                lifecycles=rules.lifecycles,
             )
             changes = write_results(
                 con, batch, frames.currencies, also=catalog_and_views(frames, policy)

@@ -16,8 +16,6 @@ import polars as pl
 from billrun.faults import checkpoint
 from billrun.store.duck import frame, scalar
 
-NEVER_WINDOW = date(1970, 1, 1)
-
 _LINE_COLUMNS = (
     "account_id, period, line_type, assignment_id, addon_id, service, destination_group, "
     "quantity, amount, currency, description"
@@ -25,7 +23,11 @@ _LINE_COLUMNS = (
 _DECISION_COLUMNS = (
     "assignment_id, account_id, period, rule, outcome, reason, effective_start, effective_end"
 )
-_COUNTER_KEY = "account_id, service, destination_group, threshold_type, window_start"
+_COUNTER_KEY = "account_id, service, destination_group, threshold_type, reset, window_start"
+_LIFECYCLE_COLUMNS = (
+    "assignment_id, account_id, addon_id, fee_plan_id, start_date, end_date, eff_start, eff_end, "
+    "billable, end_reason"
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class ResultsBatch:
     adjustments: pl.DataFrame = field(default_factory=pl.DataFrame)  # line schema + reason
     locks: pl.DataFrame = field(default_factory=pl.DataFrame)  # assignment_id, locked_start
     counter_shift: pl.DataFrame = field(default_factory=pl.DataFrame)  # never-window deltas
+    lifecycles: pl.DataFrame = field(default_factory=pl.DataFrame)  # settled, one per assignment
 
 
 def _minor_factor_sql(column: str) -> str:
@@ -102,7 +105,7 @@ def read_counters_before(con: duckdb.DuckDBPyConnection, period: str) -> pl.Data
         con,
         f"""SELECT {_COUNTER_KEY}, CAST(value * 1000000 AS BIGINT) AS value_units
             FROM counter_periods
-            WHERE window_start = DATE '1970-01-01' AND period < ?
+            WHERE reset = 'never' AND period < ?
             QUALIFY row_number() OVER (PARTITION BY {_COUNTER_KEY} ORDER BY period DESC) = 1""",
         [period],
     )
@@ -253,6 +256,8 @@ def write_results(
         counts["adjustments"] = batch.adjustments.height
 
         counts["counters_written"] = _write_counters(con, batch, run_id)
+        if batch.lifecycles.height:
+            counts["lifecycles_rewritten"] = _write_lifecycles(con, batch.lifecycles, run_id)
         if batch.locks.height:
             _register(con, "_new_locks", batch.locks)
             con.execute(
@@ -279,7 +284,7 @@ def _write_counters(con: duckdb.DuckDBPyConnection, batch: ResultsBatch, run_id:
     """Upsert counter windows and per-period values whose value changed; shift later periods of
     never-reset windows by the change reprocessing made (roll-forward)."""
     counters = batch.counters.select(
-        "account_id", "service", "destination_group", "threshold_type", "window_start",
+        "account_id", "service", "destination_group", "threshold_type", "reset", "window_start",
         "value_units", "period",
     )
     _register(con, "_new_counters_src", counters)
@@ -304,7 +309,8 @@ def _write_counters(con: duckdb.DuckDBPyConnection, batch: ResultsBatch, run_id:
                 FROM _shift s
                 WHERE c.account_id = s.account_id AND c.service = s.service
                   AND c.destination_group = s.destination_group
-                  AND c.threshold_type = s.threshold_type AND c.window_start = s.window_start
+                  AND c.threshold_type = s.threshold_type AND c.reset = s.reset
+                  AND c.window_start = s.window_start
                   AND c.period > s.period"""
         )
     # The window's own row holds its latest value: the one of its latest period.
@@ -320,6 +326,25 @@ def _write_counters(con: duckdb.DuckDBPyConnection, batch: ResultsBatch, run_id:
             WHERE d.value IS DISTINCT FROM l.value OR d.period IS DISTINCT FROM l.period"""
     )
     return counters.height
+
+
+def _write_lifecycles(con: duckdb.DuckDBPyConnection, lifecycles: pl.DataFrame, run_id: str) -> int:
+    """Replace the settled life cycles whose content changed (idempotent, like the rest)."""
+    _register(con, "_new_lifecycles", lifecycles.select(_LIFECYCLE_COLUMNS.split(", ")))
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _changed_lifecycles AS
+            SELECT {_LIFECYCLE_COLUMNS} FROM _new_lifecycles
+            EXCEPT SELECT {_LIFECYCLE_COLUMNS} FROM assignment_lifecycles"""
+    )
+    con.execute(
+        "DELETE FROM assignment_lifecycles USING _changed_lifecycles c "
+        "WHERE assignment_lifecycles.assignment_id = c.assignment_id"
+    )
+    con.execute(
+        f"INSERT INTO assignment_lifecycles SELECT {_LIFECYCLE_COLUMNS}, '{run_id}' "
+        f"FROM _changed_lifecycles"
+    )
+    return int(scalar(con, "SELECT count(*) FROM _changed_lifecycles"))
 
 
 def _mark_finalized(con: duckdb.DuckDBPyConnection) -> None:

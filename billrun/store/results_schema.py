@@ -29,18 +29,27 @@ RESULTS_DDL: list[str] = [
         description VARCHAR, run_id VARCHAR NOT NULL, term_start DATE, line_date DATE,
         reason VARCHAR NOT NULL)""",
     # Grain: one row per counter window; `value` at the window's end, or at the as-of date.
+    # `reset` is part of the key: a daily window and a billing-period window may both open on
+    # the period's first day for the same (service, destination group, threshold type).
     """CREATE TABLE IF NOT EXISTS discount_counters (
         account_id VARCHAR NOT NULL, service VARCHAR NOT NULL, destination_group VARCHAR NOT NULL,
         threshold_type VARCHAR NOT NULL, window_start DATE NOT NULL, value DECIMAL(18,6) NOT NULL,
-        period VARCHAR, run_id VARCHAR,
-        PRIMARY KEY (account_id, service, destination_group, threshold_type, window_start))""",
+        reset VARCHAR NOT NULL, period VARCHAR, run_id VARCHAR,
+        PRIMARY KEY (account_id, service, destination_group, threshold_type, reset,
+                     window_start))""",
     # Grain: one row per counter window and period that touched it: the value at the end of that
     # period (or at the as-of date). `never` windows read their starting value from here.
     """CREATE TABLE IF NOT EXISTS counter_periods (
         account_id VARCHAR NOT NULL, service VARCHAR NOT NULL, destination_group VARCHAR NOT NULL,
-        threshold_type VARCHAR NOT NULL, window_start DATE NOT NULL, period VARCHAR NOT NULL,
-        value DECIMAL(18,6) NOT NULL, run_id VARCHAR,
-        PRIMARY KEY (account_id, service, destination_group, threshold_type, window_start, period))""",
+        threshold_type VARCHAR NOT NULL, reset VARCHAR NOT NULL, window_start DATE NOT NULL,
+        period VARCHAR NOT NULL, value DECIMAL(18,6) NOT NULL, run_id VARCHAR,
+        PRIMARY KEY (account_id, service, destination_group, threshold_type, reset, window_start,
+                     period))""",
+    # Grain: one row per assignment: its settled life cycle, as the latest run decided it.
+    """CREATE TABLE IF NOT EXISTS assignment_lifecycles (
+        assignment_id VARCHAR PRIMARY KEY, account_id VARCHAR NOT NULL, addon_id VARCHAR,
+        fee_plan_id VARCHAR, start_date DATE, end_date DATE, eff_start DATE, eff_end DATE,
+        billable BOOLEAN NOT NULL, end_reason VARCHAR, run_id VARCHAR)""",
     # Grain: one row per finalized (account, period), including those that had no line at all.
     """CREATE TABLE IF NOT EXISTS finalized_periods (
         account_id VARCHAR NOT NULL, period VARCHAR NOT NULL, PRIMARY KEY (account_id, period))""",

@@ -29,9 +29,9 @@ VIEWS: dict[str, str] = {
                 SELECT min(effective_from) FROM accounts b WHERE b.account_id = a.account_id)
             QUALIFY row_number() OVER (PARTITION BY a.account_id
                                        ORDER BY a.effective_from DESC) = 1),
-        held AS (
-            SELECT s.assignment_id, s.account_id, s.addon_id FROM assignments s, as_of
-            WHERE s.end_date IS NULL OR s.end_date > as_of.day),
+        held AS (  -- settled by the rules: replaced, refused or ineligible ones are not held
+            SELECT s.assignment_id, s.account_id, s.addon_id FROM assignment_lifecycles s, as_of
+            WHERE s.billable AND (s.eff_end IS NULL OR s.eff_end > as_of.day)),
         plans AS (
             SELECT addon_id, f.currency,
                    string_agg(f.fee_plan_id || ' (' || f.term_months || ' mo ' || f.fee || ' '

@@ -174,3 +174,16 @@ def test_corrected_assignment_on_a_final_period_becomes_an_adjustment(
     rows = q(db, "SELECT line_type, assignment_id, quantity, amount, reason FROM adjustments")
     assert [r[:4] for r in rows] == [("recurring", "AS_V100", D("1"), D("5.00"))]
     assert rows[0][4].startswith("corrected assignment: recurring line changed")
+
+
+def test_a_failed_run_is_recorded_and_changes_no_result(tmp_path: Path) -> None:
+    from billrun import store
+
+    db = tmp_path / "empty.duckdb"
+    store.connect(str(db)).close()  # a database with the schema but no catalog loaded
+    with pytest.raises(Exception):
+        nightly_flow(as_of=date(2026, 2, 1), db=str(db))
+    rows = q(db, "SELECT kind, status, as_of, message FROM runs")
+    assert [r[:3] for r in rows] == [("nightly", "failed", date(2026, 2, 1))]
+    assert "catalog" in rows[0][3].lower()
+    assert q(db, "SELECT count(*) FROM charges") == [(0,)]

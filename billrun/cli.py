@@ -1,0 +1,229 @@
+"""The `billrun` command line (SPEC §6). Exit codes: 0 ok, 1 run failed, 2 bad arguments or an
+invalid catalog."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+
+from billrun import summary
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_DB = "billrun.duckdb"
+DEMO_DIR = "billrun-demo"
+DEMO_ACCOUNTS = 200
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _as_of(text: str) -> str:
+    # Checked here (a bad date is exit 2) but passed on as text, as the handlers expect.
+    try:
+        date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from exc
+    if len(text) != 10:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD")
+    return text
+
+
+def _period(text: str) -> str:
+    from pipeline.periods import parse_period
+
+    try:
+        parse_period(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# load, generate, demo
+
+
+def _run_load(input_dir: Path, db: Path) -> int:
+    """Check the folder and catalog up front (exit 2 at once), then run the load flow."""
+    from billrun import prefect_env, sources
+    from pipeline.catalog import CatalogError, parse_catalog
+
+    started = time.perf_counter()
+    try:
+        inputs = sources.find_inputs(input_dir)
+        if inputs.catalog is not None:
+            parse_catalog(sources.read_catalog_text(inputs.catalog), name=inputs.catalog.name)
+    except sources.SourceError as exc:
+        summary.error(str(exc))
+        return EXIT_USAGE
+    except CatalogError as exc:
+        summary.error(str(exc))
+        return EXIT_USAGE
+
+    prefect_env.configure()
+    from flows.load import load_flow
+
+    try:
+        report = load_flow(str(input_dir), str(db))
+    except CatalogError as exc:
+        summary.error(str(exc))
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001  (any failure of the run is exit 1, with its cause)
+        summary.error(f"load failed, nothing was written: {type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+    summary.print_load_report(report, db, time.perf_counter() - started)
+    return EXIT_OK
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    """`billrun load DIR [--db FILE]`."""
+    return _run_load(Path(args.dir), Path(args.db))
+
+
+def _run_generate(
+    accounts: int, out: Path, seed: int, months: int, start: str, fmt: str
+) -> int:
+    from data.generator import generate
+
+    started = time.perf_counter()
+    with summary.progress(f"generating {accounts:,} accounts", accounts) as update:
+        report = generate(
+            accounts, out, seed=seed, months=months, start=start, fmt=fmt, progress=update
+        )
+    summary.print_generate_report(report, time.perf_counter() - started)
+    return EXIT_OK
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """`billrun generate --accounts N --out DIR [--seed S] [--months M] [--start YYYY-MM]`."""
+    return _run_generate(
+        args.accounts, Path(args.out), args.seed, args.months, args.start, args.format
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """`billrun demo [--dir DIR]`: generate a small data set, load it, say where it is."""
+    work = Path(args.dir)
+    inputs, db = work / "input", work / "billrun.duckdb"
+    code = _run_generate(DEMO_ACCOUNTS, inputs, 1, 2, "2026-01", "csv")
+    if code != EXIT_OK:
+        return code
+    code = _run_load(inputs, db)
+    if code == EXIT_OK:
+        summary.console.print(
+            f"\n[bold green]demo ready[/]: inputs in [bold]{inputs}[/], "
+            f"database [bold]{db.resolve()}[/]"
+        )
+    return code
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands implemented in billrun.commands (by the billing stages)
+
+
+def _delegate(name: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        from billrun import prefect_env
+
+        prefect_env.configure()
+        try:
+            from billrun import commands  # type: ignore[attr-defined]
+        except ModuleNotFoundError as exc:
+            if exc.name != "billrun.commands":
+                raise
+            commands = None
+        func = getattr(commands, name, None)
+        if func is None:
+            summary.error(f"billrun {name}: not implemented yet")
+            return EXIT_FAILED
+        return int(func(args) or 0)
+
+    handler.__doc__ = f"`billrun {name}`, run by billrun.commands.{name}."
+    return handler
+
+
+# ---------------------------------------------------------------------------------------------
+# Parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="billrun", description="Batch billing for subscription add-ons."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    def add_db(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB file (default {DEFAULT_DB})")
+
+    p = add("load", cmd_load, "load catalog.yaml, accounts, assignments and usage from DIR")
+    p.add_argument("dir", metavar="DIR")
+    add_db(p)
+
+    p = add("generate", cmd_generate, "write realistic, seeded synthetic inputs")
+    p.add_argument("--accounts", type=_positive, required=True, metavar="N")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--seed", type=int, default=42, metavar="S")
+    p.add_argument("--months", type=_positive, default=2, metavar="M")
+    p.add_argument("--start", type=_period, default="2026-01", metavar="YYYY-MM")
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv")
+
+    p = add("demo", cmd_demo, "generate a small data set, load (and bill) it, print a summary")
+    p.add_argument("--dir", default=DEMO_DIR, help=f"working folder (default ./{DEMO_DIR})")
+
+    p = add("nightly", _delegate("nightly"), "load new inputs, draft open periods, finalize")
+    p.add_argument("--as-of", type=_as_of, required=True, metavar="YYYY-MM-DD")
+    p.add_argument("--input", metavar="DIR")
+    add_db(p)
+    p.add_argument("--conflict-policy", choices=("replace", "reject"))
+
+    p = add("reprocess", _delegate("reprocess"), "recompute one period from the stored inputs")
+    p.add_argument("--period", type=_period, required=True, metavar="YYYY-MM")
+    add_db(p)
+    p.add_argument("--conflict-policy", choices=("replace", "reject"))
+
+    p = add("explain", _delegate("explain"), "the decisions, lines and counters of one invoice")
+    p.add_argument("--account", required=True, metavar="ID")
+    p.add_argument("--period", type=_period, required=True, metavar="YYYY-MM")
+    add_db(p)
+
+    p = add("serve", _delegate("serve"), "run the nightly flow on a schedule (Prefect)")
+    add_db(p)
+    p.add_argument("--input", metavar="DIR", help="drop folder loaded by each nightly run")
+    p.add_argument("--cron", metavar="EXPR", help="schedule (default: every night at 02:00)")
+
+    p = add("bench", _delegate("bench"), "run the benchmarks")
+    p.add_argument("--accounts", type=_positive, default=100_000, metavar="N")
+    p.add_argument("--out", metavar="DIR")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `billrun` script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        summary.error("interrupted")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The DuckDB store: the only package (with `flows/`) that opens the database."""
+
+from billrun.store.raw import (
+    FileBatch,
+    FileStats,
+    LoadBatch,
+    LoadReport,
+    StoreError,
+    load_batch,
+    new_run_id,
+    read_account_ids,
+    read_accounts,
+    read_assignments,
+    read_catalog,
+    read_catalog_text,
+    read_rejected,
+    read_runs,
+    read_usage,
+    record_run,
+    utc_now,
+)
+from billrun.store.schema import connect, create_schema
+
+__all__ = [
+    "FileBatch",
+    "FileStats",
+    "LoadBatch",
+    "LoadReport",
+    "StoreError",
+    "connect",
+    "create_schema",
+    "load_batch",
+    "new_run_id",
+    "read_account_ids",
+    "read_accounts",
+    "read_assignments",
+    "read_catalog",
+    "read_catalog_text",
+    "read_rejected",
+    "read_runs",
+    "read_usage",
+    "record_run",
+    "utc_now",
+]

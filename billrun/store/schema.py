@@ -1,0 +1,85 @@
+"""DDL of the raw-input and run-log tables, and the connection that creates the whole schema.
+
+Layers (STYLE §5): the raw inputs come first (this file), then the results tables of
+`results_schema.py`, executed as they are. Money and quantities are DECIMAL, dates DATE,
+timestamps TIMESTAMP (UTC, without zone).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from billrun.store.results_schema import RESULTS_DDL
+
+RAW_DDL: list[str] = [
+    # Grain: one row per catalog text ever loaded; the highest version is the current catalog.
+    """CREATE TABLE IF NOT EXISTS catalog_versions (
+        version INTEGER PRIMARY KEY, sha256 VARCHAR NOT NULL, text VARCHAR NOT NULL,
+        source VARCHAR NOT NULL, loaded_at TIMESTAMP NOT NULL, run_id VARCHAR NOT NULL)""",
+    # Grain: one row per account and effective_from (one per main-product version). A reloaded
+    # row with the same key and other values replaces the stored one.
+    """CREATE TABLE IF NOT EXISTS accounts (
+        account_id VARCHAR NOT NULL, currency VARCHAR NOT NULL, main_product_id VARCHAR NOT NULL,
+        billing_day INTEGER NOT NULL, status VARCHAR NOT NULL, opened_on DATE NOT NULL,
+        closed_on DATE, effective_from DATE NOT NULL,
+        source VARCHAR NOT NULL, line BIGINT NOT NULL, run_id VARCHAR NOT NULL,
+        loaded_at TIMESTAMP NOT NULL)""",
+    # Grain: one row per version of an assignment; `load_seq` grows with every version loaded.
+    """CREATE TABLE IF NOT EXISTS assignment_versions (
+        assignment_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL, addon_id VARCHAR NOT NULL,
+        fee_plan_id VARCHAR, start_date DATE NOT NULL, end_date DATE,
+        assigned_at TIMESTAMP NOT NULL, quantity INTEGER NOT NULL,
+        load_seq BIGINT NOT NULL, source VARCHAR NOT NULL, line BIGINT NOT NULL,
+        run_id VARCHAR NOT NULL, loaded_at TIMESTAMP NOT NULL)""",
+    # Grain: one row per assignment_id, its latest version.
+    """CREATE OR REPLACE VIEW assignments AS
+        SELECT assignment_id, account_id, addon_id, fee_plan_id, start_date, end_date,
+               assigned_at, quantity, load_seq, source, line
+        FROM assignment_versions
+        QUALIFY row_number() OVER (PARTITION BY assignment_id ORDER BY load_seq DESC) = 1""",
+    # Grain: one row per event_id (an event is never billed twice).
+    """CREATE TABLE IF NOT EXISTS usage (
+        event_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL, service VARCHAR NOT NULL,
+        destination_group VARCHAR NOT NULL, started_at TIMESTAMP NOT NULL,
+        quantity DECIMAL(18,6) NOT NULL, amount DECIMAL(18,6) NOT NULL,
+        source VARCHAR NOT NULL, line BIGINT NOT NULL, run_id VARCHAR NOT NULL,
+        loaded_at TIMESTAMP NOT NULL)""",
+    # Grain: one row per distinct (source, line, reason, raw) ever rejected.
+    """CREATE TABLE IF NOT EXISTS rejected_rows (
+        source VARCHAR NOT NULL, line BIGINT NOT NULL, reason VARCHAR NOT NULL,
+        raw VARCHAR NOT NULL, run_id VARCHAR NOT NULL, rejected_at TIMESTAMP NOT NULL)""",
+    # Grain: one row per run of any kind (load, nightly, reprocess, ...).
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, period VARCHAR, as_of DATE,
+        started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP, status VARCHAR NOT NULL,
+        rows_in BIGINT, rows_out BIGINT, message VARCHAR)""",
+]
+
+
+def create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every table and view that is missing; existing ones are left as they are."""
+    for statement in [*RAW_DDL, *RESULTS_DDL]:
+        con.execute(statement)
+
+
+def connect(
+    path: str | Path, read_only: bool = False, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open the billrun database at `path`; a writable connection also creates the schema.
+
+    `memory_limit` (e.g. `"1GB"`) caps DuckDB's buffer pool, which otherwise grows to 80 % of
+    the machine; DuckDB spills to disk beyond it.
+    """
+    config = {"memory_limit": memory_limit} if memory_limit else {}
+    if read_only:
+        return duckdb.connect(str(path), read_only=True, config=config)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), config=config)
+    try:
+        create_schema(con)
+    except Exception:
+        con.close()
+        raise
+    return con

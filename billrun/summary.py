@@ -1,0 +1,87 @@
+"""Rich output for the commands: summaries as tables, progress bars for long work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from billrun.store import LoadReport
+    from data.generator import GenerateReport
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextmanager
+def progress(description: str, total: float | None) -> Iterator[Callable[[float], None]]:
+    """A progress bar on a terminal (nothing elsewhere); yields `update(completed)`."""
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    with bar:
+        task = bar.add_task(description, total=total)
+        yield lambda completed: bar.update(task, completed=completed)
+
+
+def error(message: str) -> None:
+    """Print an error message to stderr."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+
+
+def print_load_report(report: LoadReport, db: str | Path, seconds: float) -> None:
+    """Rows in / loaded / unchanged / rejected per file, the catalog's fate and the time."""
+    table = Table(title=f"billrun load  [dim]{report.run_id}[/]", title_justify="left")
+    for name in ("file", "rows in", "loaded", "unchanged", "rejected"):
+        table.add_column(name, justify="left" if name == "file" else "right")
+    for f in report.files:
+        style = "yellow" if f.rejected else None
+        table.add_row(
+            f.source, f"{f.rows_in:,}", f"{f.loaded:,}", f"{f.unchanged:,}",
+            f"{f.rejected:,}", style=style,
+        )
+    table.add_row(
+        "total", f"{report.rows_in:,}", f"{report.rows_out:,}",
+        f"{sum(f.unchanged for f in report.files):,}", f"{report.rejected:,}", style="bold",
+    )
+    console.print(table)
+    console.print(f"catalog: {report.catalog}")
+    if report.rejected:
+        console.print(
+            f"[yellow]{report.rejected:,} row(s) rejected[/]: see table [bold]rejected_rows[/]"
+        )
+    console.print(f"database: [bold]{db}[/]   time: {seconds:.1f} s")
+
+
+def print_generate_report(report: GenerateReport, seconds: float) -> None:
+    """Rows and deliberately bad rows per generated file, and the time."""
+    table = Table(title=f"billrun generate  [dim]{report.out}[/]", title_justify="left")
+    for name in ("file", "rows", "bad rows (on purpose)"):
+        table.add_column(name, justify="left" if name == "file" else "right")
+    for name, rows in report.rows.items():
+        table.add_row(name, f"{rows:,}", f"{report.bad.get(name, 0):,}")
+    console.print(table)
+    console.print(
+        f"{report.accounts:,} accounts, {report.months} month(s) from {report.start}, "
+        f"seed {report.seed}   time: {seconds:.1f} s"
+    )
