@@ -114,19 +114,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """`billrun demo [--dir DIR]`: generate a small data set, load it, say where it is."""
+    """`billrun demo [--dir DIR]`: generate a small data set and bill it end to end."""
     work = Path(args.dir)
     inputs, db = work / "input", work / "billrun.duckdb"
     code = _run_generate(DEMO_ACCOUNTS, inputs, 1, 2, "2026-01", "csv")
     if code != EXIT_OK:
         return code
-    code = _run_load(inputs, db)
-    if code == EXIT_OK:
-        summary.console.print(
-            f"\n[bold green]demo ready[/]: inputs in [bold]{inputs}[/], "
-            f"database [bold]{db.resolve()}[/]"
-        )
-    return code
+    from billrun import prefect_env
+
+    prefect_env.configure()
+    from billrun.demo import bill_demo
+
+    bill_demo(inputs, db, summary.console)
+    summary.console.print(f"\n[bold green]demo done[/]: database [bold]{db.resolve()}[/]")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,20 +136,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _delegate(name: str) -> Handler:
     def handler(args: argparse.Namespace) -> int:
-        from billrun import prefect_env
+        from billrun import commands, prefect_env
 
         prefect_env.configure()
-        try:
-            from billrun import commands  # type: ignore[attr-defined]
-        except ModuleNotFoundError as exc:
-            if exc.name != "billrun.commands":
-                raise
-            commands = None
-        func = getattr(commands, name, None)
-        if func is None:
-            summary.error(f"billrun {name}: not implemented yet")
-            return EXIT_FAILED
-        return int(func(args) or 0)
+        return int(getattr(commands, name)(args) or 0)
 
     handler.__doc__ = f"`billrun {name}`, run by billrun.commands.{name}."
     return handler

@@ -46,35 +46,31 @@ def _show(console: Console, title: str, rows: list[tuple], columns: list[str]) -
     console.print(table)
 
 
-def run_demo(folder: Path, console: Console, accounts: int = 200) -> Path:
-    """Run the whole demo in `folder`; returns the database path."""
-    from data.generator import generate
+def bill_demo(inputs: Path, db: Path, console: Console) -> Path:
+    """Load `inputs` into `db`, bill two months of nights, reprocess January after late usage
+    arrives, and print the invoices, the adjustments and where to look. Returns the analyst copy.
+    """
     from flows.load import load_flow
     from flows.nightly import nightly_flow
     from flows.reprocess import reprocess_flow
 
-    folder.mkdir(parents=True, exist_ok=True)
-    db = folder / "billrun.duckdb"
-    for stale in folder.glob("billrun*.duckdb*"):
+    for stale in db.parent.glob(f"{db.stem}*.duckdb*"):
         stale.unlink()
-    inputs = folder / "in"
-    generate(accounts, inputs, seed=7)
-    console.print(f"[bold]1.[/bold] generated {accounts} accounts into {inputs}")
     load_flow(str(inputs), str(db))
-    console.print(f"[bold]2.[/bold] loaded them into {db}")
+    console.print(f"[bold]1.[/bold] loaded {inputs} into {db}")
     for night in DEMO_NIGHTS:
         summary = nightly_flow(as_of=night, db=str(db))
         console.print(
-            f"[bold]3.[/bold] nightly as of {night}: {summary.drafts} draft and "
-            f"{summary.finalized} finalized account-periods, {summary.charge_lines} lines"
+            f"[bold]2.[/bold] nightly as of {night}: {summary.drafts:,} draft and "
+            f"{summary.finalized:,} finalized account-periods, {summary.charge_lines:,} lines"
         )
-    late = folder / "late"
+    late = db.parent / "late"
     late.mkdir(exist_ok=True)
     late_usage(inputs / "accounts.csv").write_csv(late / "usage.csv")
     load_flow(str(late), str(db))
     summary = reprocess_flow(period=LATE_PERIOD, db=str(db))
     console.print(
-        f"[bold]4.[/bold] late January usage loaded; reprocess {LATE_PERIOD}: "
+        f"[bold]3.[/bold] late January calls loaded; reprocess {LATE_PERIOD}: "
         f"{summary.adjustments} adjustment line(s) on finalized invoices"
     )
     with duckdb.connect(str(summary.analyst_copy), read_only=True) as con:
@@ -95,7 +91,5 @@ def run_demo(folder: Path, console: Console, accounts: int = 200) -> Path:
         )
     console.print(f"working database: {db.resolve()}")
     console.print(f"analysts open:    {summary.analyst_copy}  (read-only, swapped after each run)")
-    console.print(
-        f"try:  billrun explain --db {db} --account <id> --period {LATE_PERIOD}"
-    )
-    return db
+    console.print(f"try:  billrun explain --db {db} --account <id> --period {LATE_PERIOD}")
+    return Path(summary.analyst_copy)

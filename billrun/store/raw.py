@@ -361,9 +361,9 @@ def _publish(con: duckdb.DuckDBPyConnection, batch: LoadBatch, rep: LoadReport) 
         [rep.run_id, rep.started_at],
     )
     rep.finished_at = utc_now()
-    rep.status = "ok"
+    rep.status = "success"
     record_run(
-        con, rep.run_id, "load", rep.started_at, rep.finished_at, "ok",
+        con, rep.run_id, "load", rep.started_at, rep.finished_at, "success",
         rep.rows_in, rep.rows_out, rep.message(),
     )
 

@@ -114,7 +114,7 @@ def test_load_counts_and_typed_readers(con: duckdb.DuckDBPyConnection, folder: P
     usage = store.read_usage(con, date(2026, 1, 1), date(2026, 2, 1))
     assert usage.schema["started_at"] == pl.Datetime("us")
     run = store.read_runs(con, "load").row(0, named=True)
-    assert (run["status"], run["rows_in"], run["rows_out"]) == ("ok", 7, 7)
+    assert (run["status"], run["rows_in"], run["rows_out"]) == ("success", 7, 7)
 
 
 def test_decimal_amounts_are_exact_end_to_end(

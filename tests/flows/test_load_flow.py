@@ -18,12 +18,12 @@ def test_the_flow_run_completes_and_returns_the_report(tmp_path: Path) -> None:
     state = load_flow(str(tmp_path / "in"), str(db), return_state=True)
     assert state.is_completed()
     report = state.result()
-    assert report.status == "ok"
+    assert report.status == "success"
     assert [f.source for f in report.files] == ["accounts.csv", "assignments.csv", "usage.csv"]
     assert report.rows_in == report.rows_out + report.rejected
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT run_id, status FROM runs").fetchall() == [
-            (report.run_id, "ok")
+            (report.run_id, "success")
         ]
 
 
