@@ -11,16 +11,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
-
-import polars as pl
 from typing import Any
 
+import polars as pl
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from billrun import progress, store
-from billrun.store.results import RunRecord, read_counters_before, record_failed_run
-from pipeline.catalog import Catalog, CatalogFrames
+from billrun.store.results import (
+    RunRecord,
+    read_counters_before,
+    read_final_periods,
+    read_first_activity,
+    read_locks,
+    record_failed_run,
+)
+from pipeline.adjust import check_unique_line_keys
+from pipeline.catalog import Catalog, CatalogFrames, catalog_frames
 from pipeline.charges import ChargesResult, compute_charges
 from pipeline.schedule import shard_of
 from rules import RulesResult, decide
@@ -57,6 +64,35 @@ def bill_shard(
     recomputes it for the one account it shows)."""
     return compute_charges(
         frames, accounts, lifecycles, usage, counters_before, period, cutoff, detail=False
+    )
+
+
+@dataclass(frozen=True)
+class StoredInputs:
+    """What every billing run reads first: the current catalog, accounts and assignments."""
+
+    catalog: Catalog
+    policy: str
+    frames: CatalogFrames
+    accounts: pl.DataFrame
+    assignments: pl.DataFrame
+    first_activity: pl.DataFrame
+    finalized: pl.DataFrame
+    locks: pl.DataFrame
+
+
+def read_stored_inputs(con: Any, conflict_policy: str | None) -> StoredInputs:
+    """Read the stored inputs of a run; the run's policy overrides the catalog's."""
+    catalog = store.read_catalog(con)
+    return StoredInputs(
+        catalog=catalog,
+        policy=conflict_policy or catalog.conflict_policy,
+        frames=catalog_frames(catalog),
+        accounts=store.read_accounts(con),
+        assignments=store.read_assignments(con),
+        first_activity=read_first_activity(con),
+        finalized=read_final_periods(con),
+        locks=read_locks(con),
     )
 
 
@@ -165,8 +201,9 @@ def bill_plan(
         logger.info("period %s: %d account(s), %d usage event(s) read",
                     period, in_period.height, usage.height)
         progress.advance("periods", index + 1, len(periods))
-    return PlanBill(concat_frames(charges), concat_frames(invoices), concat_frames(counters),
-                    events)
+    lines = concat_frames(charges)
+    check_unique_line_keys(lines)
+    return PlanBill(lines, concat_frames(invoices), concat_frames(counters), events)
 
 
 @contextmanager

@@ -11,18 +11,16 @@ from prefect import flow, get_run_logger
 from billrun import store
 from billrun.faults import checkpoint
 from billrun.runlock import run_lock
-from billrun.store.results import (
-    ResultsBatch,
-    RunRecord,
-    read_final_periods,
-    read_first_activity,
-    read_locks,
-    write_results,
-)
+from billrun.store.results import ResultsBatch, RunRecord, write_results
 from billrun.store.snapshot import publish_snapshot
-from flows.billing import failures_recorded, bill_plan, new_locks, settle_decisions
+from flows.billing import (
+    bill_plan,
+    failures_recorded,
+    new_locks,
+    read_stored_inputs,
+    settle_decisions,
+)
 from flows.publish import RunSummary, catalog_and_views, publish_artifacts, run_id_for
-from pipeline.catalog import catalog_frames
 from pipeline.schedule import nightly_plan
 
 
@@ -46,28 +44,28 @@ def nightly_flow(
             load_flow(input_dir, db)
         con = store.connect(db)
         try:
-            catalog = store.read_catalog(con)
-            policy = conflict_policy or catalog.conflict_policy
-            frames = catalog_frames(catalog)
-            accounts = store.read_accounts(con)
-            assignments = store.read_assignments(con)
+            stored = read_stored_inputs(con, conflict_policy)
             plan = nightly_plan(
-                accounts, read_first_activity(con), read_final_periods(con), as_of
+                stored.accounts, stored.first_activity, stored.finalized, as_of
             ).with_columns(pl.lit(as_of).alias("cutoff"))
             periods = sorted(plan["period"].unique().to_list())
             logger.info(
                 "nightly as of %s: %d account-periods over %d period(s), policy %s",
-                as_of, plan.height, len(periods), policy,
+                as_of, plan.height, len(periods), stored.policy,
             )
             rules = settle_decisions(
-                catalog, accounts, assignments, periods, policy, read_locks(con)
+                stored.catalog, stored.accounts, stored.assignments, periods, stored.policy,
+                stored.locks,
             )
             checkpoint("after-decisions")
-            bill = bill_plan(con, frames, accounts, rules.lifecycles, plan, shards)
+            bill = bill_plan(
+                con, stored.frames, stored.accounts, rules.lifecycles, plan, shards
+            )
             batch = ResultsBatch(
                 run=RunRecord(
                     run_id=run_id, kind="nightly", started_at=started, as_of=as_of,
-                    rows_in=assignments.height + bill.usage_events, rows_out=bill.charges.height,
+                    rows_in=stored.assignments.height + bill.usage_events,
+                    rows_out=bill.charges.height,
                 ),
                 scope=plan.select("account_id", "period", "status"),
                 charges=bill.charges,
@@ -80,7 +78,8 @@ def nightly_flow(
                 lifecycles=rules.lifecycles,
             )
             changes = write_results(
-                con, batch, frames.currencies, also=catalog_and_views(frames, policy)
+                con, batch, stored.frames.currencies,
+                also=catalog_and_views(stored.frames, stored.policy),
             )
         finally:
             con.close()

@@ -16,16 +16,19 @@ from billrun.store.results import (
     last_nightly_as_of,
     read_billed_lines,
     read_counter_values,
-    read_final_periods,
-    read_first_activity,
-    read_locks,
     write_results,
 )
 from billrun.store.snapshot import publish_snapshot
-from flows.billing import failures_recorded, COUNTER_KEY, bill_plan, new_locks, settle_decisions
+from flows.billing import (
+    COUNTER_KEY,
+    bill_plan,
+    failures_recorded,
+    new_locks,
+    read_stored_inputs,
+    settle_decisions,
+)
 from flows.publish import RunSummary, catalog_and_views, publish_artifacts, run_id_for
 from pipeline.adjust import adjustment_lines
-from pipeline.catalog import catalog_frames
 from pipeline.schedule import reprocess_plan
 
 
@@ -61,15 +64,11 @@ def reprocess_flow(
     with run_lock(db), failures_recorded(db, failed_run):
         con = store.connect(db)
         try:
-            catalog = store.read_catalog(con)
-            policy = conflict_policy or catalog.conflict_policy
-            frames = catalog_frames(catalog)
-            accounts = store.read_accounts(con)
-            assignments = store.read_assignments(con)
+            stored = read_stored_inputs(con, conflict_policy)
             as_of = last_nightly_as_of(con)
             # Drafts keep the horizon of the last nightly run; finals are whole periods.
             plan = reprocess_plan(
-                accounts, read_first_activity(con), read_final_periods(con), period
+                stored.accounts, stored.first_activity, stored.finalized, period
             ).with_columns(
                 pl.when(pl.col("status") == "final")
                 .then(pl.lit(None, dtype=pl.Date))
@@ -83,19 +82,22 @@ def reprocess_flow(
                 plan.filter(pl.col("status") == "draft").height,
             )
             rules = settle_decisions(
-                catalog, accounts, assignments, [period], policy, read_locks(con)
+                stored.catalog, stored.accounts, stored.assignments, [period], stored.policy,
+                stored.locks,
             )
-            bill = bill_plan(con, frames, accounts, rules.lifecycles, plan, shards)
+            bill = bill_plan(
+                con, stored.frames, stored.accounts, rules.lifecycles, plan, shards
+            )
             final_ids = plan.filter(pl.col("status") == "final").select("account_id")
             draft_scope = plan.filter(pl.col("status") == "draft")
             recomputed_final = bill.charges.join(final_ids, on="account_id", how="semi")
-            billed = read_billed_lines(con, period, frames.currencies)
+            billed = read_billed_lines(con, period, stored.frames.currencies)
             adjustments = adjustment_lines(billed, recomputed_final)
             old_counters = read_counter_values(con, period)
             batch = ResultsBatch(
                 run=RunRecord(
                     run_id=run_id, kind="reprocess", started_at=started, period=period,
-                    rows_in=assignments.height + bill.usage_events,
+                    rows_in=stored.assignments.height + bill.usage_events,
                     rows_out=bill.charges.height + adjustments.height,
                 ),
                 scope=draft_scope.select("account_id", "period", "status"),
@@ -113,7 +115,8 @@ def reprocess_flow(
                 lifecycles=rules.lifecycles,
             )
             changes = write_results(
-                con, batch, frames.currencies, also=catalog_and_views(frames, policy)
+                con, batch, stored.frames.currencies,
+                also=catalog_and_views(stored.frames, stored.policy),
             )
         finally:
             con.close()

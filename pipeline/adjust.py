@@ -6,18 +6,11 @@ from __future__ import annotations
 
 import polars as pl
 
+from pipeline.invoices import LINE_ORDER
+
 # What identifies one invoice line. A fee line is one per assignment and term; a usage or
 # discount line is one per service, destination group and discounting assignment.
-LINE_KEY = [
-    "account_id",
-    "period",
-    "line_type",
-    "assignment_id",
-    "addon_id",
-    "service",
-    "destination_group",
-    "term_start",
-]
+LINE_KEY = LINE_ORDER
 
 
 class DuplicateLineKeyError(RuntimeError):

@@ -9,7 +9,9 @@ import duckdb
 import polars as pl
 
 
-def frame(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
+def frame(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
+) -> pl.DataFrame:
     """Run a query and return all its rows as a Polars frame."""
     return con.sql(sql, params=params).pl()
 

@@ -24,8 +24,10 @@ discount_plans:
       - {service: voice, destination_group: ROAM, threshold_type: quantity, reset: never,
          tiers: [[0, 100], [500, 0]]}
 """
-ACCOUNTS = "account_id,currency,main_product_id,billing_day,status,opened_on,closed_on,effective_from\n" \
+ACCOUNTS = (
+    "account_id,currency,main_product_id,billing_day,status,opened_on,closed_on,effective_from\n"
     "R1,USD,MP,1,active,2026-01-01,,\n"
+)
 ASSIGNMENTS = "assignment_id,account_id,addon_id,fee_plan_id,start_date,end_date,assigned_at," \
     "quantity\nAS_R,R1,ADD_ROAM,,2026-01-01,,2026-01-01 00:00:00,1\n"
 HEADER = "event_id,account_id,service,destination_group,started_at,quantity,amount\n"

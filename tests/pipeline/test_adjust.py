@@ -47,7 +47,8 @@ def test_late_usage_adds_the_difference_only() -> None:
     adj = adjustment_lines(frame(TV_FEE, USAGE), frame(TV_FEE, late))
     assert adj.height == 1
     row = adj.row(0, named=True)
-    assert (row["line_type"], row["amount_minor"], row["quantity_units"]) == ("usage", 300, 30_000_000)
+    got = (row["line_type"], row["amount_minor"], row["quantity_units"])
+    assert got == ("usage", 300, 30_000_000)
     assert row["reason"].startswith("late or corrected usage: usage line changed")
 
 
