@@ -7,7 +7,6 @@ Each takes the parsed argparse namespace and returns the exit code: 0 success, 1
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -212,11 +211,6 @@ def serve(args: argparse.Namespace) -> int:
         cron=getattr(args, "cron", None) or "0 2 * * *",
     )
     return 0
-
-
-def print_error(message: str) -> None:
-    """Print an error the way every command does."""
-    print(f"billrun: {message}", file=sys.stderr)
 
 
 def bench(args: argparse.Namespace) -> int:

@@ -80,11 +80,6 @@ def _with_minor_units(frame: pl.DataFrame, currencies: pl.DataFrame) -> pl.DataF
     return frame.join(currencies.select("currency", "minor_units"), on="currency", how="left")
 
 
-def read_invoice_status(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """`account_id, period, status` of every stored invoice."""
-    return frame(con, "SELECT account_id, period, status FROM invoices")
-
-
 def read_final_periods(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """`account_id, period` of every finalized (account, period), whether or not it had lines."""
     return frame(
