@@ -99,30 +99,13 @@ def _print_run_summary(summary: object) -> None:
             .sort("currency")
         )
         for row in totals.iter_rows(named=True):
-            table.add_row(
-                f"invoices {row['currency']}",
-                f"{row['n']:,} totalling {_money(row['total'], row['currency'], _MINOR)}",
-            )
+            total = _money(row["total"], row["currency"], summary.minor_units)
+            table.add_row(f"invoices {row['currency']}", f"{row['n']:,} totalling {total}")
     for key, value in summary.changes.items():
         table.add_row(key.replace("_", " "), f"{value:,}")
     table.add_row("analyst copy", summary.analyst_copy)
     table.add_row("time", f"{summary.seconds:.1f} s")
     console.print(table)
-
-
-_MINOR: dict[str, int] = {}
-
-
-def _remember_minor_units(db: str) -> None:
-    """Currency minor units for printing amounts; best effort, display only."""
-    try:
-        import duckdb
-
-        with duckdb.connect(db, read_only=True) as con:
-            rows = con.execute("SELECT currency, minor_units FROM catalog_currencies").fetchall()
-        _MINOR.update(dict(rows))
-    except Exception:
-        pass
 
 
 def nightly(args: argparse.Namespace) -> int:
@@ -150,7 +133,6 @@ def nightly(args: argparse.Namespace) -> int:
             )
         )
     if summary is not None:
-        _remember_minor_units(args.db)
         _print_run_summary(summary)
     else:
         err_console.print(f"nightly failed after {time.monotonic() - started:.1f} s")
@@ -177,7 +159,6 @@ def reprocess(args: argparse.Namespace) -> int:
             )
         )
     if summary is not None:
-        _remember_minor_units(args.db)
         _print_run_summary(summary)
     return code
 

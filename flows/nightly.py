@@ -85,7 +85,8 @@ def nightly_flow(
             con.close()
         analyst = publish_snapshot(db)
     summary = RunSummary.of(
-        run_id, "nightly", plan, batch, changes, analyst, started, adjustments=0
+        run_id, "nightly", plan, batch, changes, analyst, started, adjustments=0,
+        currencies=stored.frames.currencies,
     )
     publish_artifacts(summary, batch.charges)
     logger.info("nightly %s done in %.1fs: %s", run_id, summary.seconds, changes)

@@ -33,6 +33,7 @@ class RunSummary:
     changes: dict[str, int] = field(default_factory=dict)
     analyst_copy: str = ""
     seconds: float = 0.0
+    minor_units: dict[str, int] = field(default_factory=dict)  # currency -> minor units
 
     @classmethod
     def of(
@@ -45,6 +46,7 @@ class RunSummary:
         analyst: Path,
         started: datetime,
         adjustments: int,
+        currencies: pl.DataFrame,
     ) -> RunSummary:
         """Summarize a written batch."""
         return cls(
@@ -61,6 +63,7 @@ class RunSummary:
             changes=changes,
             analyst_copy=str(Path(analyst).resolve()),
             seconds=(datetime.now() - started).total_seconds(),
+            minor_units=dict(currencies.select("currency", "minor_units").iter_rows()),
         )
 
 

@@ -123,7 +123,7 @@ def reprocess_flow(
         analyst = publish_snapshot(db)
     summary = RunSummary.of(
         run_id, "reprocess", plan, batch, changes, analyst, started,
-        adjustments=adjustments.height,
+        adjustments=adjustments.height, currencies=stored.frames.currencies,
     )
     publish_artifacts(summary, batch.charges)
     logger.info("reprocess %s done in %.1fs: %s", period, summary.seconds, changes)
