@@ -11,8 +11,7 @@ from prefect import flow, get_run_logger
 from billrun import store
 from billrun.faults import checkpoint
 from billrun.runlock import run_lock
-from billrun.store.results import ResultsBatch, RunRecord, write_results
-from billrun.store.snapshot import publish_snapshot
+from billrun.store.results import ResultsBatch, RunRecord
 from flows.billing import (
     bill_plan,
     failures_recorded,
@@ -20,7 +19,7 @@ from flows.billing import (
     read_stored_inputs,
     settle_decisions,
 )
-from flows.publish import RunSummary, catalog_and_views, publish_artifacts, run_id_for
+from flows.publish import RunSummary, finish_run, publish_artifacts, run_id_for
 from pipeline.schedule import nightly_plan
 
 
@@ -77,13 +76,10 @@ def nightly_flow(
                 locks=new_locks(rules.lifecycles, as_of),
                 lifecycles=rules.lifecycles,
             )
-            changes = write_results(
-                con, batch, stored.frames.currencies,
-                also=catalog_and_views(stored.frames, stored.policy),
-            )
-        finally:
+        except BaseException:
             con.close()
-        analyst = publish_snapshot(db)
+            raise
+        changes, analyst = finish_run(con, db, batch, stored.frames, stored.policy)
     summary = RunSummary.of(
         run_id, "nightly", plan, batch, changes, analyst, started, adjustments=0,
         currencies=stored.frames.currencies,

@@ -11,7 +11,8 @@ from typing import Any
 import polars as pl
 from prefect.artifacts import create_table_artifact
 
-from billrun.store.results import ResultsBatch
+from billrun.store.results import ResultsBatch, write_results
+from billrun.store.snapshot import publish_snapshot
 from billrun.store.views import create_views, write_catalog_tables
 from pipeline.catalog import CatalogFrames
 
@@ -65,6 +66,24 @@ class RunSummary:
             seconds=(datetime.now() - started).total_seconds(),
             minor_units=dict(currencies.select("currency", "minor_units").iter_rows()),
         )
+
+
+def finish_run(
+    con: Any,
+    db: str,
+    batch: ResultsBatch,
+    frames: CatalogFrames,
+    policy: str,
+) -> tuple[dict[str, int], Path]:
+    """Write the run's batch in one transaction (catalog tables and views included), close the
+    connection and publish the analyst copy; returns what changed and the copy's path."""
+    try:
+        changes = write_results(
+            con, batch, frames.currencies, also=catalog_and_views(frames, policy)
+        )
+    finally:
+        con.close()
+    return changes, publish_snapshot(db)
 
 
 def run_id_for(kind: str, started: datetime) -> str:

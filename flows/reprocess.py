@@ -16,9 +16,7 @@ from billrun.store.results import (
     last_nightly_as_of,
     read_billed_lines,
     read_counter_values,
-    write_results,
 )
-from billrun.store.snapshot import publish_snapshot
 from flows.billing import (
     COUNTER_KEY,
     bill_plan,
@@ -27,7 +25,7 @@ from flows.billing import (
     read_stored_inputs,
     settle_decisions,
 )
-from flows.publish import RunSummary, catalog_and_views, publish_artifacts, run_id_for
+from flows.publish import RunSummary, finish_run, publish_artifacts, run_id_for
 from pipeline.adjust import adjustment_lines
 from pipeline.schedule import reprocess_plan
 
@@ -114,13 +112,10 @@ def reprocess_flow(
                 counter_shift=_counter_shift(old_counters, bill.counters, period),
                 lifecycles=rules.lifecycles,
             )
-            changes = write_results(
-                con, batch, stored.frames.currencies,
-                also=catalog_and_views(stored.frames, stored.policy),
-            )
-        finally:
+        except BaseException:
             con.close()
-        analyst = publish_snapshot(db)
+            raise
+        changes, analyst = finish_run(con, db, batch, stored.frames, stored.policy)
     summary = RunSummary.of(
         run_id, "reprocess", plan, batch, changes, analyst, started,
         adjustments=adjustments.height, currencies=stored.frames.currencies,

@@ -17,7 +17,7 @@ from pipeline.invoices import invoice_lines, invoices
 from pipeline.money import minor_factor
 from pipeline.periods import period_end_expr, period_start_expr
 from pipeline.recurring import fee_lines
-from pipeline.usage import usage_charges
+from pipeline.usage import COUNTER_SCHEMA, usage_charges
 
 ACCOUNT_SCHEMA: dict[str, pl.DataType] = {
     "account_id": pl.Utf8(),
@@ -46,13 +46,9 @@ USAGE_SCHEMA: dict[str, pl.DataType] = {
     "quantity_units": pl.Int64(),
     "amount_units": pl.Int64(),
 }
+# Stored counters come in without `reset`: only never-reset windows open before a period.
 COUNTER_INPUT_SCHEMA: dict[str, pl.DataType] = {
-    "account_id": pl.Utf8(),
-    "service": pl.Utf8(),
-    "destination_group": pl.Utf8(),
-    "threshold_type": pl.Utf8(),
-    "window_start": pl.Date(),
-    "value_units": pl.Int64(),
+    name: dtype for name, dtype in COUNTER_SCHEMA.items() if name != "reset"
 }
 
 
