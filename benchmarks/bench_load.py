@@ -25,7 +25,7 @@ import psutil
 FLOW_PROBE = """
 import time
 start = time.perf_counter()
-from billrun import prefect_env
+from flows import prefect_env
 prefect_env.configure()
 from prefect import flow
 

@@ -57,8 +57,9 @@ def _positive(text: str) -> int:
 
 def _run_load(input_dir: Path, db: Path) -> int:
     """Check the folder and catalog up front (exit 2 at once), then run the load flow."""
-    from billrun import prefect_env, sources
+    from flows import prefect_env
     from pipeline.catalog import CatalogError, parse_catalog
+    from store import sources
 
     started = time.perf_counter()
     try:
@@ -120,7 +121,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     code = _run_generate(DEMO_ACCOUNTS, inputs, 1, 2, "2026-01", "csv")
     if code != EXIT_OK:
         return code
-    from billrun import prefect_env
+    from flows import prefect_env
 
     prefect_env.configure()
     from billrun.demo import bill_demo
@@ -136,7 +137,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _delegate(name: str) -> Handler:
     def handler(args: argparse.Namespace) -> int:
-        from billrun import commands, prefect_env
+        from billrun import commands
+        from flows import prefect_env
 
         prefect_env.configure()
         return int(getattr(commands, name)(args) or 0)

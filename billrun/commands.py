@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from billrun import progress
+from flows import progress
 from pipeline.catalog import CatalogError
 from pipeline.periods import parse_period
 
@@ -59,7 +59,7 @@ def _progress_bar(label: str) -> Iterator[None]:
 
 def _guarded(run: Callable[[], object]) -> tuple[int, object | None]:
     """Run a flow; map the failures users can act on to exit codes and clear messages."""
-    from billrun.runlock import RunInProgressError
+    from store.runlock import RunInProgressError
 
     try:
         return 0, run()
@@ -117,7 +117,7 @@ def nightly(args: argparse.Namespace) -> int:
     input_dir = getattr(args, "input", None)
     if input_dir is not None and not Path(input_dir).is_dir():
         return _bad_argument(f"--input {input_dir!r} is not a folder")
-    from billrun.prefect_env import configure
+    from flows.prefect_env import configure
 
     configure()
     from flows.nightly import nightly_flow
@@ -145,7 +145,7 @@ def reprocess(args: argparse.Namespace) -> int:
         parse_period(args.period)
     except ValueError as exc:
         return _bad_argument(str(exc))
-    from billrun.prefect_env import configure
+    from flows.prefect_env import configure
 
     configure()
     from flows.reprocess import reprocess_flow
@@ -181,7 +181,7 @@ def explain(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """`billrun serve`: a Prefect deployment of the nightly flow on a cron schedule."""
-    from billrun.prefect_env import configure
+    from flows.prefect_env import configure
 
     configure()
     from flows.serve import serve_nightly
@@ -196,7 +196,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def bench(args: argparse.Namespace) -> int:
     """`billrun bench [--accounts N] [--out DIR]`: time the runs on generated data."""
-    from billrun.prefect_env import configure
+    from flows.prefect_env import configure
 
     configure()
     from billrun.bench import main as run_bench

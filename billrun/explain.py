@@ -9,8 +9,8 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from billrun.store.duck import frame, scalar
-from billrun.store.snapshot import analyst_path
+from store.duck import frame, scalar
+from store.snapshot import analyst_path
 
 
 class ExplainError(RuntimeError):
@@ -98,12 +98,12 @@ def event_detail(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -
     Per-event parts are not stored (they are not invoice lines): they are recomputed here, for
     this one account, by the same pure functions the run used, from the stored inputs.
     """
-    from billrun import store
-    from billrun.store.results import last_nightly_as_of, read_counters_before
+    import store
     from pipeline.catalog import catalog_frames
     from pipeline.charges import compute_charges
     from pipeline.periods import period_bounds
     from rules import decide
+    from store.results import last_nightly_as_of, read_counters_before
 
     catalog = store.read_catalog(con)
     accounts = store.read_accounts(con).filter(pl.col("account_id") == account_id)

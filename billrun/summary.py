@@ -19,8 +19,8 @@ from rich.progress import (
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from billrun.store import LoadReport
     from data.generator import GenerateReport
+    from store import LoadReport
 
 console = Console()
 err_console = Console(stderr=True)

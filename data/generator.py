@@ -31,9 +31,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from billrun.sources import COLUMNS
 from pipeline.catalog import Catalog, parse_catalog
 from pipeline.periods import add_months, parse_period
+from store.sources import COLUMNS
 
 # Fixed, so that the row order of the files does not depend on anything but the arguments.
 CHUNK_ACCOUNTS = 20_000

@@ -17,8 +17,14 @@ import polars as pl
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from billrun import progress, store
-from billrun.store.results import (
+import store
+from flows import progress
+from pipeline.adjust import check_unique_line_keys
+from pipeline.catalog import Catalog, CatalogFrames, catalog_frames
+from pipeline.charges import ChargesResult, compute_charges
+from pipeline.schedule import shard_of
+from rules import RulesResult, decide
+from store.results import (
     RunRecord,
     read_counters_before,
     read_final_periods,
@@ -26,11 +32,6 @@ from billrun.store.results import (
     read_locks,
     record_failed_run,
 )
-from pipeline.adjust import check_unique_line_keys
-from pipeline.catalog import Catalog, CatalogFrames, catalog_frames
-from pipeline.charges import ChargesResult, compute_charges
-from pipeline.schedule import shard_of
-from rules import RulesResult, decide
 
 COUNTER_KEY = [
     "account_id", "service", "destination_group", "threshold_type", "reset", "window_start"

@@ -10,8 +10,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from billrun import prefect_env, sources, store, summary
-from billrun.store import FileBatch, LoadBatch, LoadReport
+import store
+from billrun import summary
+from flows import prefect_env
 from pipeline.catalog import Catalog, CatalogError, parse_catalog
 from pipeline.validate import (
     Validated,
@@ -20,6 +21,7 @@ from pipeline.validate import (
     validate_assignments,
     validate_usage,
 )
+from store import FileBatch, LoadBatch, LoadReport, sources
 
 prefect_env.configure()
 

@@ -8,10 +8,7 @@ from datetime import date, datetime
 import polars as pl
 from prefect import flow, get_run_logger
 
-from billrun import store
-from billrun.faults import checkpoint
-from billrun.runlock import run_lock
-from billrun.store.results import ResultsBatch, RunRecord
+import store
 from flows.billing import (
     bill_plan,
     failures_recorded,
@@ -21,6 +18,9 @@ from flows.billing import (
 )
 from flows.publish import RunSummary, finish_run, publish_artifacts, run_id_for
 from pipeline.schedule import nightly_plan
+from store.faults import checkpoint
+from store.results import ResultsBatch, RunRecord
+from store.runlock import run_lock
 
 
 @flow(name="billrun-nightly")

@@ -11,10 +11,10 @@ from typing import Any
 import polars as pl
 from prefect.artifacts import create_table_artifact
 
-from billrun.store.results import ResultsBatch, write_results
-from billrun.store.snapshot import publish_snapshot
-from billrun.store.views import create_views, write_catalog_tables
 from pipeline.catalog import CatalogFrames
+from store.results import ResultsBatch, write_results
+from store.snapshot import publish_snapshot
+from store.views import create_views, write_catalog_tables
 
 
 @dataclass

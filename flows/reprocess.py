@@ -8,15 +8,7 @@ from datetime import datetime
 import polars as pl
 from prefect import flow, get_run_logger
 
-from billrun import store
-from billrun.runlock import run_lock
-from billrun.store.results import (
-    ResultsBatch,
-    RunRecord,
-    last_nightly_as_of,
-    read_billed_lines,
-    read_counter_values,
-)
+import store
 from flows.billing import (
     COUNTER_KEY,
     bill_plan,
@@ -28,6 +20,14 @@ from flows.billing import (
 from flows.publish import RunSummary, finish_run, publish_artifacts, run_id_for
 from pipeline.adjust import adjustment_lines
 from pipeline.schedule import reprocess_plan
+from store.results import (
+    ResultsBatch,
+    RunRecord,
+    last_nightly_as_of,
+    read_billed_lines,
+    read_counter_values,
+)
+from store.runlock import run_lock
 
 
 def _counter_shift(old: pl.DataFrame, new: pl.DataFrame, period: str) -> pl.DataFrame:

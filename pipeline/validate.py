@@ -1,6 +1,6 @@
 """Validation of the bulk inputs (SPEC §2): pure and vectorized, frames in and frames out.
 
-Each `validate_*` takes the all-string frame that `billrun.sources` reads (a `line` column, the
+Each `validate_*` takes the all-string frame that `store.sources` reads (a `line` column, the
 input's columns, `_extra`) and returns `Validated(valid, rejected)`:
 
 - `valid`: the typed columns of docs/CONTRACTS.md, plus `line` so that the store keeps each

@@ -8,10 +8,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from billrun import sources
 from data.generator import generate
 from pipeline.catalog import parse_catalog
 from pipeline.validate import validate_accounts, validate_assignments, validate_usage
+from store import sources
 
 N = 1500
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from billrun.runlock import RunInProgressError, run_lock
-from billrun.store.snapshot import analyst_path
 from flows.load import load_flow
 from flows.nightly import nightly_flow
+from store.runlock import RunInProgressError, run_lock
+from store.snapshot import analyst_path
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ import duckdb
 from rich.console import Console
 
 from billrun.explain import explain_frames, explain_invoice
-from billrun.store.snapshot import analyst_path
 from flows.load import load_flow
 from flows.nightly import nightly_flow
+from store.snapshot import analyst_path
 
 
 def _billed(scenario: dict[str, Path]) -> Path:

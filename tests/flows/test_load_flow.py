@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from billrun import store
+import store
 from data.generator import generate
 from flows.load import load_flow
 

@@ -177,7 +177,7 @@ def test_corrected_assignment_on_a_final_period_becomes_an_adjustment(
 
 
 def test_a_failed_run_is_recorded_and_changes_no_result(tmp_path: Path) -> None:
-    from billrun import store
+    import store
 
     db = tmp_path / "empty.duckdb"
     store.connect(str(db)).close()  # a database with the schema but no catalog loaded

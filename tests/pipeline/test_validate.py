@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billrun.sources import COLUMNS, EXTRA
 from pipeline.catalog import UNIT, parse_catalog
 from pipeline.validate import (
     parse_timestamp,
@@ -19,6 +18,7 @@ from pipeline.validate import (
     validate_assignments,
     validate_usage,
 )
+from store.sources import COLUMNS, EXTRA
 
 CATALOG = parse_catalog(
     (Path(__file__).resolve().parents[2] / "data" / "sample" / "catalog.yaml").read_text()
@@ -27,7 +27,7 @@ KNOWN = pl.Series("account_id", ["A1", "A2"])
 
 
 def raw(kind: str, *rows: dict[str, str | None]) -> pl.DataFrame:
-    """An all-string frame like the one `billrun.sources` reads; line 2 is the first row."""
+    """An all-string frame like the one `store.sources` reads; line 2 is the first row."""
     data = {"line": list(range(2, 2 + len(rows)))}
     for col in [*COLUMNS[kind], EXTRA]:
         data[col] = [r.get(col) for r in rows]

@@ -13,8 +13,8 @@ from datetime import date, datetime
 import duckdb
 import polars as pl
 
-from billrun.faults import checkpoint
-from billrun.store.duck import frame, scalar
+from store.duck import frame, scalar
+from store.faults import checkpoint
 
 _LINE_COLUMNS = (
     "account_id, period, line_type, assignment_id, addon_id, service, destination_group, "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from billrun.store.results_schema import RESULTS_DDL
+from store.results_schema import RESULTS_DDL
 
 RAW_DDL: list[str] = [
     # Grain: one row per catalog text ever loaded; the highest version is the current catalog.

@@ -11,11 +11,11 @@ import duckdb
 import polars as pl
 import pytest
 
-from billrun import sources, store
-from billrun.store import FileBatch, LoadBatch
+import store
 from data.generator import generate
 from flows.load import load_directory
 from pipeline.validate import validate_usage
+from store import FileBatch, LoadBatch, sources
 
 Write = Callable[[Path, str, str], Path]
 CATALOG = (Path(__file__).resolve().parents[2] / "data" / "sample" / "catalog.yaml").read_text()

@@ -1,6 +1,6 @@
 """The DuckDB store: the only package (with `flows/`) that opens the database."""
 
-from billrun.store.raw import (
+from store.raw import (
     FileBatch,
     FileStats,
     LoadBatch,
@@ -19,7 +19,7 @@ from billrun.store.raw import (
     record_run,
     utc_now,
 )
-from billrun.store.schema import connect, create_schema
+from store.schema import connect, create_schema
 
 __all__ = [
     "FileBatch",

@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from billrun.faults import checkpoint
+from store.faults import checkpoint
 
 
 def analyst_path(db_path: str | Path) -> Path:
