@@ -77,7 +77,8 @@ def _run_load(input_dir: Path, db: Path) -> int:
     from flows.load import load_flow
 
     try:
-        report = load_flow(str(input_dir), str(db))
+        with summary.flow_progress():
+            report = load_flow(str(input_dir), str(db))
     except CatalogError as exc:
         summary.error(str(exc))
         return EXIT_USAGE

@@ -96,40 +96,47 @@ def event_detail(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -
     """Each discounted usage event of the invoice, split into its tier parts.
 
     Per-event parts are not stored (they are not invoice lines): they are recomputed here, for
-    this one account, by the same pure functions the run used, from the stored inputs.
+    this one account, by the one pure function the run used (`pipeline.billing.bill`), from the
+    stored inputs.
     """
     import store
-    from pipeline.catalog import catalog_frames
-    from pipeline.charges import compute_charges
-    from pipeline.periods import period_bounds
-    from rules import decide
+    from pipeline.billing import BillInputs, bill
+    from pipeline.periods import account_periods
+    from pipeline.schedule import cutoff_for
     from store.results import last_nightly_as_of, read_counters_before
 
     catalog = store.read_catalog(con)
     accounts = store.read_accounts(con).filter(pl.col("account_id") == account_id)
     if accounts.height == 0:
         return pl.DataFrame()
-    assignments = store.read_assignments(con).filter(pl.col("account_id") == account_id)
     locks = frame(
         con,
         "SELECT l.assignment_id, l.locked_start FROM activation_locks l "
         "JOIN assignments a USING (assignment_id) WHERE a.account_id = ?",
         [account_id],
     )
+    # The policy the last run billed with (a run may override the catalog's).
     policy = scalar(con, "SELECT conflict_policy FROM catalog_settings") or (
         catalog.conflict_policy
     )
-    settled = decide(catalog, accounts, assignments, [period], policy, locks)
-    start, end = period_bounds(period, accounts.sort("effective_from")["billing_day"][0])
+    bounds = account_periods(accounts, period).row(0, named=True)
     status = scalar(
         con, "SELECT status FROM invoices WHERE account_id = ? AND period = ?",
         [account_id, period],
     )
-    cutoff = None if status == "final" else last_nightly_as_of(con)
-    usage = store.read_usage(con, start, end).filter(pl.col("account_id") == account_id)
+    inputs = BillInputs(
+        catalog=catalog,
+        policy=policy,
+        accounts=accounts,
+        assignments=store.read_assignments(con).filter(pl.col("account_id") == account_id),
+        usage=store.read_usage(con, bounds["period_start"], bounds["period_end"]).filter(
+            pl.col("account_id") == account_id
+        ),
+        locks=locks,
+    )
     before = read_counters_before(con, period).filter(pl.col("account_id") == account_id)
-    result = compute_charges(
-        catalog_frames(catalog), accounts, settled.lifecycles, usage, before, period, cutoff
+    result = bill(
+        inputs, period, cutoff_for(status, last_nightly_as_of(con)), before, detail=True
     )
     detail = result.usage_detail
     if detail.height == 0:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +42,26 @@ def progress(description: str, total: float | None) -> Iterator[Callable[[float]
     with bar:
         task = bar.add_task(description, total=total)
         yield lambda completed: bar.update(task, completed=completed)
+
+
+@contextmanager
+def flow_progress() -> Iterator[None]:
+    """Draw the progress a flow reports (`flows.progress`) as bars while the block runs."""
+    from flows import progress as reports
+
+    with ExitStack() as bars:
+        updates: dict[str, Callable[[float], None]] = {}
+
+        def report(what: str, done: int, total: int) -> None:
+            if what not in updates:
+                updates[what] = bars.enter_context(progress(what, total))
+            updates[what](done)
+
+        reports.set_reporter(report)
+        try:
+            yield
+        finally:
+            reports.set_reporter(None)
 
 
 def error(message: str) -> None:

@@ -1,6 +1,6 @@
-"""Prefect tasks shared by the nightly and reprocess flows: settle decisions, bill shards.
+"""Prefect tasks shared by the nightly and reprocess flows: read the inputs, bill shards.
 
-Thin on purpose: each task calls one pure function of `rules/` or `pipeline/`. Shards are
+Thin on purpose: the one task calls the one pure function, `pipeline.billing.bill`. Shards are
 submitted to the flow's task runner (threads here, since Polars releases the GIL; a Dask task
 runner can take the same tasks unchanged).
 """
@@ -20,49 +20,28 @@ from prefect.cache_policies import NO_CACHE
 import store
 from flows import progress
 from pipeline.adjust import check_unique_line_keys
+from pipeline.billing import Bill, BillInputs, bill
 from pipeline.catalog import Catalog, CatalogFrames, catalog_frames
-from pipeline.charges import ChargesResult, compute_charges
 from pipeline.contracts import COUNTER_KEY
+from pipeline.counters import carry_counters
 from pipeline.schedule import shard_of
-from rules import RulesResult, decide
+from store.clock import utc_now
 from store.results import (
-    RunRecord,
     read_counters_before,
     read_final_periods,
     read_first_activity,
     read_locks,
-    record_failed_run,
 )
-
-
-@task(name="settle-decisions", cache_policy=NO_CACHE)
-def settle_decisions(
-    catalog: Catalog,
-    accounts: pl.DataFrame,
-    assignments: pl.DataFrame,
-    periods: list[str],
-    policy: str,
-    locks: pl.DataFrame,
-) -> RulesResult:
-    """Run the rulesets once for every period of the run."""
-    return decide(catalog, accounts, assignments, periods, policy, locks)  # type: ignore[arg-type]
+from store.runs import RunRecord, record_run
 
 
 @task(name="bill-shard", cache_policy=NO_CACHE)
 def bill_shard(
-    frames: CatalogFrames,
-    accounts: pl.DataFrame,
-    lifecycles: pl.DataFrame,
-    usage: pl.DataFrame,
-    counters_before: pl.DataFrame,
-    period: str,
-    cutoff: date | None,
-) -> ChargesResult:
-    """Charges of one shard of accounts for one period (no per-event detail: `explain`
-    recomputes it for the one account it shows)."""
-    return compute_charges(
-        frames, accounts, lifecycles, usage, counters_before, period, cutoff, detail=False
-    )
+    inputs: BillInputs, counters_before: pl.DataFrame, period: str, cutoff: date | None
+) -> Bill:
+    """Decisions and charges of one shard of accounts for one period (no per-event detail:
+    `explain` recomputes it for the one account it shows)."""
+    return bill(inputs, period, cutoff, counters_before)
 
 
 @dataclass(frozen=True)
@@ -77,6 +56,13 @@ class StoredInputs:
     first_activity: pl.DataFrame
     finalized: pl.DataFrame
     locks: pl.DataFrame
+
+    def bill_inputs(self) -> BillInputs:
+        """The inputs of `bill` for every account (usage is read period by period)."""
+        return BillInputs(
+            catalog=self.catalog, policy=self.policy, accounts=self.accounts,
+            assignments=self.assignments, locks=self.locks, frames=self.frames,
+        )
 
 
 def read_stored_inputs(con: Any, conflict_policy: str | None) -> StoredInputs:
@@ -94,60 +80,35 @@ def read_stored_inputs(con: Any, conflict_policy: str | None) -> StoredInputs:
     )
 
 
-@dataclass
-class PeriodBill:
-    """The concatenated result of every shard of one period."""
-
-    charges: pl.DataFrame
-    invoices: pl.DataFrame
-    counters_after: pl.DataFrame
-    usage_detail: pl.DataFrame
-
-
 def _in_shard(frame: pl.DataFrame, shard: int, shards: int) -> pl.DataFrame:
     return frame.filter(shard_of(pl.col("account_id"), shards) == shard)
 
 
 def bill_period(
-    frames: CatalogFrames,
-    accounts: pl.DataFrame,
-    lifecycles: pl.DataFrame,
-    usage: pl.DataFrame,
+    inputs: BillInputs,
     counters_before: pl.DataFrame,
     period: str,
     cutoff: date | None,
     shards: int,
-) -> PeriodBill:
-    """Map `bill_shard` over account shards and concatenate; sorted, so shard count is moot."""
-    futures = [
-        bill_shard.submit(
-            frames,
-            _in_shard(accounts, shard, shards),
-            _in_shard(lifecycles, shard, shards),
-            _in_shard(usage, shard, shards),
-            _in_shard(counters_before, shard, shards),
-            period,
-            cutoff,
+) -> list[Bill]:
+    """Map `bill_shard` over account shards; the bills, in shard order."""
+    futures = []
+    for shard in range(shards):
+        ids = _in_shard(inputs.accounts.select("account_id").unique(), shard, shards)
+        futures.append(
+            bill_shard.submit(
+                inputs.of_accounts(ids), _in_shard(counters_before, shard, shards), period, cutoff
+            )
         )
-        for shard in range(shards)
-    ]
-    results: list[ChargesResult] = [f.result() for f in futures]
-
-    def gather(name: str) -> pl.DataFrame:
-        return pl.concat([getattr(r, name) for r in results], how="vertical_relaxed")
-
-    return PeriodBill(
-        charges=gather("charges"),
-        invoices=gather("invoices").sort("account_id", "period"),
-        counters_after=gather("counters_after").sort(COUNTER_KEY),
-        usage_detail=gather("usage_detail"),
-    )
+    return [f.result() for f in futures]
 
 
 @dataclass
 class PlanBill:
     """The results of billing a whole plan, every period of it."""
 
+    decisions: pl.DataFrame  # of the plan's (account, period) groups
+    lifecycles: pl.DataFrame  # one per assignment of the accounts billed
     charges: pl.DataFrame
     invoices: pl.DataFrame
     counters: pl.DataFrame  # counters_after with the `period` that produced them
@@ -155,17 +116,13 @@ class PlanBill:
 
 
 def bill_plan(
-    con: Any,
-    frames: CatalogFrames,
-    accounts: pl.DataFrame,
-    lifecycles: pl.DataFrame,
-    plan: pl.DataFrame,
-    shards: int,
+    con: Any, inputs: BillInputs, plan: pl.DataFrame, shards: int
 ) -> PlanBill:
     """Bill every (account, period) of `plan` (which carries each group's `cutoff`), period by
     period, so that never-reset counters carry from one period into the next."""
     logger = get_run_logger()
-    charges, invoices, counters = [], [], []
+    bills: list[Bill] = []
+    counters = []
     carried = pl.DataFrame()
     events = 0
     periods = sorted(plan["period"].unique().to_list())
@@ -180,40 +137,53 @@ def bill_plan(
         carried_parts = []
         for (cutoff,), scope in in_period.group_by(["cutoff"], maintain_order=True):
             ids = scope.select("account_id")
-            bill = bill_period(
-                frames,
-                accounts.join(ids, on="account_id", how="semi"),
-                lifecycles.join(ids, on="account_id", how="semi"),
-                usage.join(ids, on="account_id", how="semi"),
-                before.join(ids, on="account_id", how="semi"),
-                period,
-                cutoff,
-                shards,
-            )
-            charges.append(bill.charges)
-            invoices.append(bill.invoices)
-            counters.append(bill.counters_after.with_columns(pl.lit(period).alias("period")))
-            carried_parts.append(bill.counters_after)
+            scoped = replace(inputs, usage=usage).of_accounts(ids)
+            for part in bill_period(
+                scoped, before.join(ids, on="account_id", how="semi"), period, cutoff, shards
+            ):
+                bills.append(part)
+                carried_parts.append(part.counters_after)
         carried = concat_frames(carried_parts)
+        if carried.width:
+            carried = carried.sort(COUNTER_KEY)
+            counters.append(carried.with_columns(pl.lit(period).alias("period")))
         events += usage.height
         logger.info("period %s: %d account(s), %d usage event(s) read",
                     period, in_period.height, usage.height)
         progress.advance("periods", index + 1, len(periods))
-    lines = concat_frames(charges)
+
+    def gather(name: str) -> pl.DataFrame:
+        return concat_frames([getattr(b, name) for b in bills])
+
+    lines = gather("charges")
     check_unique_line_keys(lines)
-    return PlanBill(lines, concat_frames(invoices), concat_frames(counters), events)
+    invoices = gather("invoices")
+    lifecycles = gather("lifecycles")
+    return PlanBill(
+        decisions=gather("decisions"),
+        lifecycles=lifecycles.unique("assignment_id", keep="first", maintain_order=True)
+        if lifecycles.height else lifecycles,
+        charges=lines,
+        invoices=invoices.sort("period", "account_id") if invoices.height else invoices,
+        counters=concat_frames(counters),
+        usage_events=events,
+    )
 
 
 @contextmanager
 def failures_recorded(db: str, run: RunRecord) -> Iterator[None]:
-    """Record a failed run in `runs` (its own transaction: the results were rolled back)."""
+    """Record a failed run in `runs` (its own transaction: the results were rolled back); the
+    end is read from the one UTC clock, the start is the run's."""
     try:
         yield
     except Exception as exc:
         try:
             con = store.connect(db)
             try:
-                record_failed_run(con, replace(run, message=f"{type(exc).__name__}: {exc}"))
+                failed = replace(
+                    run, message=f"{type(exc).__name__}: {exc}", finished_at=utc_now()
+                )
+                record_run(con, failed, "failed")
             finally:
                 con.close()
         except Exception as also:  # never hide the run's own error behind this one
@@ -225,20 +195,3 @@ def concat_frames(frames: list[pl.DataFrame]) -> pl.DataFrame:
     """Concatenate non-empty frames (an empty list gives an empty frame)."""
     frames = [f for f in frames if f.width]
     return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
-
-
-def carry_counters(stored: pl.DataFrame, carried: pl.DataFrame) -> pl.DataFrame:
-    """Counters before a period: those carried from the previous period of this run win over
-    the stored ones (which are older)."""
-    columns = [*COUNTER_KEY, "value_units"]
-    never = carried.filter(pl.col("reset") == "never").select(columns)
-    return pl.concat([never, stored.select(columns)], how="vertical_relaxed").unique(
-        subset=COUNTER_KEY, keep="first", maintain_order=True
-    )
-
-
-def new_locks(lifecycles: pl.DataFrame, as_of: date) -> pl.DataFrame:
-    """Activation dates that are now active in a billed period, and so may no longer move."""
-    return lifecycles.filter(pl.col("billable") & (pl.col("eff_start") <= as_of)).select(
-        "assignment_id", pl.col("start_date").alias("locked_start")
-    )

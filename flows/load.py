@@ -11,8 +11,7 @@ import duckdb
 import polars as pl
 
 import store
-from billrun import summary
-from flows import prefect_env
+from flows import prefect_env, progress
 from pipeline.catalog import Catalog, CatalogError, parse_catalog
 from pipeline.validate import (
     Validated,
@@ -22,6 +21,7 @@ from pipeline.validate import (
     validate_usage,
 )
 from store import FileBatch, LoadBatch, LoadReport, sources
+from store.clock import utc_now
 
 prefect_env.configure()
 
@@ -104,11 +104,13 @@ def _catalog(
 
 
 def _usage_chunks(file: sources.InputFile, known: pl.Series) -> Iterator[Validated]:
-    """Validate the usage file batch by batch, so memory stays bounded, with a progress bar."""
-    with summary.progress(f"loading {file.source}", file.size) as update:
-        for batch in sources.iter_batches(file):
-            yield validate_usage(batch.frame, source=file.source, account_ids=known)
-            update(batch.done if file.format == "csv" else batch.done / batch.total * file.size)
+    """Validate the usage file batch by batch, so memory stays bounded, reporting progress (in
+    bytes of the file; the command that runs the flow draws it)."""
+    what = f"loading {file.source}"
+    for batch in sources.iter_batches(file):
+        yield validate_usage(batch.frame, source=file.source, account_ids=known)
+        done = batch.done if file.format == "csv" else batch.done / batch.total * file.size
+        progress.advance(what, int(done), int(file.size))
 
 
 def _raw_lines(file: sources.InputFile, lines: pl.Series) -> pl.DataFrame:
@@ -130,7 +132,7 @@ def load_flow(input_dir: str, db: str) -> LoadReport:
     logger.info(f"loading {input_dir} into {db}")
     con = store.connect(db, memory_limit=os.environ.get("BILLRUN_LOAD_MEMORY_LIMIT", "1GB"))
     try:
-        report = load_directory(con, input_dir, log=logger.info)
+        report = load_directory(con, input_dir, now=utc_now(), log=logger.info)
     finally:
         con.close()
     logger.info(

@@ -3,24 +3,20 @@ ended ones, write everything in one transaction, publish the analyst copy."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 
-import polars as pl
 from prefect import flow, get_run_logger
 
 import store
-from flows.billing import (
-    bill_plan,
-    failures_recorded,
-    new_locks,
-    read_stored_inputs,
-    settle_decisions,
-)
-from flows.publish import RunSummary, finish_run, publish_artifacts, run_id_for
-from pipeline.schedule import nightly_plan
+from flows.billing import bill_plan, failures_recorded, read_stored_inputs
+from flows.publish import RunSummary, finish_run, publish_artifacts
+from pipeline.schedule import nightly_plan, with_cutoffs
+from rules.lifecycle import new_locks
+from store.clock import utc_now
 from store.faults import checkpoint
-from store.results import ResultsBatch, RunRecord
+from store.results import ResultsBatch
 from store.runlock import run_lock
+from store.runs import RunRecord, new_run_id
 
 
 @flow(name="billrun-nightly")
@@ -33,8 +29,8 @@ def nightly_flow(
 ) -> RunSummary:
     """Load new inputs, recompute every non-final period up to `as_of`, finalize ended ones."""
     logger = get_run_logger()
-    started = datetime.now()
-    run_id = run_id_for("nightly", started)
+    started = utc_now()  # the run's clock, read once, in UTC
+    run_id = new_run_id("nightly", started)
     failed_run = RunRecord(run_id=run_id, kind="nightly", started_at=started, as_of=as_of)
     with run_lock(db), failures_recorded(db, failed_run):
         if input_dir:
@@ -44,37 +40,30 @@ def nightly_flow(
         con = store.connect(db)
         try:
             stored = read_stored_inputs(con, conflict_policy)
-            plan = nightly_plan(
-                stored.accounts, stored.first_activity, stored.finalized, as_of
-            ).with_columns(pl.lit(as_of).alias("cutoff"))
+            plan = with_cutoffs(
+                nightly_plan(stored.accounts, stored.first_activity, stored.finalized, as_of),
+                as_of,
+            )
             periods = sorted(plan["period"].unique().to_list())
             logger.info(
                 "nightly as of %s: %d account-periods over %d period(s), policy %s",
                 as_of, plan.height, len(periods), stored.policy,
             )
-            rules = settle_decisions(
-                stored.catalog, stored.accounts, stored.assignments, periods, stored.policy,
-                stored.locks,
-            )
+            bill = bill_plan(con, stored.bill_inputs(), plan, shards)
             checkpoint("after-decisions")
-            bill = bill_plan(
-                con, stored.frames, stored.accounts, rules.lifecycles, plan, shards
-            )
             batch = ResultsBatch(
                 run=RunRecord(
                     run_id=run_id, kind="nightly", started_at=started, as_of=as_of,
                     rows_in=stored.assignments.height + bill.usage_events,
-                    rows_out=bill.charges.height,
+                    rows_out=bill.charges.height, finished_at=utc_now(),
                 ),
                 scope=plan.select("account_id", "period", "status"),
                 charges=bill.charges,
                 invoices=bill.invoices,
-                decisions=rules.decisions.join(
-                    plan.select("account_id", "period"), on=["account_id", "period"], how="semi"
-                ),
+                decisions=bill.decisions,
                 counters=bill.counters,
-                locks=new_locks(rules.lifecycles, as_of),
-                lifecycles=rules.lifecycles,
+                locks=new_locks(bill.lifecycles, as_of),
+                lifecycles=bill.lifecycles,
             )
         except BaseException:
             con.close()

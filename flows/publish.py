@@ -12,6 +12,7 @@ import polars as pl
 from prefect.artifacts import create_table_artifact
 
 from pipeline.catalog import CatalogFrames
+from store.clock import utc_now
 from store.results import ResultsBatch, write_results
 from store.snapshot import publish_snapshot
 from store.views import create_views, write_catalog_tables
@@ -63,7 +64,7 @@ class RunSummary:
             adjustment_lines=batch.adjustments,
             changes=changes,
             analyst_copy=str(Path(analyst).resolve()),
-            seconds=(datetime.now() - started).total_seconds(),
+            seconds=(utc_now() - started).total_seconds(),
             minor_units=dict(currencies.select("currency", "minor_units").iter_rows()),
         )
 
@@ -84,11 +85,6 @@ def finish_run(
     finally:
         con.close()
     return changes, publish_snapshot(db)
-
-
-def run_id_for(kind: str, started: datetime) -> str:
-    """A readable, sortable run id."""
-    return f"{kind}-{started:%Y%m%dT%H%M%S%f}"
 
 
 def catalog_and_views(frames: CatalogFrames, policy: str) -> Callable[[Any], None]:

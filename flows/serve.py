@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date
 from typing import Any
 
 from prefect import flow, serve
 
 from flows.nightly import nightly_flow
+from store.clock import utc_now
 
 DEPLOYMENT_NAME = "billrun-nightly"
 
@@ -17,7 +18,7 @@ def scheduled_nightly(
     db: str = "billrun.duckdb", input_dir: str | None = None, as_of: date | None = None
 ) -> Any:
     """The nightly run as of today (UTC) unless told otherwise; the clock is read only here."""
-    day = as_of or datetime.now(timezone.utc).date()
+    day = as_of or utc_now().date()
     return nightly_flow(as_of=day, db=db, input_dir=input_dir)
 
 

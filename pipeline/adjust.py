@@ -4,6 +4,8 @@ adjustment lines, the way a credit note works.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
 from pipeline.contracts import LINE_KEY, LINE_TYPES
@@ -89,4 +91,37 @@ def adjustment_lines(billed: pl.DataFrame, recomputed: pl.DataFrame) -> pl.DataF
             ).alias("reason"),
         )
         .sort(LINE_KEY, nulls_last=True)
+    )
+
+
+@dataclass(frozen=True)
+class ReprocessSplit:
+    """A reprocessed period split by status (SPEC §5): drafts are replaced, finals adjusted."""
+
+    scope: pl.DataFrame  # account_id, period, status of the drafts rewritten
+    charges: pl.DataFrame  # the drafts' recomputed lines
+    invoices: pl.DataFrame
+    decisions: pl.DataFrame
+    adjustments: pl.DataFrame  # what brings the finals to their recomputed lines
+
+
+def split_reprocess(
+    plan: pl.DataFrame,
+    charges: pl.DataFrame,
+    invoices: pl.DataFrame,
+    decisions: pl.DataFrame,
+    billed: pl.DataFrame,
+) -> ReprocessSplit:
+    """Keep the drafts' recomputed results; turn the finals' into adjustment lines against
+    `billed` (their final lines plus earlier adjustments). `plan`: account_id, period, status."""
+    final_ids = plan.filter(pl.col("status") == "final").select("account_id")
+    drafts = plan.filter(pl.col("status") == "draft")
+    return ReprocessSplit(
+        scope=drafts.select("account_id", "period", "status"),
+        charges=charges.join(drafts, on="account_id", how="semi"),
+        invoices=invoices.join(drafts, on="account_id", how="semi"),
+        decisions=decisions.join(
+            drafts.select("account_id", "period"), on=["account_id", "period"], how="semi"
+        ),
+        adjustments=adjustment_lines(billed, charges.join(final_ids, on="account_id", how="semi")),
     )

@@ -115,3 +115,19 @@ def _empty_plan() -> pl.DataFrame:
 def shard_of(account_id: pl.Expr, shards: int) -> pl.Expr:
     """Stable shard number of an account; the result never depends on the number of shards."""
     return account_id.hash(seed=0) % shards
+
+
+def with_cutoffs(plan: pl.DataFrame, as_of: date | None) -> pl.DataFrame:
+    """Add each group's `cutoff`: a final period is billed whole (null), a draft up to `as_of`
+    (the day a nightly run bills to; a reprocess keeps the horizon of the last nightly run)."""
+    return plan.with_columns(
+        pl.when(pl.col("status") == "final")
+        .then(pl.lit(None, dtype=pl.Date))
+        .otherwise(pl.lit(as_of, dtype=pl.Date))
+        .alias("cutoff")
+    )
+
+
+def cutoff_for(status: str | None, as_of: date | None) -> date | None:
+    """The cutoff of one (account, period) of `status`, as `with_cutoffs` sets it."""
+    return None if status == "final" else as_of

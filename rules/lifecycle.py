@@ -15,7 +15,7 @@ that nothing happened; they keep every situation answered.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import polars as pl
 from durable.engine import Closure
@@ -160,3 +160,11 @@ def judge_periods(catalog: Catalog, frame: pl.DataFrame) -> pl.DataFrame:
     )
     verdicts = _judge(catalog, positions, ["start", "end", "period_end"], "period_position")
     return frame.join(verdicts.select("seq", "rule", "outcome", "reason"), on="seq")
+
+
+def new_locks(lifecycles: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """SPEC §3 lock: activation dates now active in a billed period (as of `as_of`) may no
+    longer move: `assignment_id, locked_start`."""
+    return lifecycles.filter(pl.col("billable") & (pl.col("eff_start") <= as_of)).select(
+        "assignment_id", pl.col("start_date").alias("locked_start")
+    )

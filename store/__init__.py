@@ -1,5 +1,6 @@
 """The DuckDB store: the only package (with `flows/`) that opens the database."""
 
+from store.clock import Clock, utc_now
 from store.raw import (
     FileBatch,
     FileStats,
@@ -7,7 +8,6 @@ from store.raw import (
     LoadReport,
     StoreError,
     load_batch,
-    new_run_id,
     read_account_ids,
     read_accounts,
     read_assignments,
@@ -16,16 +16,17 @@ from store.raw import (
     read_rejected,
     read_runs,
     read_usage,
-    record_run,
-    utc_now,
 )
+from store.runs import RunRecord, new_run_id, record_run
 from store.schema import connect, create_schema
 
 __all__ = [
+    "Clock",
     "FileBatch",
     "FileStats",
     "LoadBatch",
     "LoadReport",
+    "RunRecord",
     "StoreError",
     "connect",
     "create_schema",

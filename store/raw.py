@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 import duckdb
 import polars as pl
@@ -27,6 +26,8 @@ import polars as pl
 from pipeline.catalog import Catalog, parse_catalog
 from pipeline.contracts import INPUT_COLUMNS, REJECTED_SCHEMA
 from pipeline.validate import Validated
+from store.clock import Clock, utc_now
+from store.runs import RunRecord, new_run_id, record_run
 
 ACCOUNT_FIELDS = list(INPUT_COLUMNS["accounts"])
 ASSIGNMENT_FIELDS = list(INPUT_COLUMNS["assignments"])
@@ -114,16 +115,6 @@ class LoadReport:
         )
 
 
-def new_run_id(kind: str, now: datetime) -> str:
-    """A sortable, unique run id, e.g. `load-20260105T020000-3f2a9c`."""
-    return f"{kind}-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-
-
-def utc_now() -> datetime:
-    """Now, as a naive UTC timestamp (the TIMESTAMP columns hold UTC)."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 # ---------------------------------------------------------------------------------------------
 # The load: stage, then publish in one transaction
 #
@@ -155,11 +146,13 @@ def load_batch(
     *,
     run_id: str | None = None,
     now: datetime | None = None,
+    clock: Clock = utc_now,
 ) -> LoadReport:
     """Load a whole batch: stage every file, then write every table in ONE transaction and
     record the run in `runs`. On failure no table changes; a `failed` run row is written and the
-    error re-raised."""
-    started = now or utc_now()
+    error re-raised. `now` is the run's start and `clock` tells its end (both UTC: the caller's
+    clock, read at the edge)."""
+    started = now or clock()
     report = LoadReport(run_id or new_run_id("load", started), started)
     if sum(f.kind == "usage" for f in batch.files) > 1:
         raise ValueError("a load takes at most one usage file")
@@ -177,7 +170,7 @@ def load_batch(
             con.execute("CREATE OR REPLACE TEMP TABLE _usage_clash (line BIGINT, state VARCHAR)")
         con.execute("BEGIN TRANSACTION")
         try:
-            _publish(con, batch, report)
+            _publish(con, batch, report, clock)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -186,8 +179,12 @@ def load_batch(
         report.status = "failed"
         try:
             record_run(
-                con, report.run_id, "load", report.started_at, utc_now(), "failed",
-                None, None, f"{type(exc).__name__}: {exc}"[:2000],
+                con,
+                RunRecord(
+                    report.run_id, "load", report.started_at, rows_in=None, rows_out=None,
+                    message=f"{type(exc).__name__}: {exc}"[:2000], finished_at=clock(),
+                ),
+                "failed",
             )
         except duckdb.Error:
             pass  # the connection itself is broken: the original error is the one to report
@@ -328,7 +325,9 @@ def _usage_rejects(clash: pl.DataFrame, raw: pl.DataFrame | None, source: str) -
     )
 
 
-def _publish(con: duckdb.DuckDBPyConnection, batch: LoadBatch, rep: LoadReport) -> None:
+def _publish(
+    con: duckdb.DuckDBPyConnection, batch: LoadBatch, rep: LoadReport, clock: Clock
+) -> None:
     """Inside the transaction: write every staged row into the real tables, and the run."""
     if batch.catalog_text is not None:
         rep.catalog = _put_catalog(con, batch.catalog_text, batch.catalog_source, rep)
@@ -356,33 +355,15 @@ def _publish(con: duckdb.DuckDBPyConnection, batch: LoadBatch, rep: LoadReport) 
                  AND x.raw = r.raw)""",
         [rep.run_id, rep.started_at],
     )
-    rep.finished_at = utc_now()
+    rep.finished_at = clock()
     rep.status = "success"
     record_run(
-        con, rep.run_id, "load", rep.started_at, rep.finished_at, "success",
-        rep.rows_in, rep.rows_out, rep.message(),
-    )
-
-
-def record_run(
-    con: duckdb.DuckDBPyConnection,
-    run_id: str,
-    kind: str,
-    started_at: datetime,
-    finished_at: datetime | None,
-    status: str,
-    rows_in: int | None,
-    rows_out: int | None,
-    message: str | None = None,
-    *,
-    period: str | None = None,
-    as_of: date | None = None,
-) -> None:
-    """Insert one row into `runs`."""
-    con.execute(
-        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [run_id, kind, period, as_of, started_at, finished_at, status, rows_in, rows_out,
-         message],
+        con,
+        RunRecord(
+            rep.run_id, "load", rep.started_at, rows_in=rep.rows_in, rows_out=rep.rows_out,
+            message=rep.message(), finished_at=rep.finished_at,
+        ),
+        "success",
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 
 import duckdb
 import polars as pl
@@ -16,6 +16,7 @@ import polars as pl
 from pipeline.contracts import COUNTER_KEY, DECISIONS_SCHEMA, LINE_KEY
 from store.duck import frame, scalar
 from store.faults import checkpoint
+from store.runs import RunRecord, record_run
 
 _LINE_COLUMNS = (
     "account_id, period, line_type, assignment_id, addon_id, service, destination_group, "
@@ -27,20 +28,6 @@ _LIFECYCLE_COLUMNS = (
     "assignment_id, account_id, addon_id, fee_plan_id, start_date, end_date, eff_start, eff_end, "
     "billable, end_reason"
 )
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One row of `runs`."""
-
-    run_id: str
-    kind: str
-    started_at: datetime
-    period: str | None = None
-    as_of: date | None = None
-    rows_in: int = 0
-    rows_out: int = 0
-    message: str | None = None
 
 
 @dataclass
@@ -211,7 +198,7 @@ def write_results(
     also: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
 ) -> dict[str, int]:
     """Write one run's results atomically (with `also`, e.g. the catalog tables, in the same
-    transaction); returns counts of what changed."""
+    transaction) and its `runs` row (timestamps from `batch.run`); returns what changed."""
     run_id = batch.run.run_id
     counts: dict[str, int] = {}
     con.execute("BEGIN TRANSACTION")
@@ -262,7 +249,7 @@ def write_results(
         _mark_finalized(con)
         if also is not None:
             also(con)
-        _insert_run(con, batch.run, "success")
+        record_run(con, batch.run, "success")
         _check_invariants(con)
         checkpoint("before-commit")
         con.execute("COMMIT")
@@ -346,23 +333,6 @@ def _mark_finalized(con: duckdb.DuckDBPyConnection) -> None:
            ANTI JOIN finalized_periods f USING (account_id, period)
            WHERE s.status = 'final'"""
     )
-
-
-def _insert_run(con: duckdb.DuckDBPyConnection, run: RunRecord, status: str) -> None:
-    con.execute(
-        """INSERT INTO runs (run_id, kind, period, as_of, started_at, finished_at, status,
-                             rows_in, rows_out, message)
-           VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?, ?)""",
-        [
-            run.run_id, run.kind, run.period, run.as_of, run.started_at, status,
-            run.rows_in, run.rows_out, run.message,
-        ],
-    )
-
-
-def record_failed_run(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
-    """Record a failed run in its own transaction, after the results were rolled back."""
-    _insert_run(con, run, "failed")
 
 
 class InvariantError(RuntimeError):
