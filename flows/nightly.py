@@ -68,7 +68,7 @@ def nightly_flow(
         except BaseException:
             con.close()
             raise
-        changes, analyst = finish_run(con, db, batch, stored.frames, stored.policy)
+        changes, analyst = finish_run(con, db, batch, stored)
     summary = RunSummary.of(
         run_id, "nightly", plan, batch, changes, analyst, started, adjustments=0,
         currencies=stored.frames.currencies,

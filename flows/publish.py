@@ -11,7 +11,9 @@ from typing import Any
 import polars as pl
 from prefect.artifacts import create_table_artifact
 
+from flows.billing import StoredInputs
 from pipeline.catalog import CatalogFrames
+from rules.conflicts import offer_verdicts
 from store.clock import utc_now
 from store.results import ResultsBatch, write_results
 from store.snapshot import publish_snapshot
@@ -70,28 +72,28 @@ class RunSummary:
 
 
 def finish_run(
-    con: Any,
-    db: str,
-    batch: ResultsBatch,
-    frames: CatalogFrames,
-    policy: str,
+    con: Any, db: str, batch: ResultsBatch, stored: StoredInputs
 ) -> tuple[dict[str, int], Path]:
     """Write the run's batch in one transaction (catalog tables and views included), close the
     connection and publish the analyst copy; returns what changed and the copy's path."""
     try:
-        changes = write_results(
-            con, batch, frames.currencies, also=catalog_and_views(frames, policy)
+        refresh = catalog_and_views(
+            stored.frames, stored.policy, offer_verdicts(stored.catalog, stored.policy)  # type: ignore[arg-type]
         )
+        changes = write_results(con, batch, stored.frames.currencies, also=refresh)
     finally:
         con.close()
     return changes, publish_snapshot(db)
 
 
-def catalog_and_views(frames: CatalogFrames, policy: str) -> Callable[[Any], None]:
-    """Catalog tables and analyst views, refreshed inside the run's transaction."""
+def catalog_and_views(
+    frames: CatalogFrames, policy: str, addon_conflicts: pl.DataFrame
+) -> Callable[[Any], None]:
+    """Catalog tables (with the conflicts ruleset's verdicts on add-on pairs) and analyst views,
+    refreshed inside the run's transaction."""
 
     def refresh(con: Any) -> None:
-        write_catalog_tables(con, frames, policy)
+        write_catalog_tables(con, frames, policy, addon_conflicts)
         create_views(con)
 
     return refresh

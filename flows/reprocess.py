@@ -78,7 +78,7 @@ def reprocess_flow(
         except BaseException:
             con.close()
             raise
-        changes, analyst = finish_run(con, db, batch, stored.frames, stored.policy)
+        changes, analyst = finish_run(con, db, batch, stored)
     summary = RunSummary.of(
         run_id, "reprocess", plan, batch, changes, analyst, started,
         adjustments=adjustments.height, currencies=stored.frames.currencies,

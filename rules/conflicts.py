@@ -146,3 +146,30 @@ def judge_pairs(
         NAME, catalog_facts(catalog, policy), engine.facts(distinct_rows, "pair"), expect="one"
     )
     return tagged.join(verdicts, on="situation").drop("situation")
+
+
+OFFER_VERDICT_SCHEMA: dict[str, pl.DataType] = {
+    "first_addon": pl.Utf8(),
+    "later_addon": pl.Utf8(),
+    "rule": pl.Utf8(),
+    "outcome": pl.Utf8(),
+}
+
+
+def offer_verdicts(catalog: Catalog, policy: Literal["replace", "reject"]) -> pl.DataFrame:
+    """The ruleset's verdict on adding each catalog add-on (`later_addon`) to an account that
+    holds another one (`first_addon`, held so assigned earlier), for every ordered pair of
+    distinct add-ons: rule and outcome (`replaced`, `rejected` or `no conflict`).
+
+    The `available_addons` view reads these verdicts, not a copy of the test (STYLE §6)."""
+    ids = pl.DataFrame(
+        {"first_addon": [a.id for a in catalog.addons]}, schema={"first_addon": pl.Utf8}
+    )
+    pairs = ids.join(ids.rename({"first_addon": "later_addon"}), how="cross").filter(
+        pl.col("first_addon") != pl.col("later_addon")
+    )
+    if pairs.height == 0:
+        return pl.DataFrame(schema=OFFER_VERDICT_SCHEMA)
+    return judge_pairs(catalog, pairs, policy).select(list(OFFER_VERDICT_SCHEMA)).sort(
+        "first_addon", "later_addon"
+    )

@@ -50,27 +50,20 @@ VIEWS: dict[str, str] = {
                               || f.currency || ')', ', ' ORDER BY f.term_months) AS fee_plans
             FROM catalog_addons ad JOIN catalog_fee_plans f USING (subscription_id)
             GROUP BY ALL),
-        entry_keys AS (
-            SELECT ad.addon_id, ad.priority, e.service, e.destination_group, e.threshold_type
-            FROM catalog_addons ad JOIN catalog_discount_entries e USING (discount_plan_id)),
-        conflicts AS (
-            SELECT c.account_id, k_new.addon_id,
-                   string_agg(DISTINCT h.assignment_id, ', ' ORDER BY h.assignment_id) AS ids
+        conflicts AS (  -- the conflicts ruleset's verdicts (rules.conflicts.offer_verdicts)
+            SELECT c.account_id, v.later_addon AS addon_id,
+                   string_agg(DISTINCT h.assignment_id, ', ' ORDER BY h.assignment_id) AS ids,
+                   max(v.outcome) AS outcome
             FROM current_account c
             JOIN held h ON h.account_id = c.account_id
-            JOIN entry_keys k_old ON k_old.addon_id = h.addon_id
-            JOIN entry_keys k_new ON k_new.priority = k_old.priority
-                 AND k_new.service = k_old.service
-                 AND k_new.destination_group = k_old.destination_group
-                 AND k_new.threshold_type = k_old.threshold_type
-                 AND k_new.addon_id <> k_old.addon_id
-            GROUP BY ALL)
+            JOIN catalog_addon_conflicts v ON v.first_addon = h.addon_id
+            WHERE v.outcome IN ('replaced', 'rejected')
+            GROUP BY c.account_id, v.later_addon)
         SELECT c.account_id, c.main_product_id, o.addon_id, ad.name, ad.description,
                ad.priority, ad.discount_plan_id, ad.subscription_id, p.fee_plans,
                x.ids AS would_conflict_with,
-               CASE WHEN x.ids IS NULL THEN NULL
-                    WHEN (SELECT conflict_policy FROM catalog_settings) = 'reject'
-                    THEN 'would be refused' ELSE 'would replace' END AS conflict_outcome
+               CASE x.outcome WHEN 'rejected' THEN 'would be refused'
+                    WHEN 'replaced' THEN 'would replace' END AS conflict_outcome
         FROM current_account c
         JOIN catalog_offers o ON o.main_product_id = c.main_product_id
         JOIN catalog_addons ad ON ad.addon_id = o.addon_id
@@ -118,9 +111,13 @@ VIEWS: dict[str, str] = {
 
 
 def write_catalog_tables(
-    con: duckdb.DuckDBPyConnection, frames: CatalogFrames, conflict_policy: str
+    con: duckdb.DuckDBPyConnection,
+    frames: CatalogFrames,
+    conflict_policy: str,
+    addon_conflicts: pl.DataFrame,
 ) -> None:
-    """Replace the catalog tables with the current catalog (caller holds the transaction)."""
+    """Replace the catalog tables with the current catalog, and the conflicts ruleset's verdict
+    on each ordered pair of add-ons (`addon_conflicts`), inside the caller's transaction."""
     for table, attribute in CATALOG_TABLES.items():
         con.register("_catalog_frame", getattr(frames, attribute).to_arrow())
         con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _catalog_frame")
@@ -133,6 +130,9 @@ def write_catalog_tables(
         "CREATE OR REPLACE TABLE catalog_fee_plans AS SELECT * REPLACE "
         "(CAST(fee AS DECIMAL(18,4)) AS fee) FROM _catalog_frame"
     )
+    con.unregister("_catalog_frame")
+    con.register("_catalog_frame", addon_conflicts.to_arrow())
+    con.execute("CREATE OR REPLACE TABLE catalog_addon_conflicts AS SELECT * FROM _catalog_frame")
     con.unregister("_catalog_frame")
     settings = pl.DataFrame({"conflict_policy": [conflict_policy]})
     con.register("_catalog_frame", settings.to_arrow())

@@ -7,7 +7,12 @@ from datetime import date
 import polars as pl
 import pytest
 
-from pipeline.adjust import DuplicateLineKeyError, adjustment_lines, check_unique_line_keys
+from pipeline.adjust import (
+    DuplicateLineKeyError,
+    adjustment_lines,
+    check_unique_line_keys,
+    split_reprocess,
+)
 
 SCHEMA = {
     "account_id": pl.Utf8, "period": pl.Utf8, "line_type": pl.Utf8, "assignment_id": pl.Utf8,
@@ -78,3 +83,27 @@ def test_duplicate_line_key_fails() -> None:
     check_unique_line_keys(frame(TV_FEE, USAGE))
     with pytest.raises(DuplicateLineKeyError):
         check_unique_line_keys(frame(TV_FEE, TV_FEE))
+
+
+def test_a_reprocess_replaces_drafts_and_adjusts_finals() -> None:
+    """A1's period is final: its recomputed TV fee (30.00 -> 25.00) becomes a -5.00 adjustment;
+    A2's is a draft: its recomputed lines, invoice and decisions are kept as they are."""
+    recomputed = pl.concat([
+        frame(line("recurring", 2500)),
+        frame({**line("recurring", 3000), "account_id": "A2"}),
+    ])
+    invoices = pl.DataFrame({"account_id": ["A1", "A2"], "period": ["2026-06"] * 2,
+                             "currency": ["USD"] * 2, "total_minor": [2500, 3000]})
+    decisions = pl.DataFrame({"account_id": ["A1", "A2"], "period": ["2026-06"] * 2,
+                              "assignment_id": ["AS1", "AS1"], "outcome": ["active"] * 2})
+    plan = pl.DataFrame({"account_id": ["A1", "A2"], "period": ["2026-06"] * 2,
+                         "status": ["final", "draft"]})
+    split = split_reprocess(plan, recomputed, invoices, decisions, frame(TV_FEE))
+    assert split.scope.rows() == [("A2", "2026-06", "draft")]
+    assert split.charges["account_id"].to_list() == ["A2"]
+    assert split.invoices.rows() == [("A2", "2026-06", "USD", 3000)]
+    assert split.decisions["account_id"].to_list() == ["A2"]
+    assert split.adjustments.select("account_id", "line_type", "amount_minor").rows() == [
+        ("A1", "recurring", -500)
+    ]
+    assert split.adjustments["reason"][0].startswith("corrected assignment: recurring line")

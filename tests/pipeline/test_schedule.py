@@ -6,7 +6,7 @@ from datetime import date
 
 import polars as pl
 
-from pipeline.schedule import nightly_plan, reprocess_plan, shard_of
+from pipeline.schedule import cutoff_for, nightly_plan, reprocess_plan, shard_of, with_cutoffs
 
 ACCOUNTS = pl.DataFrame(
     {
@@ -75,3 +75,11 @@ def test_shards_are_stable_and_cover_every_account() -> None:
         parts = ids.with_columns(shard=shard_of(pl.col("account_id"), shards))
         assert parts["shard"].max() < shards
         assert parts.height == 200
+
+
+def test_a_final_period_is_billed_whole_and_a_draft_up_to_the_as_of_date() -> None:
+    plan = pl.DataFrame({"account_id": ["A1", "A2"], "status": ["final", "draft"]})
+    as_of = date(2026, 3, 10)
+    assert with_cutoffs(plan, as_of)["cutoff"].to_list() == [None, as_of]
+    assert with_cutoffs(plan, None)["cutoff"].to_list() == [None, None]  # no nightly run yet
+    assert [cutoff_for(s, as_of) for s in ("final", "draft", None)] == [None, as_of, as_of]

@@ -137,3 +137,27 @@ def test_only_eligible_assignments_take_part():
 def test_a_bad_policy_is_refused():
     with pytest.raises(ValueError, match="policy"):
         run(pair(), "merge")
+
+
+# --- The verdicts `available_addons` reads (rules.conflicts.offer_verdicts) -------------------
+
+# Same priority 20 and a shared entry: V1, V2, V3 and MULTI all discount voice/US by quantity;
+# SMS and MULTI both discount sms/ANY. HI (priority 30) shares V1's entry at another priority,
+# AMT counts amount, not quantity, and NODISC has no plan: none of those three conflicts.
+CONFLICTING = {
+    frozenset(p) for p in [("V1", "V2"), ("V1", "V3"), ("V2", "V3"), ("V1", "MULTI"),
+                           ("V2", "MULTI"), ("V3", "MULTI"), ("SMS", "MULTI")]
+}
+
+
+@pytest.mark.parametrize(("policy", "outcome"), [("replace", "replaced"), ("reject", "rejected")])
+def test_offer_verdicts_judge_every_ordered_pair_of_distinct_addons(policy, outcome) -> None:
+    verdicts = cf.offer_verdicts(CATALOG, policy)
+    assert verdicts.height == 8 * 7  # 8 add-ons, each after each of the 7 others
+    clashing = verdicts.filter(pl.col("outcome") != "no conflict")
+    assert {frozenset(p) for p in clashing.select("first_addon", "later_addon").rows()} == (
+        CONFLICTING
+    )
+    assert clashing.height == 2 * len(CONFLICTING)  # both orders of each pair
+    assert set(clashing["outcome"]) == {outcome}
+    assert set(verdicts.filter(pl.col("outcome") == "no conflict")["rule"]) == {cf.NO_CONFLICT}

@@ -172,3 +172,17 @@ def test_a_locked_start_is_used_for_eligibility():
                     locks=locks_frame([("S1", "2026-03-02")]))
     assert "add-on meets every eligibility condition" in rows_of(result, "S1", "2026-03")
     assert life(result, "S1")["eff_end"] == d("2026-03-15")
+
+
+def test_new_locks_are_the_billable_starts_already_active_on_the_as_of_date() -> None:
+    """SPEC §3: once an activation date was active in a billed period it may no longer move."""
+    lifecycles = pl.DataFrame({
+        "assignment_id": ["ON", "LATER", "IDLE", "TODAY"],
+        "start_date": [d("2026-01-05"), d("2026-04-01"), d("2026-01-05"), d("2026-03-10")],
+        "eff_start": [d("2026-01-05"), d("2026-04-01"), d("2026-01-05"), d("2026-03-10")],
+        "billable": [True, True, False, True],
+    })
+    # As of 03-10: ON started before it, TODAY on it; LATER starts after; IDLE is not billed.
+    locks = lc.new_locks(lifecycles, d("2026-03-10"))
+    assert locks.rows() == [("ON", d("2026-01-05")), ("TODAY", d("2026-03-10"))]
+    assert locks.columns == ["assignment_id", "locked_start"]

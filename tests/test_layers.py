@@ -1,0 +1,111 @@
+"""The house (docs/ARCHITECTURE.md): each layer imports only the layers below it, and the pure
+core (`pipeline/`, `rules/`) touches no database, no orchestrator, no file, no clock.
+
+Read from the source (AST), so a lazy import inside a function counts as much as one at the top.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("pipeline", "rules", "store", "flows", "billrun", "data")
+# What each first-party package may import (itself included). No arrow runs back up.
+MAY_IMPORT: dict[str, set[str]] = {
+    "pipeline": {"pipeline", "rules"},  # rules only from pipeline/billing.py (checked below)
+    "rules": {"rules", "pipeline"},
+    "store": {"store", "pipeline"},
+    "data": {"data", "pipeline"},
+    "flows": {"flows", "store", "pipeline", "rules"},
+    "billrun": {"billrun", "flows", "store", "pipeline", "rules", "data"},
+}
+PURE = ("pipeline", "rules")
+# Third-party packages and first-party layers the pure core never imports.
+IMPURE_IMPORTS = {"duckdb", "prefect", "store", "flows", "billrun", "data", "pyarrow"}
+CLOCK_CALLS = {"now", "today", "utcnow"}
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def _imports(path: Path) -> set[str]:
+    """Top-level names of every module `path` imports (absolute imports only: the house has no
+    relative ones)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _clock_calls(path: Path) -> list[str]:
+    """`x.now()`, `x.today()`, `x.utcnow()` and bare `now()`/`today()` calls in `path`."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if name in CLOCK_CALLS:
+                found.append(f"{path.name}:{node.lineno} {ast.unparse(func)}()")
+    return found
+
+
+@pytest.mark.parametrize("package", PURE)
+def test_the_pure_core_imports_no_store_orchestrator_or_app(package: str) -> None:
+    bad = {
+        str(path.relative_to(ROOT)): sorted(_imports(path) & IMPURE_IMPORTS)
+        for path in _modules(package)
+        if _imports(path) & IMPURE_IMPORTS
+    }
+    assert bad == {}
+
+
+@pytest.mark.parametrize("package", PURE)
+def test_the_pure_core_never_reads_the_clock(package: str) -> None:
+    calls = [call for path in _modules(package) for call in _clock_calls(path)]
+    assert calls == []
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_import_runs_back_up_the_house(package: str) -> None:
+    first_party = set(PACKAGES)
+    bad = {
+        str(path.relative_to(ROOT)): sorted((_imports(path) & first_party) - MAY_IMPORT[package])
+        for path in _modules(package)
+        if (_imports(path) & first_party) - MAY_IMPORT[package]
+    }
+    assert bad == {}
+
+
+def test_only_the_one_billing_function_joins_the_rules_to_the_charges() -> None:
+    """pipeline/billing.py is the one pipeline module that imports rules/ (and rules/ never
+    imports it back, so there is no cycle)."""
+    importing = {
+        path.relative_to(ROOT).as_posix()
+        for path in _modules("pipeline")
+        if "rules" in _imports(path)
+    }
+    assert importing == {"pipeline/billing.py"}
+    for path in _modules("rules"):
+        tree = ast.parse(path.read_text())
+        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "pipeline.billing" not in modules, path.name
+
+
+def test_the_checks_see_an_arrow_up_and_a_clock(tmp_path: Path) -> None:
+    """The checks themselves work: a module that imports the store and reads the clock fails."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import store.raw\nfrom datetime import date, datetime\n"
+        "def f():\n    from flows import billing\n    return datetime.now(), date.today()\n"
+    )
+    assert _imports(probe) & IMPURE_IMPORTS == {"store", "flows"}
+    assert _clock_calls(probe) == ["probe.py:5 datetime.now()", "probe.py:5 date.today()"]
