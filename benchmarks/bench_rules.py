@@ -22,7 +22,9 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.billing import BillInputs, bill
 from pipeline.catalog import Catalog, parse_catalog
+from pipeline.contracts import COUNTER_INPUT_SCHEMA, USAGE_SCHEMA
 from rules import decide, engine
 
 CATALOG = ROOT / "data" / "sample" / "catalog.yaml"
@@ -155,6 +157,9 @@ def main() -> None:
     parser.add_argument("--period", default="2026-03")
     parser.add_argument("--policy", default="replace", choices=["replace", "reject"])
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--bill", action="store_true",
+                        help="also time the whole pure unit of work, pipeline.billing.bill "
+                             "(decide, then the fee lines; no usage)")
     args = parser.parse_args()
 
     catalog = parse_catalog(CATALOG.read_text())
@@ -190,6 +195,13 @@ def main() -> None:
     ))
     print(f"  peak RSS: {peak:,.0f} MiB; load average before/after: {load:.2f}/"
           f"{os.getloadavg()[0]:.2f}")
+    if args.bill:
+        inputs = BillInputs(catalog=catalog, policy=args.policy, accounts=accounts,
+                            assignments=assignments, usage=pl.DataFrame(schema=USAGE_SCHEMA))
+        began = time.perf_counter()
+        billed = bill(inputs, args.period, None, pl.DataFrame(schema=COUNTER_INPUT_SCHEMA))
+        print(f"bill ({args.period}): {time.perf_counter() - began:.2f} s, "
+              f"{billed.charges.height:,} lines, {billed.invoices.height:,} invoices")
 
 
 if __name__ == "__main__":
