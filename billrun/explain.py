@@ -9,8 +9,12 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.contracts import COUNTER_KEY
 from store.duck import frame, scalar
 from store.snapshot import analyst_path
+
+# One account's counter window: the counter key without the account.
+_WINDOW = ", ".join(c for c in COUNTER_KEY if c != "account_id")
 
 
 class ExplainError(RuntimeError):
@@ -73,18 +77,17 @@ def explain_frames(
             args,
         ),
         "counters": q(
-            """WITH now AS (
-                   SELECT service, destination_group, threshold_type, reset, window_start, value
+            f"""WITH now AS (
+                   SELECT {_WINDOW}, value
                    FROM counter_periods WHERE account_id = ? AND period = ?),
                before AS (
-                   SELECT service, destination_group, threshold_type, reset, window_start, value
+                   SELECT {_WINDOW}, value
                    FROM counter_periods WHERE account_id = ? AND period < ?
-                   QUALIFY row_number() OVER (PARTITION BY service, destination_group,
-                       threshold_type, reset, window_start ORDER BY period DESC) = 1)
-               SELECT n.service, n.destination_group, n.threshold_type, n.reset, n.window_start,
+                   QUALIFY row_number() OVER (PARTITION BY {_WINDOW}
+                                              ORDER BY period DESC) = 1)
+               SELECT {", ".join(f"n.{c}" for c in _WINDOW.split(", "))},
                       coalesce(b.value, 0) AS value_before, n.value AS value_after
-               FROM now n LEFT JOIN before b
-                 USING (service, destination_group, threshold_type, reset, window_start)
+               FROM now n LEFT JOIN before b USING ({_WINDOW})
                ORDER BY ALL""",
             [account_id, period, account_id, period],
         ),

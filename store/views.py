@@ -20,12 +20,17 @@ CATALOG_TABLES = {
 
 
 
+def _types_in(bucket: str) -> str:
+    """The quoted line types of a revenue bucket, for an SQL `IN (...)`."""
+    return ", ".join(f"'{name}'" for name in line_types_where(revenue_bucket=bucket))
+
+
 def _revenue_buckets() -> str:
     """One `sum(amount) FILTER (...) AS bucket` per revenue bucket of the line-type registry."""
-    parts = []
-    for bucket in REVENUE_BUCKETS:
-        types = ", ".join(f"'{name}'" for name in line_types_where(revenue_bucket=bucket))
-        parts.append(f"sum(amount) FILTER (WHERE line_type IN ({types})) AS {bucket}")
+    parts = [
+        f"sum(amount) FILTER (WHERE line_type IN ({_types_in(bucket)})) AS {bucket}"
+        for bucket in REVENUE_BUCKETS
+    ]
     return ",\n               ".join(parts)
 
 
@@ -83,14 +88,14 @@ VIEWS: dict[str, str] = {
               SELECT period, addon_id, currency, line_type, amount, true FROM adjustments)
         GROUP BY ALL ORDER BY period, addon_id, currency""",
     # One row per period, discount plan, service, destination group and currency.
-    "discount_by_plan": """
+    "discount_by_plan": f"""
         SELECT c.period, coalesce(ad.discount_plan_id, mp.discount_plan_id) AS discount_plan_id,
                c.service, c.destination_group, c.currency,
                -sum(c.amount) AS discount_given, count(*) AS lines
         FROM charges c
         LEFT JOIN catalog_addons ad ON ad.addon_id = c.addon_id
         LEFT JOIN catalog_main_products mp ON mp.main_product_id = c.addon_id
-        WHERE c.line_type = 'discount'
+        WHERE c.line_type IN ({_types_in("discounts")})
         GROUP BY ALL ORDER BY ALL""",
     # One row per conflict decision: who replaced or refused whom, and why.
     "conflicts_and_replacements": """
