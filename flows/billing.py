@@ -20,9 +20,17 @@ from prefect.cache_policies import NO_CACHE
 import store
 from flows import progress
 from pipeline.adjust import check_unique_line_keys
-from pipeline.billing import Bill, BillInputs, bill
+from pipeline.billing import Bill, BillInputs, bill, settle
 from pipeline.catalog import Catalog, CatalogFrames, catalog_frames
-from pipeline.contracts import COUNTER_KEY
+from pipeline.contracts import (
+    COUNTER_KEY,
+    COUNTER_SCHEMA,
+    DECISIONS_SCHEMA,
+    INVOICE_SCHEMA,
+    LIFECYCLE_SCHEMA,
+    LINE_SCHEMA,
+    typed,
+)
 from pipeline.counters import carry_counters
 from pipeline.schedule import shard_of
 from store.clock import utc_now
@@ -152,20 +160,31 @@ def bill_plan(
                     period, in_period.height, usage.height)
         progress.advance("periods", index + 1, len(periods))
 
-    def gather(name: str) -> pl.DataFrame:
-        return concat_frames([getattr(b, name) for b in bills])
+    def gather(name: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+        # Typed even when nothing was billed (a run before any activity writes no line).
+        return concat_frames([getattr(b, name) for b in bills]) if bills else typed(
+            pl.DataFrame(), schema
+        )
 
-    lines = gather("charges")
+    lines = gather("charges", LINE_SCHEMA)
     check_unique_line_keys(lines)
-    invoices = gather("invoices")
-    lifecycles = gather("lifecycles")
+    invoices = gather("invoices", INVOICE_SCHEMA)
+    lifecycles = gather("lifecycles", LIFECYCLE_SCHEMA)
+    # The assignments of accounts the plan does not bill (their activity starts later) are
+    # settled all the same, so the run records every life cycle, as it always has.
+    unplanned = inputs.assignments.join(plan, on="account_id", how="anti")
+    if unplanned.height:
+        rest = inputs.of_accounts(unplanned.select("account_id").unique())
+        lifecycles = concat_frames([lifecycles, settle(rest)])
     return PlanBill(
-        decisions=gather("decisions"),
+        decisions=gather("decisions", DECISIONS_SCHEMA),
         lifecycles=lifecycles.unique("assignment_id", keep="first", maintain_order=True)
         if lifecycles.height else lifecycles,
         charges=lines,
         invoices=invoices.sort("period", "account_id") if invoices.height else invoices,
-        counters=concat_frames(counters),
+        counters=concat_frames(counters) if counters else typed(
+            pl.DataFrame(), {**COUNTER_SCHEMA, "period": pl.Utf8()}
+        ),
         usage_events=events,
     )
 

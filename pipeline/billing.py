@@ -97,3 +97,13 @@ def bill(
         counters_after=charged.counters_after,
         usage_detail=charged.usage_detail,
     )
+
+
+def settle(inputs: BillInputs) -> pl.DataFrame:
+    """The settled life cycles of the accounts of `inputs` when no period of theirs is billed
+    (their activity starts later): the run still records them, as `bill` would."""
+    return decide(
+        inputs.catalog, inputs.accounts, inputs.assignments, [],
+        inputs.policy,  # type: ignore[arg-type]
+        inputs.locks,
+    ).lifecycles

@@ -187,3 +187,32 @@ def test_a_failed_run_is_recorded_and_changes_no_result(tmp_path: Path) -> None:
     assert [r[:3] for r in rows] == [("nightly", "failed", date(2026, 2, 1))]
     assert "catalog" in rows[0][3].lower()
     assert q(db, "SELECT count(*) FROM charges") == [(0,)]
+
+
+def test_a_run_before_any_activity_bills_nothing_but_settles_every_assignment(
+    scenario: dict[str, Path],
+) -> None:
+    """As of Dec 20 nothing has started (AS_V100 from Jan 1, AS_TV from Jan 11, the first call on
+    Jan 5): no period to bill, yet both life cycles are settled and recorded; the run's row
+    holds its UTC start and end and a run id of the one scheme."""
+    import re
+
+    from store.clock import utc_now
+
+    db = scenario["db"]
+    load_flow(str(scenario["drop"]), str(db))
+    before = utc_now()
+    summary = nightly_flow(as_of=date(2025, 12, 20), db=str(db))
+    after = utc_now()
+    assert summary.account_periods == 0
+    assert q(db, "SELECT count(*) FROM invoices") == [(0,)]
+    assert q(db, "SELECT assignment_id, eff_start, billable FROM assignment_lifecycles "
+                 "ORDER BY ALL") == [
+        ("AS_TV", date(2026, 1, 11), True), ("AS_V100", date(2026, 1, 1), True),
+    ]
+    assert q(db, "SELECT count(*) FROM activation_locks") == [(0,)]  # nothing active yet
+    ((run_id, started, finished),) = q(
+        db, "SELECT run_id, started_at, finished_at FROM runs WHERE kind = 'nightly'"
+    )
+    assert re.fullmatch(r"nightly-\d{8}T\d{6}-[0-9a-f]{6}", run_id) and run_id == summary.run_id
+    assert before <= started <= finished <= after

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.billing import Bill, BillInputs, bill
+from pipeline.billing import Bill, BillInputs, bill, settle
 from pipeline.catalog import parse_catalog
 from pipeline.contracts import COUNTER_INPUT_SCHEMA, LOCK_SCHEMA, USAGE_SCHEMA
 
@@ -137,4 +137,12 @@ def test_detail_gives_the_per_event_tier_parts() -> None:
     )
     assert parts.rows() == [
         ("A1_E1", 0, 0, 50 * M), ("A1_E2", 0, 50 * M, 100 * M), ("A1_E2", 1, 100 * M, 120 * M),
+    ]
+
+
+def test_settle_gives_the_life_cycles_without_billing_a_period() -> None:
+    lifecycles = settle(_inputs("A1")).sort("assignment_id")
+    # Both assignments start on 01-01 and are open: billable from 01-01, no end.
+    assert lifecycles.select("assignment_id", "eff_start", "eff_end", "billable").rows() == [
+        ("A1_TV", date(2026, 1, 1), None, True), ("A1_V", date(2026, 1, 1), None, True),
     ]
