@@ -42,15 +42,16 @@ class BillInputs:
     def of_accounts(self, ids: pl.DataFrame) -> BillInputs:
         """The same inputs restricted to the accounts of `ids` (`account_id`)."""
         assignments = self.assignments.join(ids, on="account_id", how="semi")
-        locks = self.locks
+        locks, usage = self.locks, self.usage
         if locks.height:
             locks = locks.join(assignments.select("assignment_id"), on="assignment_id", how="semi")
+        if usage.width:  # usage is read period by period: until then it has no columns
+            usage = usage.join(ids, on="account_id", how="semi")
         return replace(
             self,
             accounts=self.accounts.join(ids, on="account_id", how="semi"),
             assignments=assignments,
-            usage=self.usage.join(ids, on="account_id", how="semi") if self.usage.width else
-            self.usage,
+            usage=usage,
             locks=locks,
         )
 
