@@ -146,7 +146,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         path = write_report(args.db, out=args.out, period=args.period)
     except ReportError as exc:
-        summary.error(str(exc))
+        print(f"billrun: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     summary.console.print(f"report: [bold]{path.resolve()}[/]")
     return EXIT_OK
@@ -251,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             apply_settings(args)
         except ValueError as exc:  # config.ConfigError: a bad key, named with its source
-            summary.error(str(exc))
+            print(f"billrun: error: {exc}", file=sys.stderr)  # unwrapped: paths stay whole
             return EXIT_USAGE
     try:
         return int(args.handler(args))
