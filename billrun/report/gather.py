@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import polars as pl
 
+from billrun.report.data import ReportData, ReportError
 from store.duck import frame
 from store.snapshot import analyst_path
+
+__all__ = ["ReportData", "ReportError", "WINDOW", "gather", "source_for"]
 
 WINDOW = 6  # periods shown in the revenue and discount charts: the last six up to P
 
@@ -57,26 +58,6 @@ _RECENT_SQL = """
            round(epoch(finished_at - started_at), 3)::DECIMAL(18,3) AS seconds,
            rows_in, rows_out
     FROM runs ORDER BY started_at DESC LIMIT 10"""
-
-
-class ReportError(RuntimeError):
-    """There is nothing to report on (no database, or nothing billed yet)."""
-
-
-@dataclass
-class ReportData:
-    """Everything the report shows, as frames; amounts are exact DECIMALs."""
-
-    source: str  # the file read
-    periods: list[str]  # the window, oldest first; the last is the report's period
-    minor_units: dict[str, int]
-    invoices: pl.DataFrame
-    revenue: pl.DataFrame
-    discounts: pl.DataFrame
-    rejected: pl.DataFrame
-    stages: pl.DataFrame
-    recent_runs: pl.DataFrame
-    facts: list[tuple[str, str]] = field(default_factory=list)  # what the run itself reported
 
 
 def source_for(db: str | Path) -> Path:

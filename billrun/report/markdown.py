@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from billrun.report.gather import ReportData
+from billrun.report.data import ReportData
 from billrun.report.tables import summary_tables
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from billrun.report.charts import bar_chart
-from billrun.report.gather import ReportData
+from billrun.report.data import ReportData
 from billrun.report.tables import Chart, Table, charts, summary_tables
 
 SECTIONS = [

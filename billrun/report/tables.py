@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from billrun.report.gather import ReportData
+from billrun.report.data import ReportData
 
 
 @dataclass(frozen=True)
