@@ -280,5 +280,5 @@ def render(resolved: Resolved) -> str:
         if value is None:
             lines.append(f"# {key:<{width}} = (not set)  # {source}")
         else:
-            lines.append(f"{key:<{width}} = {_toml_value(value)}  # {source}")
+            lines.append(f"{key:<{width + 2}} = {_toml_value(value)}  # {source}")
     return "\n".join(lines)
