@@ -132,6 +132,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    """`billrun config`: the effective settings, each with its source."""
+    from billrun import config
+
+    print(config.render(args.settings))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """`billrun report [--period P] [--out FILE] [--db FILE]`."""
+    from billrun.report.write import ReportError, write_report
+
+    try:
+        path = write_report(args.db, out=args.out, period=args.period)
+    except ReportError as exc:
+        print(f"billrun: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    summary.console.print(f"report: [bold]{path.resolve()}[/]")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------------
 # Commands implemented in billrun.commands (by the billing stages)
 
@@ -157,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="billrun", description="Batch billing for subscription add-ons."
     )
+    parser.add_argument("--config", metavar="FILE", help="configuration file (billrun.toml)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
@@ -165,7 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     def add_db(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB file (default {DEFAULT_DB})")
+        # No argparse default: an unset flag falls back to env, billrun.toml, then DEFAULT_DB.
+        p.add_argument("--db", help=f"DuckDB file (default {DEFAULT_DB})")
+        p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                       help="configuration file (default ./billrun.toml if present)")
+        p.set_defaults(uses_settings=True)
 
     p = add("load", cmd_load, "load catalog.yaml, accounts, assignments and usage from DIR")
     p.add_argument("dir", metavar="DIR")
@@ -203,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", metavar="DIR", help="drop folder loaded by each nightly run")
     p.add_argument("--cron", metavar="EXPR", help="schedule (default: every night at 02:00)")
 
+    p = add("config", cmd_config, "print the effective settings and where each came from")
+    add_db(p)
+
+    p = add("report", cmd_report, "write the HTML run report (charts and tables)")
+    p.add_argument("--period", type=_period, metavar="YYYY-MM", help="latest period shown")
+    p.add_argument("--out", metavar="FILE", help="where to write it (default <db>.report.html)")
+    add_db(p)
+
     p = add("bench", _delegate("bench"), "run the benchmarks")
     p.add_argument("--accounts", type=_positive, default=100_000, metavar="N")
     p.add_argument("--out", metavar="DIR")
@@ -212,6 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `billrun` script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "uses_settings", False):
+        from billrun.settings_cli import apply_settings
+
+        try:
+            apply_settings(args)
+        except ValueError as exc:  # config.ConfigError: a bad key, named with its source
+            print(f"billrun: error: {exc}", file=sys.stderr)  # unwrapped: paths stay whole
+            return EXIT_USAGE
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

@@ -104,6 +104,8 @@ def _print_run_summary(summary: object) -> None:
     for key, value in summary.changes.items():
         table.add_row(key.replace("_", " "), f"{value:,}")
     table.add_row("analyst copy", summary.analyst_copy)
+    if getattr(summary, "report", ""):
+        table.add_row("run report", summary.report)
     table.add_row("time", f"{summary.seconds:.1f} s")
     console.print(table)
 

@@ -92,4 +92,6 @@ def bill_demo(inputs: Path, db: Path, console: Console) -> Path:
     console.print(f"working database: {db.resolve()}")
     console.print(f"analysts open:    {summary.analyst_copy}  (read-only, swapped after each run)")
     console.print(f"try:  billrun explain --db {db} --account <id> --period {LATE_PERIOD}")
+    if summary.report:
+        console.print(f"run report:       {summary.report}  (open in a browser; works offline)")
     return Path(summary.analyst_copy)

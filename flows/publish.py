@@ -12,6 +12,7 @@ import polars as pl
 from prefect.artifacts import create_table_artifact
 
 from flows.billing import StoredInputs
+from flows.report import publish_report
 from pipeline.catalog import CatalogFrames
 from rules.conflicts import offer_verdicts
 from store.clock import utc_now
@@ -38,6 +39,7 @@ class RunSummary:
     analyst_copy: str = ""
     seconds: float = 0.0
     minor_units: dict[str, int] = field(default_factory=dict)  # currency -> minor units
+    report: str = ""  # the HTML run report, once written (flows/report.py)
 
     @classmethod
     def of(
@@ -132,3 +134,4 @@ def publish_artifacts(summary: RunSummary, charges: pl.DataFrame) -> None:
             table=revenue.with_columns(pl.col("net_minor").cast(pl.Utf8)).to_dicts(),
             description="Net amount per period, add-on and currency, in minor units",
         )
+    publish_report(summary)
