@@ -142,7 +142,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """`billrun report [--period P] [--out FILE] [--db FILE]`."""
-    from billrun.report.write import ReportError, write_report
+    from report.write import ReportError, write_report
 
     try:
         path = write_report(args.db, out=args.out, period=args.period)

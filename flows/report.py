@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
-from billrun.report.gather import ReportError, gather
-from billrun.report.markdown import render_markdown
-from billrun.report.write import write_html
+from report.gather import ReportError, gather
+from report.markdown import render_markdown
+from report.write import write_html
 
 if TYPE_CHECKING:
     from flows.publish import RunSummary

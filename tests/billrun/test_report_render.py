@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 
 from billrun.config import check_cron
-from billrun.report.data import ReportData
-from billrun.report.markdown import render_markdown
-from billrun.report.render import render_html
+from report.data import ReportData
+from report.markdown import render_markdown
+from report.render import render_html
 
 D = Decimal
 _RUNS = {"run_id": pl.Utf8, "kind": pl.Utf8, "period": pl.Utf8, "as_of": pl.Date,
@@ -78,7 +78,7 @@ def test_the_markdown_artifact_carries_the_same_tables() -> None:
 
 
 def test_rendering_never_opens_duckdb() -> None:
-    code = ("import sys, billrun.report.render, billrun.report.markdown; "
+    code = ("import sys, report.render, report.markdown; "
             "print('duckdb' in sys.modules, 'store' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from billrun.report.data import ReportData
+from report.data import ReportData
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from billrun.report.gather import ReportData, ReportError, gather
-from billrun.report.render import render_html
+from report.gather import ReportData, ReportError, gather
+from report.render import render_html
 
 __all__ = ["ReportError", "report_path", "write_report", "write_html"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from html import escape
 
-from billrun.report.charts import bar_chart
-from billrun.report.data import ReportData
-from billrun.report.tables import Chart, Table, charts, summary_tables
+from report.charts import bar_chart
+from report.data import ReportData
+from report.tables import Chart, Table, charts, summary_tables
 
 SECTIONS = [
     ("run-facts", "The run"),

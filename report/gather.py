@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 
-from billrun.report.data import ReportData, ReportError
+from report.data import ReportData, ReportError
 from store.duck import frame
 from store.snapshot import analyst_path
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from billrun.report.data import ReportData
-from billrun.report.tables import summary_tables
+from report.data import ReportData
+from report.tables import summary_tables
 
 
 def _cell(text: str) -> str:
