@@ -64,6 +64,7 @@ class Step:
     code: int
     output: str
     left_behind: int
+    pids: dict[int, float]
 
     @property
     def gib(self) -> float:
@@ -133,7 +134,7 @@ def run_step(label: str, argv: list[str], log: Path, env: dict[str, str]) -> Ste
         seconds = time.perf_counter() - started
     left = end_leftovers(sampler.seen)
     shown = " ".join(argv[2:] if argv[1:2] == ["-m"] else argv)
-    return Step(label, shown, seconds, sampler.peak, code, log.read_text(), left)
+    return Step(label, shown, seconds, sampler.peak, code, log.read_text(), left, sampler.seen)
 
 
 class Bench:
@@ -152,6 +153,9 @@ class Bench:
         log.parent.mkdir(exist_ok=True)
         step = run_step(label, [sys.executable, "-m", module, *args], log, self.env)
         self.steps.append(step)
+        self.pids.update(step.pids)
+        # Every process the steps started (pid -> create time), for a check that none is left.
+        (self.work / "pids.json").write_text(json.dumps(self.pids))
         print(f"  {label:<44} {step.seconds:8.2f} s {step.gib:7.2f} GiB", flush=True)
         if step.left_behind:
             print(f"    ended {step.left_behind} process(es) the step left behind", flush=True)
