@@ -1,109 +1,314 @@
-"""`billrun bench`: load, the first nightly (catch-up), a one-day increment, an idempotent
-re-run and a full-period reprocess, timed on generated data.
+"""`billrun bench`: each step of a bill run, side by side with DuckDB's own floor, in one run.
 
-    billrun bench --accounts 100000 [--out DIR]
-    python benchmarks/bench_runs.py --accounts 100000 [--out DIR] [--format parquet]
+    billrun bench --accounts 20000 [--out DIR] [--format csv|parquet]
+    python benchmarks/bench_runs.py --accounts 20000 ...
 
-Every step runs the real Prefect flow in this process (Prefect starts once, inside the load
-step); peak RSS is sampled while each step runs.
+Every step is the real command a user types, run as its own `billrun` process (so the
+measured tree includes Prefect's ephemeral server and anything else the command starts), and
+every floor is its own small DuckDB process (`billrun.bench_floor`) over the same files or the
+same stored table. psutil samples, every 50 ms, the summed RSS of the whole process tree: this
+process and all its descendants. This process itself imports neither Polars, DuckDB nor
+Prefect, so its share of the tree is small. Any process of a step still alive after the step
+(an orphaned server, say) is ended by its PID and reported.
+
+The data: one month (2026-01) of generated inputs, its usage split by day. The first drop
+holds everything but the usage of 2026-01-31; the second, that day's usage alone.
+
+1. generate the month (no floor);
+2. `billrun load DROP1` against `CREATE TABLE ... AS SELECT * FROM read_csv(...)` of the same
+   files into a scratch DuckDB file;
+3. `billrun nightly --as-of 2026-01-30` (the first run: catch-up of every period since the
+   earliest assignment) against the in-DuckDB GROUP BY account_id, service, destination_group
+   of the stored usage;
+4. `billrun nightly --as-of 2026-01-31 --input DROP2` (a one-day increment) against DuckDB's
+   read of the day's file plus the GROUP BY of that day's usage;
+5. `billrun reprocess --period 2025-12`, finalized for every account by then, against the
+   GROUP BY of the usage any account's 2025-12 can hold (billing days 1-28: Dec 1 to Jan 28).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from datetime import date
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import psutil
 
+MONTH = "2026-01"
+LAST_DAY = "2026-01-31"
+FIRST_AS_OF = "2026-01-30"
+REPROCESS = "2025-12"
+# Every account's 2025-12 period lies in [2025-12-01, 2026-01-29) (billing days 1 to 28).
+REPROCESS_WINDOW = ("2025-12-01", "2026-01-29")
+LIBRARIES = ("polars", "duckdb", "prefect", "durable-rules", "psutil")
+SAMPLE_SECONDS = 0.05
 
-class PeakRss:
-    """Sample this process's RSS every 50 ms while the block runs."""
 
-    def __enter__(self) -> PeakRss:
+@dataclass
+class Step:
+    """One measured process: its wall time, its tree's peak RSS and what it printed."""
+
+    label: str
+    command: str
+    seconds: float
+    peak_bytes: int
+    code: int
+    output: str
+    left_behind: int
+    pids: dict[int, float]
+
+    @property
+    def gib(self) -> float:
+        """Peak RSS of the tree in GiB."""
+        return self.peak_bytes / 2**30
+
+
+class TreeSampler:
+    """Sample the summed RSS of this process and all its descendants while a block runs."""
+
+    def __init__(self) -> None:
         self.peak = 0
+        self.seen: dict[int, float] = {}  # pid -> create_time, to end leftovers safely
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> None:
+    def _run(self) -> None:
         me = psutil.Process()
         while not self._stop.is_set():
-            self.peak = max(self.peak, me.memory_info().rss)
-            time.sleep(0.05)
+            total = 0
+            try:
+                tree = [me, *me.children(recursive=True)]
+            except psutil.Error:
+                tree = [me]
+            for proc in tree:
+                try:
+                    total += proc.memory_info().rss
+                    if proc.pid != me.pid:
+                        self.seen.setdefault(proc.pid, proc.create_time())
+                except psutil.Error:
+                    continue  # it ended between the listing and the read
+            self.peak = max(self.peak, total)
+            self._stop.wait(SAMPLE_SECONDS)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
 
 
-def measure(label: str, step: Callable[[], Any], rows: list[tuple[str, float, float]]) -> Any:
-    """Run `step`, print and record its wall time and peak RSS."""
-    with PeakRss() as rss:
+def end_leftovers(seen: dict[int, float]) -> int:
+    """End (by PID) every process seen in a step that is still alive; return how many."""
+    alive = []
+    for pid, created in seen.items():
+        try:
+            proc = psutil.Process(pid)
+            if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except psutil.Error:
+            continue
+    for proc in alive:
+        proc.terminate()
+    _, still = psutil.wait_procs(alive, timeout=10)
+    for proc in still:
+        proc.kill()
+    return len(alive)
+
+
+def run_step(label: str, argv: list[str], log: Path, env: dict[str, str]) -> Step:
+    """Run `argv` as a child process, measuring wall time and the tree's peak RSS."""
+    with log.open("w") as out, TreeSampler() as sampler:
         started = time.perf_counter()
-        result = step()
+        code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
         seconds = time.perf_counter() - started
-    gib = rss.peak / 2**30
-    rows.append((label, seconds, gib))
-    print(f"{label:<58} {seconds:8.1f} s {gib:7.2f} GiB", flush=True)
-    return result
+    left = end_leftovers(sampler.seen)
+    shown = " ".join(argv[2:] if argv[1:2] == ["-m"] else argv)
+    return Step(label, shown, seconds, sampler.peak, code, log.read_text(), left, sampler.seen)
+
+
+class Bench:
+    """The run's folders, its environment and the steps measured so far."""
+
+    def __init__(self, work: Path, fmt: str) -> None:
+        self.work, self.fmt = work, fmt
+        self.db = work / "billrun.duckdb"
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.steps: list[Step] = []
+        self.pids: dict[int, float] = {}
+
+    def run(self, label: str, *args: str, module: str = "billrun.cli") -> Step:
+        """Run one `python -m module args` step, print its row, stop the bench if it failed."""
+        log = self.work / "logs" / f"{len(self.steps):02d}.log"
+        log.parent.mkdir(exist_ok=True)
+        step = run_step(label, [sys.executable, "-m", module, *args], log, self.env)
+        self.steps.append(step)
+        self.pids.update(step.pids)
+        # Every process the steps started (pid -> create time), for a check that none is left.
+        (self.work / "pids.json").write_text(json.dumps(self.pids))
+        print(f"  {label:<44} {step.seconds:8.2f} s {step.gib:7.2f} GiB", flush=True)
+        if step.left_behind:
+            print(f"    ended {step.left_behind} process(es) the step left behind", flush=True)
+        if step.code != 0:
+            raise BenchFailed(f"{label} failed (exit {step.code}):\n{step.output[-3000:]}")
+        return step
+
+    def floor(self, label: str, *args: str) -> tuple[Step, dict[str, float]]:
+        """Run one DuckDB floor process; return it with its in-DuckDB result."""
+        step = self.run(label, *args, module="billrun.bench_floor")
+        return step, json.loads(step.output.strip().splitlines()[-1])
+
+
+class BenchFailed(Exception):
+    """A step exited non-zero."""
+
+
+def machine() -> str:
+    """Cores, RAM, Python and library versions, and the load average now."""
+    versions = []
+    for lib in LIBRARIES:
+        try:
+            versions.append(f"{lib} {metadata.version(lib)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{lib} ?")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.1f} GiB RAM, Python "
+        f"{platform.python_version()}, {', '.join(versions)}; load average {load}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Generate, load, and time the nightly, increment and reprocess runs."""
+    """Run the bench and print the side-by-side table and Markdown rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--accounts", type=int, default=20_000)
     parser.add_argument("--out", help="working folder (default: a temporary one)")
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
     work = Path(args.out or tempfile.mkdtemp(prefix="billrun-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    db = work / "bench.duckdb"
-    for stale in work.glob("bench*.duckdb*"):
+    for stale in work.glob("*.duckdb*"):
         stale.unlink()
-    print(f"billrun bench: {args.accounts:,} accounts in {work}")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
-
-    rows: list[tuple[str, float, float]] = []
-    from data.generator import generate
-
-    measure(
-        "generate (2 months, 2026-01..02)",
-        lambda: generate(args.accounts, work / "in", seed=args.seed, fmt=args.format),
-        rows,
-    )
-    started = time.perf_counter()
-    from flows.load import load_flow
-    from flows.nightly import nightly_flow
-    from flows.reprocess import reprocess_flow
-
-    print(f"{'import flows (Prefect, Polars, rules)':<58} {time.perf_counter() - started:8.1f} s")
-    measure("load (first Prefect flow run: includes server start)",
-            lambda: load_flow(str(work / "in"), str(db)), rows)
-    first = measure(
-        "nightly --as-of 2026-02-27 (first run: catch-up)",
-        lambda: nightly_flow(as_of=date(2026, 2, 27), db=str(db)),
-        rows,
-    )
-    print(f"    {first.account_periods:,} account-periods over {len(first.periods)} periods, "
-          f"{first.charge_lines:,} lines")
-    measure("nightly --as-of 2026-02-28 (one-day increment)",
-            lambda: nightly_flow(as_of=date(2026, 2, 28), db=str(db)), rows)
-    measure("nightly --as-of 2026-02-28 again (idempotent no-op)",
-            lambda: nightly_flow(as_of=date(2026, 2, 28), db=str(db)), rows)
-    measure("reprocess --period 2026-01 (one full period, finalized)",
-            lambda: reprocess_flow(period="2026-01", db=str(db)), rows)
-    print(f"database {db.stat().st_size / 2**20:,.0f} MiB, analyst copy beside it")
+    command = f"billrun bench --accounts {args.accounts} --format {args.format}"
+    print(f"{command}: working in {work}")
+    print(f"machine: {machine()}", flush=True)
+    bench = Bench(work, args.format)
+    try:
+        rows = _steps(bench, args)
+    except BenchFailed as exc:
+        print(f"bench stopped: {exc}", file=sys.stderr)
+        return 1
+    _print_table(rows, command)
+    left = sum(s.left_behind for s in bench.steps)
+    print(f"\nprocesses left behind by the steps: {left} (ended by PID)")
     return 0
 
 
+@dataclass
+class Floor:
+    """One DuckDB floor: the statement's own time and the process that ran it."""
+
+    name: str
+    seconds: float
+    process: Step
+
+
+Row = tuple[str, Step, list[Floor]]
+
+
+def _steps(bench: Bench, args: argparse.Namespace) -> list[Row]:
+    work, fmt, db = bench.work, bench.fmt, str(bench.db)
+    gen, first, second = work / "generated", work / "drop1", work / "drop2"
+    print("\nsteps (each one process tree: wall, peak RSS of the tree)")
+    generate = bench.run(
+        f"generate {MONTH} (1 month)", "generate", "--accounts", str(args.accounts),
+        "--months", "1", "--start", MONTH, "--out", str(gen), "--format", fmt,
+        "--seed", str(args.seed),
+    )
+    _, split = bench.floor("split usage by day (bench prep)", "split", str(gen), str(first),
+                           str(second), LAST_DAY)
+    print(f"    drop1: all but {LAST_DAY}, {split['first']:,} usage rows; "
+          f"drop2: {LAST_DAY}, {split['second']:,}")
+
+    files = [str(first / f"{k}.{fmt}") for k in ("accounts", "assignments", "usage")]
+    load = bench.run("load drop1", "load", str(first), "--db", db)
+    read_step, read = bench.floor(f"floor: DuckDB read_{fmt} of drop1", "read",
+                                  str(work / "floor.duckdb"), *files)
+
+    nightly = bench.run(f"nightly --as-of {FIRST_AS_OF} (first, catch-up)", "nightly",
+                        "--as-of", FIRST_AS_OF, "--db", db)
+    group_step, group = bench.floor("floor: DuckDB GROUP BY of all usage", "group", db)
+
+    increment = bench.run(f"nightly --as-of {LAST_DAY} --input drop2", "nightly",
+                          "--as-of", LAST_DAY, "--input", str(second), "--db", db)
+    day_read_step, day_read = bench.floor(f"floor: DuckDB read_{fmt} of drop2", "read",
+                                          str(work / "floor.duckdb"),
+                                          str(second / f"usage.{fmt}"))
+    day_step, day = bench.floor(f"floor: DuckDB GROUP BY of {LAST_DAY}", "group", db,
+                                LAST_DAY, "2026-02-01")
+
+    reprocess = bench.run(f"reprocess --period {REPROCESS} (finalized)", "reprocess",
+                          "--period", REPROCESS, "--db", db)
+    window_step, window = bench.floor(f"floor: DuckDB GROUP BY of {REPROCESS}'s usage", "group",
+                                      db, *REPROCESS_WINDOW)
+    print(f"    usage rows stored: {group['rows']:,} in {group['groups']:,} groups; "
+          f"{LAST_DAY}: {day['rows']:,}; {REPROCESS} window: {window['rows']:,}")
+    return [
+        ("generate", generate, []),
+        ("load", load, [_floor(f"read_{fmt} of the same files", read, read_step)]),
+        ("first nightly (catch-up)", nightly,
+         [_floor("GROUP BY of the stored usage", group, group_step)]),
+        ("one-day increment", increment,
+         [_floor(f"read_{fmt} of the day's file", day_read, day_read_step),
+          _floor("GROUP BY of the day's usage", day, day_step)]),
+        (f"reprocess {REPROCESS} (finalized)", reprocess,
+         [_floor(f"GROUP BY of {REPROCESS}'s usage window", window, window_step)]),
+    ]
+
+
+def _floor(name: str, result: dict[str, float], step: Step) -> Floor:
+    return Floor(name, float(result["seconds"]), step)
+
+
+def _print_table(rows: list[Row], command: str) -> None:
+    """The side-by-side summary, then the same rows as Markdown for benchmarks/RESULTS.md."""
+    nightly_seconds = next(s.seconds for name, s, _ in rows if name.startswith("first nightly"))
+    print("\nsummary: billrun step | wall | peak RSS (tree) | DuckDB floor | floor time | ratio")
+    for name, step, floors in rows:
+        print(f"  {name:<34} {step.seconds:8.2f} s {step.gib:6.2f} GiB")
+        for f in floors:
+            print(f"    floor: {f.name:<46} {f.seconds:8.3f} s"
+                  f"   x{step.seconds / max(f.seconds, 1e-9):,.1f}")
+    increment = next(s for name, s, _ in rows if name == "one-day increment")
+    print(f"  one-day increment / first nightly: {increment.seconds / nightly_seconds:.2f}")
+
+    print("\nMarkdown (for benchmarks/RESULTS.md):\n")
+    print(f"Command: `{command}`. Machine: {machine()}.\n")
+    print("| step | wall | peak RSS, process tree | DuckDB floor (same run) | floor, in DuckDB "
+          "| floor process wall, peak RSS | step / floor |")
+    print("| --- | ---: | ---: | --- | ---: | ---: | ---: |")
+    for name, step, floors in rows:
+        if not floors:
+            print(f"| {name} | {step.seconds:.1f} s | {step.gib:.2f} GiB | – | – | – | – |")
+        for f in floors:
+            print(f"| {name} | {step.seconds:.1f} s | {step.gib:.2f} GiB | {f.name} "
+                  f"| {f.seconds:.2f} s | {f.process.seconds:.1f} s, {f.process.gib:.2f} GiB "
+                  f"| {step.seconds / max(f.seconds, 1e-9):.1f}× |")
+    print(f"| one-day increment / first nightly | {increment.seconds / nightly_seconds:.2f} "
+          "| | | | | |")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -238,8 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_db(p)
 
     p = add("bench", _delegate("bench"), "run the benchmarks")
-    p.add_argument("--accounts", type=_positive, default=100_000, metavar="N")
+    p.add_argument("--accounts", type=_positive, default=20_000, metavar="N")
     p.add_argument("--out", metavar="DIR")
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv")
     return parser
 
 

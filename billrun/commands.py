@@ -197,13 +197,11 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
-    """`billrun bench [--accounts N] [--out DIR]`: time the runs on generated data."""
-    from flows.prefect_env import configure
-
-    configure()
+    """`billrun bench [--accounts N] [--out DIR] [--format F]`: each step beside DuckDB's floor."""
     from billrun.bench import main as run_bench
 
-    argv = ["--accounts", str(args.accounts)]
+    # Every step runs as its own `billrun` process, which sets up Prefect for itself.
+    argv = ["--accounts", str(args.accounts), "--format", getattr(args, "format", "csv")]
     if getattr(args, "out", None):
         argv += ["--out", args.out]
     return run_bench(argv)
