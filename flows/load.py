@@ -17,6 +17,7 @@ from pipeline.catalog import Catalog, CatalogError, parse_catalog
 from pipeline.validate import (
     Validated,
     raw_text_of,
+    rejected_whole,
     validate_accounts,
     validate_assignments,
     validate_usage,
@@ -44,7 +45,12 @@ def load_directory(
     known = store.read_account_ids(con)
 
     accounts_file = inputs.get("accounts")
-    if accounts_file is not None and catalog is not None:
+    if accounts_file is not None and catalog is not None and sources.missing_columns(accounts_file):
+        files.append(_rejected_file(accounts_file, validate_accounts(
+            sources.empty_frame("accounts"), catalog, source=accounts_file.source,
+            stored=store.read_accounts(con),
+        ).valid, log))
+    elif accounts_file is not None and catalog is not None:
         checked = validate_accounts(
             sources.read_all(accounts_file), catalog, source=accounts_file.source,
             stored=store.read_accounts(con),
@@ -54,7 +60,14 @@ def load_directory(
         known = pl.concat([known, checked.valid["account_id"]]).unique()
 
     assignments_file = inputs.get("assignments")
-    if assignments_file is not None and catalog is not None:
+    if assignments_file is not None and catalog is not None and sources.missing_columns(
+        assignments_file
+    ):
+        files.append(_rejected_file(assignments_file, validate_assignments(
+            sources.empty_frame("assignments"), catalog, source=assignments_file.source,
+            account_ids=known,
+        ).valid, log))
+    elif assignments_file is not None and catalog is not None:
         checked = validate_assignments(
             sources.read_all(assignments_file), catalog, source=assignments_file.source,
             account_ids=known,
@@ -66,7 +79,11 @@ def load_directory(
         files.append(FileBatch("assignments", assignments_file.source, [checked]))
 
     usage_file = inputs.get("usage")
-    if usage_file is not None:
+    if usage_file is not None and sources.missing_columns(usage_file):
+        files.append(_rejected_file(usage_file, validate_usage(
+            sources.empty_frame("usage"), source=usage_file.source, account_ids=known
+        ).valid, log))
+    elif usage_file is not None:
         files.append(
             FileBatch(
                 "usage", usage_file.source, _usage_chunks(usage_file, known),
@@ -101,6 +118,19 @@ def _catalog(
              f"{inputs.directory} (none has been loaded before)"]
         )
     return None
+
+
+def _rejected_file(
+    file: sources.InputFile, empty_valid: pl.DataFrame, log: Callable[[str], None]
+) -> FileBatch:
+    """A file whose header lacks required columns: every row rejected, the drop goes on."""
+    missing = sources.missing_columns(file)
+    log(f"{file.source}: header lacks {', '.join(missing)}: every row is rejected")
+    chunks = (
+        rejected_whole(batch.frame, source=file.source, missing=missing, empty_valid=empty_valid)
+        for batch in sources.iter_batches(file, strict=False)
+    )
+    return FileBatch(file.kind, file.source, chunks)
 
 
 def _usage_chunks(file: sources.InputFile, known: pl.Series) -> Iterator[Validated]:

@@ -20,6 +20,7 @@ from flows.billing import (
 from flows.publish import RunSummary, finish_run, publish_artifacts, run_id_for
 from pipeline.adjust import adjustment_lines
 from pipeline.schedule import reprocess_plan
+from store.billed import require_billed
 from store.results import (
     ResultsBatch,
     RunRecord,
@@ -62,6 +63,7 @@ def reprocess_flow(
     with run_lock(db), failures_recorded(db, failed_run):
         con = store.connect(db)
         try:
+            require_billed(con, period)
             stored = read_stored_inputs(con, conflict_policy)
             as_of = last_nightly_as_of(con)
             # Drafts keep the horizon of the last nightly run; finals are whole periods.

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import polars as pl
 
+from pipeline.bounds import MAX_ASSIGNMENT_QUANTITY
 from pipeline.catalog import UNIT_SCALE, Catalog
 
 REJECTED_SCHEMA: dict[str, pl.DataType] = {
@@ -273,6 +274,27 @@ def _split(
     return Validated(valid, rejected)
 
 
+def rejected_whole(
+    rows: pl.DataFrame, *, source: str, missing: list[str], empty_valid: pl.DataFrame
+) -> Validated:
+    """Every row of a file whose header lacks required columns, rejected with that reason.
+
+    Nothing of such a file can be trusted to bill, yet its rows must not vanish (SPEC §2): each
+    physical row lands in `rejected_rows`, re-joined from the columns the file does have.
+    """
+    present = [c for c in rows.columns if c not in ("line", EXTRA, *missing)]
+    reason = "; ".join(f"{c}: required column missing from the header of {source}" for c in missing)
+    return Validated(
+        empty_valid,
+        rows.select(
+            pl.lit(source, pl.String).alias("source"),
+            pl.col("line").cast(pl.Int64),
+            pl.lit(reason, pl.String).alias("reason"),
+            (raw_text(present) if present else pl.lit("", pl.String)).alias("raw"),
+        ),
+    )
+
+
 def empty_rejected() -> pl.DataFrame:
     """A zero-row rejected frame."""
     return pl.DataFrame(schema=REJECTED_SCHEMA)
@@ -471,6 +493,10 @@ def validate_assignments(
         *assigned.checks,
         *quantity.checks,
         _check(_c("_quantity") < 1, _quoted("quantity", "'{}' is less than 1")),
+        _check(
+            _c("_quantity") > MAX_ASSIGNMENT_QUANTITY,
+            _quoted("quantity", f"'{{}}' is more than {MAX_ASSIGNMENT_QUANTITY}"),
+        ),
         _duplicate(["assignment_id"], "assignment_id", pl.format("'{}'", _c("assignment_id"))),
     ]
     typed = [
