@@ -124,10 +124,13 @@ def _rejected_file(
     file: sources.InputFile, empty_valid: pl.DataFrame, log: Callable[[str], None]
 ) -> FileBatch:
     """A file whose header lacks required columns: every row rejected, the drop goes on."""
-    missing = sources.missing_columns(file)
+    missing, header = sources.missing_columns(file), sources.header_of(file)
     log(f"{file.source}: header lacks {', '.join(missing)}: every row is rejected")
     chunks = (
-        rejected_whole(batch.frame, source=file.source, missing=missing, empty_valid=empty_valid)
+        rejected_whole(
+            batch.frame, source=file.source, missing=missing, header=header,
+            empty_valid=empty_valid,
+        )
         for batch in sources.iter_batches(file, strict=False)
     )
     return FileBatch(file.kind, file.source, chunks)

@@ -50,7 +50,7 @@ def _counter_base(frame: pl.DataFrame, entries: Entries, accounts: pl.DataFrame,
     Only `never` windows (starting 1970-01-01) open before a period; billing-period and daily
     windows are recomputed from the period's own events, so a stored value for them is ignored.
     """
-    base = pl.zeros(frame.height, dtype=pl.Int64, eager=True).alias("base")
+    base = pl.zeros(frame.height, dtype=pl.Int128, eager=True).alias("base")
     if counters_before.height == 0 or frame.height == 0:
         return base
     heads = (
@@ -68,7 +68,7 @@ def _counter_base(frame: pl.DataFrame, entries: Entries, accounts: pl.DataFrame,
         )
         .collect()
     )
-    return base.scatter(heads["row"], heads["value_units"])
+    return base.scatter(heads["row"], heads["value_units"].cast(pl.Int128))
 
 
 def counters_after(discounted: pl.DataFrame, entries: Entries, counters_before: pl.DataFrame,
@@ -78,7 +78,9 @@ def counters_after(discounted: pl.DataFrame, entries: Entries, counters_before: 
     touched = (
         discounted.lazy()
         .filter(last)
-        .select("acct_idx", "entry_key", "window_start", pl.col("c1").alias("value_units"))
+        # Counted in Int128; beyond Int64 the strict cast fails the run instead of wrapping.
+        .select("acct_idx", "entry_key", "window_start",
+                pl.col("c1").cast(pl.Int64).alias("value_units"))
         .join(accounts.lazy().select("acct_idx", "account_id"), on="acct_idx")
         .join(entries.table.lazy().select("entry_key", *COUNTER_KIND, "reset"), on="entry_key")
         .select(*WINDOW, "value_units", "reset")

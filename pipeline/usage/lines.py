@@ -21,14 +21,14 @@ def usage_lines(plain_sums: pl.DataFrame, discounted: pl.DataFrame, line_nos: pl
         pl.lit(None, dtype=pl.Utf8).alias("addon_id"),
         pl.lit(None, dtype=pl.Utf8).alias("owner"),
         pl.lit(0, dtype=pl.Int128).alias("discount_pico"),
-        pl.lit(0, dtype=pl.Int64).alias("discounted_units"),
+        pl.lit(0, dtype=pl.Int128).alias("discounted_units"),
     )
     with_entry = (
         discounted.lazy()
         .group_by("line_no")
         .agg(
             pl.col("quantity_units").sum(), pl.col("amount_units").sum(),
-            pl.col("discount_pico").sum(), pl.col("discounted_units").sum(),
+            pl.col("discount_pico").sum(), pl.col("discounted_units").cast(pl.Int128).sum(),
         )
         .join(line_nos.lazy(), on="line_no")
         .select(plain.collect_schema().names())
@@ -88,7 +88,7 @@ def usage_detail(discounted: pl.DataFrame, entries: Entries, line_nos: pl.DataFr
         pct=tier_value(flat[2]),
         counter_from_units=pl.col("c0"),
         counter_to_units=pl.col("c1"),
-        part_quantity=pl.col("quantity_units"),
+        part_quantity=pl.col("quantity_units").cast(pl.Int64),
         amount_pico=pl.col("amount_units").cast(pl.Int128) * MICRO,
         part_discount=pl.col("discount_pico"),
     )

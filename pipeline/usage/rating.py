@@ -37,7 +37,13 @@ def rated_events(
     day = pl.col("started_at").dt.date()
     events = (
         usage.lazy()
-        .select("event_id", *KEY, "started_at", "quantity_units", "amount_units")
+        .select(
+            "event_id", *KEY, "started_at",
+            # Int128 from here on: sums and running counters over many events must not wrap
+            # (Polars' Int64 sums do, silently); lines and counters come back to Int64 through
+            # a strict cast, which fails loudly instead (pipeline/bounds.py).
+            pl.col("quantity_units").cast(pl.Int128), pl.col("amount_units").cast(pl.Int128),
+        )
         .join(
             accounts.lazy().select("account_id", "acct_idx", "period_start", "day_limit"),
             on="account_id",

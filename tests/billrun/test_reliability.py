@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -250,3 +251,82 @@ def test_a_file_missing_a_column_is_rejected_whole_and_the_drop_loads(
     reason = f"{missing}: required column missing from the header of {kind}.csv"
     # Every data line (lines 2 and 3 of the file) is kept whole, as it was written.
     assert rejected == [(f"{kind}.csv", 2, reason, lines[1]), (f"{kind}.csv", 3, reason, lines[2])]
+
+
+# ---------------------------------------------------------------------------------------------
+# Items 1 and 2: money never wraps, a valid row never blocks a night
+
+VOICE_CATALOG = CATALOG + """
+  - id: SUB_VOICE
+    fee_plans:
+      - {id: V1, term_months: 1, fee: "5.00", currency: USD}
+discount_plans:
+  - id: VDP_US100
+    entries:
+      - {service: voice, destination_group: US, threshold_type: quantity,
+         tiers: [[0, 100], [100, 0]]}
+""".replace(
+    "available_addons: [ADD_TV]", "available_addons: [ADD_TV, ADD_VOICE100]"
+).replace(
+    "  - {id: ADD_TV, name: TV pack, priority: 10, subscription: SUB_TV}\n",
+    "  - {id: ADD_TV, name: TV pack, priority: 10, subscription: SUB_TV}\n"
+    "  - {id: ADD_VOICE100, name: 100 free US minutes, priority: 20, discount_plan: VDP_US100,\n"
+    "     subscription: SUB_VOICE}\n",
+)
+VOICE_ASSIGNMENTS = """
+assignment_id,account_id,addon_id,fee_plan_id,start_date,end_date,assigned_at,quantity
+AS_V,A1,ADD_VOICE100,V1,2026-01-01,,2025-12-30 09:00:00,1
+"""
+
+
+def _events(quantity: str, amount: str, n: int) -> str:
+    rows = [f"E{i},A1,voice,US,2026-01-0{i + 1} 10:00:00,{quantity},{amount}" for i in range(n)]
+    return "event_id,account_id,service,destination_group,started_at,quantity,amount\n" + (
+        "\n".join(rows) + "\n"
+    )
+
+
+def _bill(tmp_path: Path, usage: str) -> tuple[Path, int]:
+    drop = _drop(tmp_path / "drop", catalog=VOICE_CATALOG, accounts=ACCOUNTS,
+                 assignments=VOICE_ASSIGNMENTS, usage=usage)
+    db = tmp_path / "billrun.duckdb"
+    assert main(["load", str(drop), "--db", str(db)]) == 0
+    return db, main(["nightly", "--as-of", "2026-02-01", "--db", str(db)])
+
+
+def test_the_issues_amounts_are_rejected_at_load_and_the_night_bills(tmp_path: Path) -> None:
+    # Issue 12 repro 1: ten events of 999999999999.999999 gave a final invoice of
+    # -8446744073709.55. Beyond the stated bound, each is now rejected with its reason.
+    db, code = _bill(tmp_path, _events("1", "999999999999.999999", 9))
+    assert code == 0
+    with duckdb.connect(str(db), read_only=True) as con:
+        reasons = con.execute("SELECT DISTINCT reason FROM rejected_rows").fetchall()
+        total = con.execute(
+            "SELECT total, status FROM invoices WHERE period = '2026-01'"
+        ).fetchall()
+    assert reasons == [("amount: '999999999999.999999' is more than 999999999.999999",)]
+    assert total == [(Decimal("5.00"), "final")]  # the V1 fee alone
+
+
+def test_the_issues_quantities_are_rejected_at_load_and_the_night_bills(tmp_path: Path) -> None:
+    # Issue 12 repro 2: three voice/US events of quantity 999999999999 on a quantity discount
+    # plan made every nightly fail casting the counter to DECIMAL(18,0).
+    db, code = _bill(tmp_path, _events("999999999999", "1", 3))
+    assert code == 0
+    with duckdb.connect(str(db), read_only=True) as con:
+        rejected = con.execute("SELECT count(*) FROM rejected_rows").fetchall()[0][0]
+    assert rejected == 3
+
+
+def test_the_largest_quantities_bill_and_count_exactly(tmp_path: Path) -> None:
+    # Three events of 999999999.999999 minutes at 999999999.999999 dollars each: the counter is
+    # 2999999999.999997; usage 2999999999.999997 -> 3000000000.00; the first 100 minutes are
+    # free: 100 / 999999999.999999 of the first event's amount = 100.00 exactly; fee 5.00.
+    # Total 5.00 + 3000000000.00 - 100.00 = 2999999905.00.
+    db, code = _bill(tmp_path, _events("999999999.999999", "999999999.999999", 3))
+    assert code == 0
+    with duckdb.connect(str(db), read_only=True) as con:
+        counter = con.execute("SELECT value FROM discount_counters").fetchall()
+        total = con.execute("SELECT total FROM invoices WHERE period = '2026-01'").fetchall()
+    assert counter == [(Decimal("2999999999.999997"),)]
+    assert total == [(Decimal("2999999905.00"),)]

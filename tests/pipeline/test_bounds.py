@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.bounds import MAX_ASSIGNMENT_QUANTITY, MAX_FEE
 from pipeline.catalog import CatalogError, parse_catalog
-from pipeline.validate import validate_assignments
+from pipeline.validate import validate_assignments, validate_usage
 from store.sources import COLUMNS, EXTRA
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "catalog.yaml"
@@ -34,9 +34,9 @@ def _catalog_with(sub_id: str, **money: str) -> dict[str, Any]:
     [
         ({"fee": "100000000000000000000.00"},
          "subscriptions[SUB_TV].fee_plans[TV1].fee: 100000000000000000000.00 is more than the "
-         "largest fee billrun accepts (999999999999.9999)"),
-        ({"activation_fee": "1000000000000"},
-         "subscriptions[SUB_TV].fee_plans[TV1].activation_fee: 1000000000000 is more than"),
+         "largest fee billrun accepts (999999999.9999)"),
+        ({"activation_fee": "1000000000"},
+         "subscriptions[SUB_TV].fee_plans[TV1].activation_fee: 1000000000 is more than"),
     ],
 )
 def test_a_fee_beyond_the_bound_is_a_catalog_error(money: dict[str, str], expected: str) -> None:
@@ -46,9 +46,9 @@ def test_a_fee_beyond_the_bound_is_a_catalog_error(money: dict[str, str], expect
 
 
 def test_the_largest_fee_is_accepted() -> None:
-    # USD has 2 minor units: 999999999999.99 is its largest fee within MAX_FEE.
-    assert MAX_FEE >= Decimal("999999999999.99")
-    parse_catalog(_catalog_with("SUB_TV", fee="999999999999.99"))
+    # USD has 2 minor units: 999999999.99 is its largest fee within MAX_FEE.
+    assert MAX_FEE >= Decimal("999999999.99")
+    parse_catalog(_catalog_with("SUB_TV", fee="999999999.99"))
 
 
 def _assignment(quantity: str) -> pl.DataFrame:
@@ -66,8 +66,8 @@ def _assignment(quantity: str) -> pl.DataFrame:
     ("quantity", "reason"),
     [
         (str(MAX_ASSIGNMENT_QUANTITY), None),
-        (str(MAX_ASSIGNMENT_QUANTITY + 1), "quantity: '1000001' is more than 1000000"),
-        ("999999999", "quantity: '999999999' is more than 1000000"),
+        (str(MAX_ASSIGNMENT_QUANTITY + 1), "quantity: '100001' is more than 100000"),
+        ("999999999", "quantity: '999999999' is more than 100000"),
     ],
 )
 def test_assignment_quantity_bound(quantity: str, reason: str | None) -> None:
@@ -75,4 +75,27 @@ def test_assignment_quantity_bound(quantity: str, reason: str | None) -> None:
         _assignment(quantity), parse_catalog(SAMPLE.read_text()), source="assignments.csv",
         account_ids=pl.Series("account_id", ["A1"]),
     )
+    assert out.rejected["reason"].to_list() == ([] if reason is None else [reason])
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "reason"),
+    [
+        ("amount", "999999999.999999", None),
+        ("quantity", "999999999.999999", None),
+        # The issue's repros: valid for DECIMAL(18,6), too large for the charges' arithmetic.
+        ("amount", "999999999999.999999", "amount: '999999999999.999999' is more than "
+         "999999999.999999"),
+        ("quantity", "999999999999", "quantity: '999999999999' is more than 999999999.999999"),
+    ],
+)
+def test_usage_value_bound(field: str, text: str, reason: str | None) -> None:
+    row = {"event_id": "E1", "account_id": "A1", "service": "voice", "destination_group": "US",
+           "started_at": "2026-01-05 10:00:00", "quantity": "1", "amount": "1", field: text}
+    data: dict[str, list[Any]] = {"line": [2]}
+    for col in [*COLUMNS["usage"], EXTRA]:
+        data[col] = [row.get(col)]
+    schema = {"line": pl.Int64, **{c: pl.String for c in data if c != "line"}}
+    out = validate_usage(pl.DataFrame(data, schema=schema), source="usage.csv",
+                         account_ids=pl.Series("account_id", ["A1"]))
     assert out.rejected["reason"].to_list() == ([] if reason is None else [reason])
