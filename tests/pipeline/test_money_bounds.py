@@ -171,3 +171,19 @@ def test_a_quantity_sum_beyond_int64_fails_loudly_and_never_wraps() -> None:
     with pytest.raises(MoneyOverflowError, match="period 2026-06: a usage line, counter"):
         compute_charges(catalog(Decimal("5.00"), Decimal(100)), ACCOUNTS, lifecycles(1),
                         usage(groups), NO_COUNTERS, "2026-06")
+
+
+def test_a_fee_times_quantity_beyond_int64_fails_loudly() -> None:
+    # An assignment stored before the quantity bound (10^9 seats) at 999 999 999.99 dollars:
+    # 99 999 999 999 cents × 10^9 = 10^20 - 10^9 cents, beyond Int64. It used to wrap.
+    with pytest.raises(MoneyOverflowError, match="period 2026-06"):
+        compute_charges(catalog(Decimal("999999999.99"), Decimal(100)), ACCOUNTS,
+                        lifecycles(10**9), usage([(10**6, 10**6, 1)]), NO_COUNTERS, "2026-06")
+
+
+def test_the_largest_fee_line_bills_exactly() -> None:
+    # 999 999 999.99 dollars × 100 000 seats = 99 999 999 999 000.00 dollars, one line.
+    check([(10**6, 10**6, 1)], Decimal("999999999.99"), MAX_ASSIGNMENT_QUANTITY, Decimal(100))
+    want = expected([(10**6, 10**6, 1)], Decimal("999999999.99"), MAX_ASSIGNMENT_QUANTITY,
+                    Decimal(100))
+    assert want["recurring"] == Decimal("99999999999000.00")
