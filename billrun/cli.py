@@ -246,6 +246,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         summary.error("interrupted")
         return EXIT_FAILED
+    except Exception as exc:  # the last net: an unexpected failure is one line, not a traceback
+        if args.verbose:
+            raise
+        from billrun.failures import release
+
+        release(exc)
+        summary.error(f"{type(exc).__name__}: {exc} (run with --verbose for the traceback)")
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

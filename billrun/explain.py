@@ -186,6 +186,8 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
     try:
         frames = explain_frames(con, account_id, period)
         frames["events"] = event_detail(con, account_id, period)
+    except duckdb.CatalogException:  # a DuckDB file, but without billrun's tables
+        raise NotADatabaseError(f"{source} is not a billrun DuckDB database") from None
     finally:
         con.close()
     if all(f.height == 0 for f in frames.values()):

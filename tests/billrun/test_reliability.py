@@ -116,6 +116,17 @@ def test_explain_on_a_file_that_is_not_duckdb_is_exit_2(tmp_path: Path) -> None:
     assert_quiet(done, 2, f"{junk} is not a billrun DuckDB database")
 
 
+def test_explain_on_a_duckdb_file_without_billrun_tables_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+    code = main(["explain", "--account", "A1", "--period", "2026-01", "--db", str(other)])
+    assert code == 2
+    assert f"{other} is not a billrun DuckDB database" in capsys.readouterr().err
+
+
 def test_explain_while_a_run_holds_the_database_and_no_copy_exists(tmp_path: Path) -> None:
     db = tmp_path / "billrun.duckdb"
     with duckdb.connect(str(db)):  # a writer holds DuckDB's file lock, as a nightly does

@@ -44,9 +44,9 @@ NO_COUNTERS = pl.DataFrame(schema={
 })
 
 
-def catalog(fee: Decimal, free: Decimal) -> object:
+def catalog(fee: Decimal, free: Decimal, threshold: str = "quantity") -> object:
     """One add-on at `fee` a month in advance, whose plan makes the first `free` US minutes
-    free (tiers [0, 100 %], [free, 0 %])."""
+    (or dollars spent, for an `amount` threshold) free (tiers [0, 100 %], [free, 0 %])."""
     return catalog_frames(parse_catalog({
         "currencies": {"USD": 2},
         "main_products": [{"id": "MP", "name": "Main", "available_addons": ["ADD"]}],
@@ -55,7 +55,7 @@ def catalog(fee: Decimal, free: Decimal) -> object:
         "subscriptions": [{"id": "SUB", "fee_plans": [
             {"id": "FP", "term_months": 1, "fee": str(fee), "currency": "USD"}]}],
         "discount_plans": [{"id": "DP", "entries": [
-            {"service": "voice", "destination_group": "US", "threshold_type": "quantity",
+            {"service": "voice", "destination_group": "US", "threshold_type": threshold,
              "tiers": [[0, 100], [str(free), 0]]}]}],
     }))
 
@@ -91,30 +91,30 @@ def usage(groups: list[tuple[int, int, int]]) -> pl.DataFrame:
 
 
 def expected(groups: list[tuple[int, int, int]], fee: Decimal, qty: int,
-             free: Decimal) -> dict[str, Decimal]:
-    """The lines and the total, in dollars, by Decimal arithmetic (SPEC §4)."""
+             free: Decimal, threshold: str = "quantity") -> dict[str, Decimal]:
+    """The lines, the total and the counter, by Decimal arithmetic (SPEC §4)."""
     with localcontext() as ctx:
         ctx.prec = 80
-        counter, used, discount, minutes = Decimal(0), Decimal(0), Decimal(0), Decimal(0)
+        counter, used, discount = Decimal(0), Decimal(0), Decimal(0)
         for q_units, a_units, copies in groups:
             q, a = Decimal(q_units) * MICRO, Decimal(a_units) * MICRO
+            x = q if threshold == "quantity" else a  # what the counter adds up
             for _ in range(copies):
                 used += a
-                minutes += q
-                free_part = max(Decimal(0), min(counter + q, free) - counter)
-                if q > 0:
-                    # The event's amount shared out in proportion to its free minutes, exact
-                    # at 10^-12 (half away from zero), as the lines carry their parts.
-                    discount += (a * free_part / q).quantize(PICO, rounding=ROUND_HALF_UP)
-                elif counter < free:  # a zero-quantity event takes the tier its counter is in
+                free_part = max(Decimal(0), min(counter + x, free) - counter)
+                if x > 0:
+                    # The event's amount shared out in proportion to its free part, exact at
+                    # 10^-12 (half away from zero), as the lines carry their parts.
+                    discount += (a * free_part / x).quantize(PICO, rounding=ROUND_HALF_UP)
+                elif counter < free:  # a zero event takes the tier its counter is in
                     discount += a
-                counter += q
+                counter += x
         lines = {
             "recurring": (fee * qty).quantize(CENT, rounding=ROUND_HALF_UP),
             "usage": used.quantize(CENT, rounding=ROUND_HALF_UP),
             "discount": -discount.quantize(CENT, rounding=ROUND_HALF_UP),
         }
-        return {**lines, "total": sum(lines.values(), Decimal(0)), "counter": minutes}
+        return {**lines, "total": sum(lines.values(), Decimal(0)), "counter": counter}
 
 
 def dollars(minor: int) -> Decimal:
@@ -130,10 +130,11 @@ QUANTITIES = st.one_of(st.just(MAX_ASSIGNMENT_QUANTITY), st.integers(1, MAX_ASSI
 FREE = st.one_of(st.just(Decimal(100)), st.integers(1, 10**12).map(lambda u: Decimal(u) * MICRO))
 
 
-def check(groups: list[tuple[int, int, int]], fee: Decimal, qty: int, free: Decimal) -> None:
-    result = compute_charges(catalog(fee, free), ACCOUNTS, lifecycles(qty), usage(groups),
-                             NO_COUNTERS, "2026-06")
-    want = expected(groups, fee, qty, free)
+def check(groups: list[tuple[int, int, int]], fee: Decimal, qty: int, free: Decimal,
+          threshold: str = "quantity") -> None:
+    result = compute_charges(catalog(fee, free, threshold), ACCOUNTS, lifecycles(qty),
+                             usage(groups), NO_COUNTERS, "2026-06")
+    want = expected(groups, fee, qty, free, threshold)
     lines = {t: dollars(a) for t, a in result.charges.select("line_type", "amount_minor").rows()}
     # A zero discount line says nothing and is dropped (docs/CHARGES.md).
     assert lines == {k: v for k, v in want.items()
@@ -144,11 +145,11 @@ def check(groups: list[tuple[int, int, int]], fee: Decimal, qty: int, free: Deci
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(GROUPS, FEES, QUANTITIES, FREE)
+@given(GROUPS, FEES, QUANTITIES, FREE, st.sampled_from(["quantity", "amount"]))
 def test_lines_and_totals_match_decimal_up_to_the_bounds(
-    groups: list[tuple[int, int, int]], fee: Decimal, qty: int, free: Decimal
+    groups: list[tuple[int, int, int]], fee: Decimal, qty: int, free: Decimal, threshold: str
 ) -> None:
-    check(groups, fee, qty, free)
+    check(groups, fee, qty, free, threshold)
 
 
 @pytest.mark.parametrize("events", [10, 10_000])
