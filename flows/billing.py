@@ -22,7 +22,9 @@ from flows import progress
 from pipeline.adjust import check_unique_line_keys
 from pipeline.catalog import Catalog, CatalogFrames, catalog_frames
 from pipeline.charges import ChargesResult, compute_charges
+from pipeline.invoices import INVOICE_SCHEMA, empty_lines
 from pipeline.schedule import shard_of
+from pipeline.usage import COUNTER_SCHEMA
 from rules import RulesResult, decide
 from store.results import (
     RunRecord,
@@ -202,6 +204,10 @@ def bill_plan(
         logger.info("period %s: %d account(s), %d usage event(s) read",
                     period, in_period.height, usage.height)
         progress.advance("periods", index + 1, len(periods))
+    if not charges:  # nothing to bill (say every row of the drop was rejected): typed, empty
+        counter_schema = {**COUNTER_SCHEMA, "period": pl.Utf8()}
+        return PlanBill(empty_lines(), pl.DataFrame(schema=INVOICE_SCHEMA),
+                        pl.DataFrame(schema=counter_schema), events)
     lines = concat_frames(charges)
     check_unique_line_keys(lines)
     return PlanBill(lines, concat_frames(invoices), concat_frames(counters), events)

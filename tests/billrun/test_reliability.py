@@ -267,7 +267,7 @@ def test_a_file_missing_a_column_is_rejected_whole_and_the_drop_loads(
 # ---------------------------------------------------------------------------------------------
 # Items 1 and 2: money never wraps, a valid row never blocks a night
 
-VOICE_CATALOG = CATALOG + """
+VOICE_CATALOG = (CATALOG + """
   - id: SUB_VOICE
     fee_plans:
       - {id: V1, term_months: 1, fee: "5.00", currency: USD}
@@ -276,7 +276,7 @@ discount_plans:
     entries:
       - {service: voice, destination_group: US, threshold_type: quantity,
          tiers: [[0, 100], [100, 0]]}
-""".replace(
+""").replace(
     "available_addons: [ADD_TV]", "available_addons: [ADD_TV, ADD_VOICE100]"
 ).replace(
     "  - {id: ADD_TV, name: TV pack, priority: 10, subscription: SUB_TV}\n",
@@ -341,3 +341,13 @@ def test_the_largest_quantities_bill_and_count_exactly(tmp_path: Path) -> None:
         total = con.execute("SELECT total FROM invoices WHERE period = '2026-01'").fetchall()
     assert counter == [(Decimal("2999999999.999997"),)]
     assert total == [(Decimal("2999999905.00"),)]
+
+
+def test_a_night_with_every_row_rejected_still_runs(tmp_path: Path) -> None:
+    # Only bad usage and no assignment: nothing to bill. This used to fail the nightly with
+    # `ColumnNotFoundError` (an empty list of lines had no columns), night after night.
+    drop = _drop(tmp_path / "drop", catalog=CATALOG, accounts=ACCOUNTS,
+                 usage=_events("1", "999999999999.999999", 2))
+    db = tmp_path / "billrun.duckdb"
+    assert main(["load", str(drop), "--db", str(db)]) == 0
+    assert main(["nightly", "--as-of", "2026-02-01", "--db", str(db)]) == 0
