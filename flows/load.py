@@ -79,14 +79,10 @@ def load_directory(
         files.append(FileBatch("assignments", assignments_file.source, [checked]))
 
     usage_file = inputs.get("usage")
-    if usage_file is not None and sources.missing_columns(usage_file):
-        files.append(_rejected_file(usage_file, validate_usage(
-            sources.empty_frame("usage"), source=usage_file.source, account_ids=known
-        ).valid, log))
-    elif usage_file is not None:
+    if usage_file is not None:
         files.append(
             FileBatch(
-                "usage", usage_file.source, _usage_chunks(usage_file, known),
+                "usage", usage_file.source, _usage_or_rejected(usage_file, known, log),
                 raw_lines=lambda lines: _raw_lines(usage_file, lines),
             )
         )
@@ -124,16 +120,33 @@ def _rejected_file(
     file: sources.InputFile, empty_valid: pl.DataFrame, log: Callable[[str], None]
 ) -> FileBatch:
     """A file whose header lacks required columns: every row rejected, the drop goes on."""
+    return FileBatch(file.kind, file.source, _rejected_chunks(file, empty_valid, log))
+
+
+def _rejected_chunks(
+    file: sources.InputFile, empty_valid: pl.DataFrame, log: Callable[[str], None]
+) -> Iterator[Validated]:
     missing, header = sources.missing_columns(file), sources.header_of(file)
     log(f"{file.source}: header lacks {', '.join(missing)}: every row is rejected")
-    chunks = (
-        rejected_whole(
+    for batch in sources.iter_batches(file, strict=False):
+        yield rejected_whole(
             batch.frame, source=file.source, missing=missing, header=header,
             empty_valid=empty_valid,
         )
-        for batch in sources.iter_batches(file, strict=False)
-    )
-    return FileBatch(file.kind, file.source, chunks)
+
+
+def _usage_or_rejected(
+    file: sources.InputFile, known: pl.Series, log: Callable[[str], None]
+) -> Iterator[Validated]:
+    """The usage chunks, or the whole file rejected when its header lacks a column. Lazy: the
+    header is read while the store stages the file, so an unreadable one fails the load there
+    and is recorded as a failed run."""
+    if sources.missing_columns(file):
+        empty = validate_usage(sources.empty_frame("usage"), source=file.source,
+                               account_ids=known).valid
+        yield from _rejected_chunks(file, empty, log)
+    else:
+        yield from _usage_chunks(file, known)
 
 
 def _usage_chunks(file: sources.InputFile, known: pl.Series) -> Iterator[Validated]:
