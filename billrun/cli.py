@@ -4,6 +4,7 @@ invalid catalog."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -51,6 +52,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _days(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
 # ---------------------------------------------------------------------------------------------
 # load, generate, demo
 
@@ -74,15 +85,22 @@ def _run_load(input_dir: Path, db: Path) -> int:
         return EXIT_USAGE
 
     prefect_env.configure()
+    from billrun.failures import release
     from flows.load import load_flow
+    from store.runlock import RunInProgressError, run_lock
 
     try:
-        with summary.flow_progress():
+        with run_lock(db), summary.flow_progress():  # one writer: the same lock as nightly
             report = load_flow(str(input_dir), str(db))
+    except RunInProgressError as exc:
+        summary.error(f"refused: {exc}")
+        return EXIT_FAILED
     except CatalogError as exc:
+        release(exc)
         summary.error(str(exc))
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001  (any failure of the run is exit 1, with its cause)
+        release(exc)  # its frames hold DuckDB objects: free them (no nanobind leak report)
         summary.error(f"load failed, nothing was written: {type(exc).__name__}: {exc}")
         return EXIT_FAILED
     summary.print_load_report(report, db, time.perf_counter() - started)
@@ -179,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="billrun", description="Batch billing for subscription add-ons."
     )
     parser.add_argument("--config", metavar="FILE", help="configuration file (billrun.toml)")
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="also show Prefect's own warnings and errors (tracebacks) on the console",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
@@ -213,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", metavar="DIR")
     add_db(p)
     p.add_argument("--conflict-policy", choices=("replace", "reject"))
+    p.add_argument("--allow-future", action="store_true",
+                   help="accept an --as-of beyond the horizon (finalizes periods not yet ended)")
+    p.add_argument("--horizon-days", type=_days, metavar="N",
+                   help="how far past today (UTC) --as-of may go (default 1, or "
+                   "$BILLRUN_AS_OF_HORIZON_DAYS)")
 
     p = add("reprocess", _delegate("reprocess"), "recompute one period from the stored inputs")
     p.add_argument("--period", type=_period, required=True, metavar="YYYY-MM")
@@ -247,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `billrun` script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if args.verbose:  # read by flows.prefect_env before Prefect is imported
+        os.environ["BILLRUN_VERBOSE"] = "1"
     if getattr(args, "uses_settings", False):
         from billrun.settings_cli import apply_settings
 
@@ -259,6 +288,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except KeyboardInterrupt:
         summary.error("interrupted")
+        return EXIT_FAILED
+    except Exception as exc:  # the last net: an unexpected failure is one line, not a traceback
+        if args.verbose:
+            raise
+        from billrun.failures import release
+
+        release(exc)
+        summary.error(f"{type(exc).__name__}: {exc} (run with --verbose for the traceback)")
         return EXIT_FAILED
 
 

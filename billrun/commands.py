@@ -23,7 +23,7 @@ from pipeline.catalog import CatalogError
 from pipeline.periods import parse_period
 
 console = Console(stderr=False)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one error, one line
 
 
 def _bad_argument(message: str) -> int:
@@ -59,19 +59,31 @@ def _progress_bar(label: str) -> Iterator[None]:
 
 def _guarded(run: Callable[[], object]) -> tuple[int, object | None]:
     """Run a flow; map the failures users can act on to exit codes and clear messages."""
-    from store.runlock import RunInProgressError
+    from billrun.failures import release
 
     try:
         return 0, run()
-    except CatalogError as exc:
-        err_console.print(f"[red]billrun: invalid catalog[/red]\n{exc}")
-        return 2, None
-    except RunInProgressError as exc:
-        err_console.print(f"[red]billrun: refused:[/red] {exc}")
-        return 1, None
     except Exception as exc:  # a failed run: previous results stay whole (one transaction)
-        err_console.print(f"[red]billrun: run failed:[/red] {type(exc).__name__}: {exc}")
-        return 1, None
+        release(exc)  # its frames hold DuckDB objects: free them (no nanobind leak report)
+        return _failure_code(exc), None
+
+
+def _failure_code(exc: Exception) -> int:
+    """Print the one-line message of a failed run and return its exit code."""
+    from store.billed import PeriodNotBilledError
+    from store.runlock import RunInProgressError
+    from store.sources import SourceError
+
+    if isinstance(exc, CatalogError):
+        err_console.print(f"[red]billrun: invalid catalog[/red]\n{exc}")
+        return 2
+    if isinstance(exc, PeriodNotBilledError | SourceError):
+        return _bad_argument(str(exc))
+    if isinstance(exc, RunInProgressError):
+        err_console.print(f"[red]billrun: refused:[/red] {exc}")
+        return 1
+    err_console.print(f"[red]billrun: run failed:[/red] {type(exc).__name__}: {exc}")
+    return 1
 
 
 def _money(minor: int, currency: str, minor_units: dict[str, int]) -> str:
@@ -116,6 +128,17 @@ def nightly(args: argparse.Namespace) -> int:
         as_of = date.fromisoformat(args.as_of)
     except ValueError:
         return _bad_argument(f"--as-of {args.as_of!r} is not a date YYYY-MM-DD")
+    from billrun.guards import as_of_refusal
+    from store.clock import utc_now
+
+    # The clock is read once, here at the edge, in UTC; the horizon is the resolved setting
+    # (flag > BILLRUN_AS_OF_HORIZON_DAYS > billrun.toml > 1 day).
+    refusal = as_of_refusal(
+        as_of, utc_now().date(), args.as_of_horizon_days,
+        bool(getattr(args, "allow_future", False)),
+    )
+    if refusal is not None:
+        return _bad_argument(refusal)
     input_dir = getattr(args, "input", None)
     if input_dir is not None and not Path(input_dir).is_dir():
         return _bad_argument(f"--input {input_dir!r} is not a folder")
@@ -177,7 +200,7 @@ def explain(args: argparse.Namespace) -> int:
         explain_invoice(args.db, args.account, args.period, console)
     except ExplainError as exc:
         err_console.print(f"[red]billrun: {exc}[/red]")
-        return 1
+        return exc.exit_code
     return 0
 
 

@@ -18,7 +18,20 @@ _WINDOW = ", ".join(c for c in COUNTER_KEY if c != "account_id")
 
 
 class ExplainError(RuntimeError):
-    """Nothing to explain: no database, or no such account or period."""
+    """Nothing to explain: no database, or no such account or period (exit 1)."""
+
+    exit_code = 1
+
+
+class NotADatabaseError(ExplainError):
+    """`--db` names a file that DuckDB cannot open as a database: a bad argument (exit 2)."""
+
+    exit_code = 2
+
+
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    # DuckDB words a writer's file lock as "Could not set lock on file ... Conflicting lock".
+    return "lock" in str(exc).lower()
 
 
 def _open(db: str) -> tuple[duckdb.DuckDBPyConnection, str]:
@@ -27,11 +40,19 @@ def _open(db: str) -> tuple[duckdb.DuckDBPyConnection, str]:
         raise ExplainError(f"no database at {db}")
     try:
         return duckdb.connect(db, read_only=True), db
-    except duckdb.IOException:
-        copy = analyst_path(db)
-        if not copy.exists():
-            raise
+    except duckdb.Error as exc:
+        if not _is_lock_conflict(exc):
+            raise NotADatabaseError(f"{db} is not a billrun DuckDB database") from None
+    copy = analyst_path(db)
+    if not copy.exists():
+        raise ExplainError(
+            f"a billrun run is writing {db} and its analyst copy {copy.name} does not exist yet; "
+            "retry when the run has finished"
+        )
+    try:
         return duckdb.connect(str(copy), read_only=True), f"{copy} (a run holds {db})"
+    except duckdb.Error:
+        raise NotADatabaseError(f"{copy} is not a billrun DuckDB database") from None
 
 
 def _table(title: str, frame: pl.DataFrame) -> Table:
@@ -175,6 +196,8 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
     try:
         frames = explain_frames(con, account_id, period)
         frames["events"] = event_detail(con, account_id, period)
+    except duckdb.CatalogException:  # a DuckDB file, but without billrun's tables
+        raise NotADatabaseError(f"{source} is not a billrun DuckDB database") from None
     finally:
         con.close()
     if all(f.height == 0 for f in frames.values()):

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from store import LoadReport
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one error, one line
 
 
 @contextmanager

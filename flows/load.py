@@ -16,6 +16,7 @@ from pipeline.catalog import Catalog, CatalogError, parse_catalog
 from pipeline.validate import (
     Validated,
     raw_text_of,
+    rejected_whole,
     validate_accounts,
     validate_assignments,
     validate_usage,
@@ -44,7 +45,12 @@ def load_directory(
     known = store.read_account_ids(con)
 
     accounts_file = inputs.get("accounts")
-    if accounts_file is not None and catalog is not None:
+    if accounts_file is not None and catalog is not None and sources.missing_columns(accounts_file):
+        files.append(_rejected_file(accounts_file, validate_accounts(
+            sources.empty_frame("accounts"), catalog, source=accounts_file.source,
+            stored=store.read_accounts(con),
+        ).valid, log))
+    elif accounts_file is not None and catalog is not None:
         checked = validate_accounts(
             sources.read_all(accounts_file), catalog, source=accounts_file.source,
             stored=store.read_accounts(con),
@@ -54,7 +60,14 @@ def load_directory(
         known = pl.concat([known, checked.valid["account_id"]]).unique()
 
     assignments_file = inputs.get("assignments")
-    if assignments_file is not None and catalog is not None:
+    if assignments_file is not None and catalog is not None and sources.missing_columns(
+        assignments_file
+    ):
+        files.append(_rejected_file(assignments_file, validate_assignments(
+            sources.empty_frame("assignments"), catalog, source=assignments_file.source,
+            account_ids=known,
+        ).valid, log))
+    elif assignments_file is not None and catalog is not None:
         checked = validate_assignments(
             sources.read_all(assignments_file), catalog, source=assignments_file.source,
             account_ids=known,
@@ -69,7 +82,7 @@ def load_directory(
     if usage_file is not None:
         files.append(
             FileBatch(
-                "usage", usage_file.source, _usage_chunks(usage_file, known),
+                "usage", usage_file.source, _usage_or_rejected(usage_file, known, log),
                 raw_lines=lambda lines: _raw_lines(usage_file, lines),
             )
         )
@@ -101,6 +114,39 @@ def _catalog(
              f"{inputs.directory} (none has been loaded before)"]
         )
     return None
+
+
+def _rejected_file(
+    file: sources.InputFile, empty_valid: pl.DataFrame, log: Callable[[str], None]
+) -> FileBatch:
+    """A file whose header lacks required columns: every row rejected, the drop goes on."""
+    return FileBatch(file.kind, file.source, _rejected_chunks(file, empty_valid, log))
+
+
+def _rejected_chunks(
+    file: sources.InputFile, empty_valid: pl.DataFrame, log: Callable[[str], None]
+) -> Iterator[Validated]:
+    missing, header = sources.missing_columns(file), sources.header_of(file)
+    log(f"{file.source}: header lacks {', '.join(missing)}: every row is rejected")
+    for batch in sources.iter_batches(file, strict=False):
+        yield rejected_whole(
+            batch.frame, source=file.source, missing=missing, header=header,
+            empty_valid=empty_valid,
+        )
+
+
+def _usage_or_rejected(
+    file: sources.InputFile, known: pl.Series, log: Callable[[str], None]
+) -> Iterator[Validated]:
+    """The usage chunks, or the whole file rejected when its header lacks a column. Lazy: the
+    header is read while the store stages the file, so an unreadable one fails the load there
+    and is recorded as a failed run."""
+    if sources.missing_columns(file):
+        empty = validate_usage(sources.empty_frame("usage"), source=file.source,
+                               account_ids=known).valid
+        yield from _rejected_chunks(file, empty, log)
+    else:
+        yield from _usage_chunks(file, known)
 
 
 def _usage_chunks(file: sources.InputFile, known: pl.Series) -> Iterator[Validated]:

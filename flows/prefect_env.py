@@ -4,7 +4,9 @@
   the ephemeral server's database migrations run once, not at every command.
 - A user's own `PREFECT_API_URL` is left alone: billrun then reports to their running server and
   skips the ephemeral one (about 1 s of start-up instead of several).
-- Prefect's console output is quieted to warnings; its logs still reach the API (the UI).
+- Prefect's console output is silenced (its "Encountered exception" traceback would come before
+  billrun's own one-line error); its logs still reach the API (the UI). `billrun --verbose`
+  (`BILLRUN_VERBOSE=1`) shows its warnings and errors, tracebacks included.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ _DEFAULTS = {
     # The ephemeral server counts its start-up wait in 0.1 s sleeps; a first start with database
     # migrations on a busy two-core machine can take longer than Prefect's default of 20.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 }
 
@@ -41,7 +42,15 @@ def configure() -> Path:
     os.environ["PREFECT_HOME"] = str(home)
     for key, value in _DEFAULTS.items():
         os.environ.setdefault(key, value)
+    os.environ.setdefault(
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING" if verbose() else "CRITICAL"
+    )
     return home
+
+
+def verbose() -> bool:
+    """Whether the user asked for Prefect's own console output (`billrun --verbose`)."""
+    return os.environ.get("BILLRUN_VERBOSE", "") not in ("", "0")
 
 
 def using_server() -> bool:

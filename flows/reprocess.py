@@ -13,6 +13,7 @@ from pipeline.adjust import split_reprocess
 from pipeline.counters import counter_shift
 from pipeline.schedule import reprocess_plan, with_cutoffs
 from rules.lifecycle import new_locks
+from store.billed import require_billed
 from store.clock import utc_now
 from store.results import (
     ResultsBatch,
@@ -39,6 +40,7 @@ def reprocess_flow(
     with run_lock(db), failures_recorded(db, failed_run):
         con = store.connect(db)
         try:
+            require_billed(con, period)
             stored = read_stored_inputs(con, conflict_policy)
             as_of = last_nightly_as_of(con)
             plan = with_cutoffs(

@@ -14,6 +14,8 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipeline.bounds import MAX_FEE
+
 # Quantities, usage amounts and tier thresholds are carried as integers of this many decimals.
 UNIT_SCALE = 6
 UNIT = 10**UNIT_SCALE
@@ -172,7 +174,12 @@ def _reference_problems(cat: Catalog) -> list[str]:
                 continue
             minor = cat.currencies[fp.currency]
             for field, value in (("fee", fp.fee), ("activation_fee", sub.activation_fee)):
-                if value.scaleb(minor) != value.scaleb(minor).to_integral_value():
+                if value > MAX_FEE:
+                    problems.append(
+                        f"{where}.{field}: {value} is more than the largest fee billrun "
+                        f"accepts ({MAX_FEE})"
+                    )
+                elif value.scaleb(minor) != value.scaleb(minor).to_integral_value():
                     problems.append(
                         f"{where}.{field}: {value} has more decimals than {fp.currency} allows "
                         f"({minor})"

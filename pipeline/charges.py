@@ -12,6 +12,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
+from pipeline.bounds import MoneyOverflowError
 from pipeline.catalog import CatalogFrames
 from pipeline.contracts import (
     ACCOUNT_SCHEMA,
@@ -91,6 +92,30 @@ def compute_charges(
     With `cutoff` (a draft as of that day) only lines dated on or before it, and only events
     started before the next day, are counted. `detail=False` skips the per-event parts.
     """
+    try:
+        return _compute(catalog, accounts, lifecycles, usage, counters_before, period, cutoff,
+                        detail)
+    except pl.exceptions.InvalidOperationError as exc:
+        # A strict Int128 -> Int64 cast refused a sum: say so, rather than a Polars message.
+        if "`i128` to `i64`" not in str(exc):
+            raise
+        raise MoneyOverflowError(
+            f"period {period}: a usage line, counter or invoice total is beyond the largest "
+            f"value billrun computes (Int64 of its unit, docs/INPUTS.md \"Bounds\"): "
+            f"{str(exc).splitlines()[0]}"
+        ) from None
+
+
+def _compute(
+    catalog: CatalogFrames,
+    accounts: pl.DataFrame,
+    lifecycles: pl.DataFrame,
+    usage: pl.DataFrame,
+    counters_before: pl.DataFrame,
+    period: str,
+    cutoff: date | None,
+    detail: bool,
+) -> ChargesResult:
     accounts = typed(accounts, ACCOUNT_SCHEMA)
     lifecycles = typed(lifecycles, CHARGED_LIFECYCLE_SCHEMA)
     usage = typed(usage, USAGE_SCHEMA)

@@ -44,7 +44,8 @@ def invoices(lines: pl.DataFrame) -> pl.DataFrame:
     """One invoice per account, period and currency that has a line: the sum of its lines."""
     return (
         lines.group_by("account_id", "period", "currency")
-        .agg(pl.col("amount_minor").sum().alias("total_minor"))
+        # Summed in Int128 and cast back strictly: a total beyond Int64 fails, never wraps.
+        .agg(pl.col("amount_minor").cast(pl.Int128).sum().alias("total_minor"))
         .select([pl.col(name).cast(dtype) for name, dtype in INVOICE_SCHEMA.items()])
         .sort("account_id", "period", "currency")
     )

@@ -90,7 +90,11 @@ def _description(prefix: pl.Expr, start: pl.Expr, end: pl.Expr, days: pl.Expr) -
 
 def _fee_line(line_type: str, days: pl.Expr, sign: int, line_date: pl.Expr,
               description: pl.Expr) -> list[pl.Expr]:
-    amount = prorate(pl.col("fee_minor") * pl.col("quantity"), days, pl.col("full_days"))
+    # fee × quantity in Int128: within the bounds it fits Int64, and an assignment stored before
+    # the bounds existed fails the strict cast back to Int64 instead of wrapping.
+    amount = prorate(
+        pl.col("fee_minor").cast(pl.Int128) * pl.col("quantity"), days, pl.col("full_days")
+    )
     return [
         pl.lit(line_type).alias("line_type"),
         (amount * sign).alias("amount_minor"),
@@ -160,7 +164,9 @@ def activation_lines(terms: pl.LazyFrame, period: str) -> pl.LazyFrame:
     )
     exprs = [
         pl.lit("activation").alias("line_type"),
-        (pl.col("activation_fee_minor") * pl.col("quantity")).alias("amount_minor"),
+        (pl.col("activation_fee_minor").cast(pl.Int128) * pl.col("quantity"))
+        .cast(pl.Int64)
+        .alias("amount_minor"),
         pl.col("eff_start").alias("line_date"),
         pl.col("eff_start").alias("term_start"),
         pl.format("Activation {} {} {}{}", pl.coalesce("addon_name", "addon_id"),

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import polars as pl
 
+from pipeline.bounds import MAX_ASSIGNMENT_QUANTITY, MAX_USAGE_UNITS, MAX_USAGE_VALUE
 from pipeline.catalog import UNIT_SCALE, Catalog
 from pipeline.contracts import INPUT_COLUMNS, REJECTED_SCHEMA
 
@@ -268,6 +269,28 @@ def _split(
     return Validated(valid, rejected)
 
 
+def rejected_whole(
+    rows: pl.DataFrame, *, source: str, missing: list[str], header: list[str],
+    empty_valid: pl.DataFrame,
+) -> Validated:
+    """Every row of a file whose header lacks required columns, rejected with that reason.
+
+    Nothing of such a file can be trusted to bill, yet its rows must not vanish (SPEC §2): each
+    physical row lands in `rejected_rows`, re-joined from the file's own columns in its order.
+    """
+    present = [c for c in header if c in rows.columns and c not in ("line", EXTRA)]
+    reason = "; ".join(f"{c}: required column missing from the header of {source}" for c in missing)
+    return Validated(
+        empty_valid,
+        rows.select(
+            pl.lit(source, pl.String).alias("source"),
+            pl.col("line").cast(pl.Int64),
+            pl.lit(reason, pl.String).alias("reason"),
+            (raw_text(present) if present else pl.lit("", pl.String)).alias("raw"),
+        ),
+    )
+
+
 def empty_rejected() -> pl.DataFrame:
     """A zero-row rejected frame."""
     return pl.DataFrame(schema=REJECTED_SCHEMA)
@@ -460,6 +483,10 @@ def validate_assignments(
         *assigned.checks,
         *quantity.checks,
         _check(_c("_quantity") < 1, _quoted("quantity", "'{}' is less than 1")),
+        _check(
+            _c("_quantity") > MAX_ASSIGNMENT_QUANTITY,
+            _quoted("quantity", f"'{{}}' is more than {MAX_ASSIGNMENT_QUANTITY}"),
+        ),
         _duplicate(["assignment_id"], "assignment_id", pl.format("'{}'", _c("assignment_id"))),
     ]
     typed = [
@@ -500,9 +527,17 @@ def validate_usage(raw: pl.DataFrame, *, source: str, account_ids: pl.Series) ->
         _required("quantity"),
         *quantity.checks,
         _check(_c("quantity_units") < 0, _quoted("quantity", "'{}' is negative")),
+        _check(
+            _c("quantity_units") > MAX_USAGE_UNITS,
+            _quoted("quantity", f"'{{}}' is more than {MAX_USAGE_VALUE}"),
+        ),
         _required("amount"),
         *amount.checks,
         _check(_c("amount_units") < 0, _quoted("amount", "'{}' is negative")),
+        _check(
+            _c("amount_units") > MAX_USAGE_UNITS,
+            _quoted("amount", f"'{{}}' is more than {MAX_USAGE_VALUE}"),
+        ),
         _duplicate(["event_id"], "event_id", pl.format("'{}'", _c("event_id"))),
     ]
     typed = [

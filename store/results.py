@@ -56,10 +56,10 @@ def _minor_factor_sql(column: str) -> str:
 
 
 def _amount_sql(minor: str = "amount_minor", units: str = "minor_units") -> str:
-    return f"CAST(CAST({minor} AS DECIMAL(18,0)) * {_minor_factor_sql(units)} AS DECIMAL(18,4))"
+    return f"CAST(CAST({minor} AS DECIMAL(38,0)) * {_minor_factor_sql(units)} AS DECIMAL(38,4))"
 
 
-_QUANTITY_SQL = "CAST(CAST(quantity_units AS DECIMAL(18,0)) * 0.000001 AS DECIMAL(18,6))"
+_QUANTITY_SQL = "CAST(CAST(quantity_units AS DECIMAL(38,0)) * 0.000001 AS DECIMAL(38,6))"
 
 
 def _with_minor_units(frame: pl.DataFrame, currencies: pl.DataFrame) -> pl.DataFrame:
@@ -268,7 +268,7 @@ def _write_counters(con: duckdb.DuckDBPyConnection, batch: ResultsBatch, run_id:
     _register(con, "_new_counters_src", counters)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _new_counters AS SELECT {_COUNTER_KEY}, period,
-              CAST(CAST(value_units AS DECIMAL(18,0)) * 0.000001 AS DECIMAL(18,6)) AS value
+              CAST(CAST(value_units AS DECIMAL(38,0)) * 0.000001 AS DECIMAL(38,6)) AS value
             FROM _new_counters_src"""
     )
     con.execute(
@@ -281,8 +281,8 @@ def _write_counters(con: duckdb.DuckDBPyConnection, batch: ResultsBatch, run_id:
         _register(con, "_shift", batch.counter_shift)
         con.execute(
             f"""UPDATE counter_periods c SET
-                  value = c.value + CAST(CAST(s.delta_units AS DECIMAL(18,0)) * 0.000001
-                                         AS DECIMAL(18,6)),
+                  value = c.value + CAST(CAST(s.delta_units AS DECIMAL(38,0)) * 0.000001
+                                         AS DECIMAL(38,6)),
                   run_id = '{run_id}'
                 FROM _shift s
                 WHERE c.account_id = s.account_id AND c.service = s.service

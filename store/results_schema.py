@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-# Amounts are DECIMAL(18,4) so that any ISO currency (0..4 minor units) is held exactly; each
-# amount is already rounded to its currency's minor unit. Quantities and counters are DECIMAL(18,6).
+# Amounts are DECIMAL(38,4) so that any ISO currency (0..4 minor units) is held exactly; each
+# amount is already rounded to its currency's minor unit. Quantities and counters are
+# DECIMAL(38,6). 38 digits hold any Int64 the charges compute, so the only limit is theirs
+# (pipeline/bounds.py); DECIMAL(18,·) failed on a counter of 3 × 10^12 (issue 12).
 RESULTS_DDL: list[str] = [
     # Grain: one row per assignment, period and deciding rule.
     """CREATE TABLE IF NOT EXISTS decisions (
@@ -14,18 +16,18 @@ RESULTS_DDL: list[str] = [
     """CREATE TABLE IF NOT EXISTS charges (
         account_id VARCHAR NOT NULL, period VARCHAR NOT NULL, line_type VARCHAR NOT NULL,
         assignment_id VARCHAR, addon_id VARCHAR, service VARCHAR, destination_group VARCHAR,
-        quantity DECIMAL(18,6), amount DECIMAL(18,4) NOT NULL, currency VARCHAR NOT NULL,
+        quantity DECIMAL(38,6), amount DECIMAL(38,4) NOT NULL, currency VARCHAR NOT NULL,
         description VARCHAR, run_id VARCHAR NOT NULL, term_start DATE, line_date DATE)""",
     # Grain: one row per account and period.
     """CREATE TABLE IF NOT EXISTS invoices (
         account_id VARCHAR NOT NULL, period VARCHAR NOT NULL, currency VARCHAR NOT NULL,
-        total DECIMAL(18,4) NOT NULL, status VARCHAR NOT NULL, run_id VARCHAR NOT NULL,
+        total DECIMAL(38,4) NOT NULL, status VARCHAR NOT NULL, run_id VARCHAR NOT NULL,
         PRIMARY KEY (account_id, period))""",
     # Grain: one row per adjustment line made to a finalized period.
     """CREATE TABLE IF NOT EXISTS adjustments (
         account_id VARCHAR NOT NULL, period VARCHAR NOT NULL, line_type VARCHAR NOT NULL,
         assignment_id VARCHAR, addon_id VARCHAR, service VARCHAR, destination_group VARCHAR,
-        quantity DECIMAL(18,6), amount DECIMAL(18,4) NOT NULL, currency VARCHAR NOT NULL,
+        quantity DECIMAL(38,6), amount DECIMAL(38,4) NOT NULL, currency VARCHAR NOT NULL,
         description VARCHAR, run_id VARCHAR NOT NULL, term_start DATE, line_date DATE,
         reason VARCHAR NOT NULL)""",
     # Grain: one row per counter window; `value` at the window's end, or at the as-of date.
@@ -33,7 +35,7 @@ RESULTS_DDL: list[str] = [
     # the period's first day for the same (service, destination group, threshold type).
     """CREATE TABLE IF NOT EXISTS discount_counters (
         account_id VARCHAR NOT NULL, service VARCHAR NOT NULL, destination_group VARCHAR NOT NULL,
-        threshold_type VARCHAR NOT NULL, window_start DATE NOT NULL, value DECIMAL(18,6) NOT NULL,
+        threshold_type VARCHAR NOT NULL, window_start DATE NOT NULL, value DECIMAL(38,6) NOT NULL,
         reset VARCHAR NOT NULL, period VARCHAR, run_id VARCHAR,
         PRIMARY KEY (account_id, service, destination_group, threshold_type, reset,
                      window_start))""",
@@ -42,7 +44,7 @@ RESULTS_DDL: list[str] = [
     """CREATE TABLE IF NOT EXISTS counter_periods (
         account_id VARCHAR NOT NULL, service VARCHAR NOT NULL, destination_group VARCHAR NOT NULL,
         threshold_type VARCHAR NOT NULL, reset VARCHAR NOT NULL, window_start DATE NOT NULL,
-        period VARCHAR NOT NULL, value DECIMAL(18,6) NOT NULL, run_id VARCHAR,
+        period VARCHAR NOT NULL, value DECIMAL(38,6) NOT NULL, run_id VARCHAR,
         PRIMARY KEY (account_id, service, destination_group, threshold_type, reset, window_start,
                      period))""",
     # Grain: one row per assignment: its settled life cycle, as the latest run decided it.

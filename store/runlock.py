@@ -21,6 +21,7 @@ def run_lock(db_path: str | Path) -> Iterator[None]:
     leaves a stale lock behind.
     """
     lock_path = Path(f"{db_path}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)  # a first load creates the db's folder
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

@@ -110,22 +110,34 @@ def find_inputs(directory: str | Path) -> Inputs:
 
 
 def read_catalog_text(path: str | Path) -> str:
-    """The catalog file's text, as stored in `catalog_versions`."""
-    return Path(path).read_text(encoding="utf-8")
+    """The catalog file's text, as stored in `catalog_versions`; not UTF-8 is a SourceError."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SourceError(
+            f"{Path(path).name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); save the catalog as UTF-8"
+        ) from None
 
 
-def read_all(file: InputFile) -> pl.DataFrame:
+def read_all(file: InputFile, strict: bool = True) -> pl.DataFrame:
     """The whole file as one frame (for accounts and assignments, which are small)."""
-    frames = [b.frame for b in iter_batches(file)]
+    frames = [b.frame for b in iter_batches(file, strict=strict)]
     return pl.concat(frames) if frames else empty_frame(file.kind)
 
 
-def iter_batches(file: InputFile, block_bytes: int = CSV_BLOCK_BYTES) -> Iterator[Batch]:
-    """Yield the file as bounded all-string frames, in file order, each with its `line` column."""
+def iter_batches(
+    file: InputFile, block_bytes: int = CSV_BLOCK_BYTES, strict: bool = True
+) -> Iterator[Batch]:
+    """Yield the file as bounded all-string frames, in file order, each with its `line` column.
+
+    `strict=False` reads a file that lacks required columns too (they come as null), so that its
+    rows can be rejected whole with their lines and text.
+    """
     if file.format == "csv":
-        yield from _iter_csv(file, block_bytes)
+        yield from _iter_csv(file, block_bytes, strict)
     else:
-        yield from _iter_parquet(file)
+        yield from _iter_parquet(file, strict)
 
 
 def empty_frame(kind: str) -> pl.DataFrame:
@@ -140,11 +152,26 @@ def _schema(kind: str) -> dict[str, pl.DataType]:
     return schema
 
 
-def _check_header(file: InputFile, header: list[str]) -> None:
-    missing = [
-        c for c in COLUMNS[file.kind] if c not in header and c not in OPTIONAL_COLUMNS[file.kind]
-    ]
-    if missing:
+def header_of(file: InputFile) -> list[str]:
+    """The file's column names, as its header (CSV) or schema (Parquet) gives them."""
+    if file.format == "csv":
+        return _read_header(file)[0]
+    return [c.strip() for c in pq.ParquetFile(file.path).schema_arrow.names]
+
+
+def missing_columns(file: InputFile) -> list[str]:
+    """The required columns that the file's header lacks (SPEC §2: such a file is rejected
+    whole, row by row, and the rest of the drop still loads)."""
+    return _missing(file.kind, header_of(file))
+
+
+def _missing(kind: str, header: list[str]) -> list[str]:
+    return [c for c in COLUMNS[kind] if c not in header and c not in OPTIONAL_COLUMNS[kind]]
+
+
+def _check_header(file: InputFile, header: list[str], strict: bool = True) -> None:
+    missing = _missing(file.kind, header)
+    if missing and strict:
         raise SourceError(f"{file.source}: the header lacks column(s) {', '.join(missing)}")
     duplicated = sorted({c for c in header if header.count(c) > 1})
     if duplicated:
@@ -192,9 +219,9 @@ def _record_end(block: bytes, quotes_before: int) -> int:
     return -1
 
 
-def _iter_csv(file: InputFile, block_bytes: int) -> Iterator[Batch]:
+def _iter_csv(file: InputFile, block_bytes: int, strict: bool = True) -> Iterator[Batch]:
     header, offset = _read_header(file)
-    _check_header(file, header)
+    _check_header(file, header, strict)
     names = [f"c{i}" for i in range(len(header))] + [EXTRA]
     total = file.size
     next_line = 2
@@ -253,10 +280,10 @@ def _parse_csv_block(body: bytes, names: list[str], first_line: int) -> pl.DataF
     )
 
 
-def _iter_parquet(file: InputFile) -> Iterator[Batch]:
+def _iter_parquet(file: InputFile, strict: bool = True) -> Iterator[Batch]:
     parquet = pq.ParquetFile(file.path)
     header = [c.strip() for c in parquet.schema_arrow.names]
-    _check_header(file, header)
+    _check_header(file, header, strict)
     total = parquet.metadata.num_rows
     done = 0
     for record_batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):

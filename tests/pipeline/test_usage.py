@@ -1,4 +1,4 @@
-"""Usage lines and discounts (pipeline/usage.py): entry selection, counters, tier splitting.
+"""Usage lines and discounts (pipeline/usage/): entry selection, counters, tier splitting.
 
 Amounts are worked out by hand in each test: minutes times the price, times the tier's
 percentage, summed exactly and rounded once per line, half away from zero.
@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import usage as usage_module
 from pipeline.catalog import catalog_frames, parse_catalog
 from pipeline.charges import account_context
 from pipeline.usage import UsageResult, usage_charges
+from pipeline.usage import rating as usage_module
 
 M = 1_000_000  # one unit (a minute, an SMS, a dollar) in 10^-6
 PICO = 10**12

@@ -1,0 +1,97 @@
+"""Usage lines and discounts (SPEC §4 "Usage discounts"), one module per step:
+
+1. `entries`: the catalog's discount entries and the candidates (add-ons, main products);
+2. `timeline`: for each key the winning candidate on each elementary day interval;
+3. `rating`: one pass over the usage, split by whether an entry discounts an event;
+4. `counters`: each event's counter before and after it, and the counters after the period;
+5. `tiers`: each event's discount over the entry's tiers, in Int128 at 10^-12;
+6. `lines`: `usage` and `discount` lines (rounded once per line) and the per-event detail.
+
+`keys` holds the shared names, schemas and the checked packed keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from pipeline.catalog import CatalogFrames
+from pipeline.usage.counters import counted_events, counters_after
+from pipeline.usage.entries import Entries, discount_candidates, discount_entries
+from pipeline.usage.keys import (
+    COUNTER_KIND,
+    COUNTER_SCHEMA,
+    DETAIL_SCHEMA,
+    KEY,
+    NEVER_START,
+    OPEN,
+    OPEN_END,
+    PAIR,
+    WINDOW,
+    KeyBudget,
+    KeyBudgetError,
+    check_days,
+)
+from pipeline.usage.lines import usage_detail, usage_lines
+from pipeline.usage.rating import rated_events, with_pair_index
+from pipeline.usage.tiers import discounted_events
+from pipeline.usage.timeline import winner_timeline
+
+__all__ = [
+    "COUNTER_KIND", "COUNTER_SCHEMA", "DETAIL_SCHEMA", "KEY", "NEVER_START", "OPEN", "OPEN_END",
+    "PAIR", "WINDOW", "Entries", "KeyBudget", "KeyBudgetError", "UsageResult",
+    "counted_events", "counters_after", "discount_candidates", "discount_entries",
+    "discounted_events", "key_budget", "rated_events", "usage_charges", "usage_detail",
+    "usage_lines", "winner_timeline", "with_pair_index",
+]
+
+
+@dataclass(frozen=True)
+class UsageResult:
+    """Usage and discount lines, counters after the period, and per-event parts."""
+
+    lines: pl.DataFrame
+    counters_after: pl.DataFrame
+    detail: pl.DataFrame
+
+
+def key_budget(accounts: pl.DataFrame, entries: Entries) -> KeyBudget:
+    """The checked widths of the packed keys for these accounts and discounted pairs."""
+    if accounts.height:
+        check_days(accounts["period_start"].min(), accounts["day_limit"].max())
+    top = accounts["acct_idx"].max() if accounts.height else None
+    return KeyBudget.of(int(top) + 1 if top is not None else 0, entries.pairs.height)
+
+
+def usage_charges(
+    catalog: CatalogFrames,
+    account_rows: pl.DataFrame,
+    lifecycles: pl.DataFrame,
+    usage: pl.DataFrame,
+    counters_before: pl.DataFrame,
+    accounts: pl.DataFrame,
+    period: str,
+    detail: bool = True,
+) -> UsageResult:
+    """Usage and discount lines, counters and per-event detail of one period.
+
+    `account_rows` are the raw account versions (for the main product at a date); `accounts`
+    is the coordinator's context, one row per account with `acct_idx` and the day limit.
+    """
+    entries = discount_entries(catalog)
+    budget = key_budget(accounts, entries)
+    candidates = discount_candidates(catalog, entries, account_rows, lifecycles, accounts)
+    timeline, line_nos = winner_timeline(candidates, budget)
+    plain_sums, discountable = rated_events(usage, accounts, entries, timeline, budget)
+    counted = counted_events(discountable, entries, accounts, counters_before)
+    del discountable
+    discounted = discounted_events(counted, entries)
+    del counted
+    lines = usage_lines(plain_sums, discounted, line_nos, accounts, period)
+    return UsageResult(
+        lines=lines,
+        counters_after=counters_after(discounted, entries, counters_before, accounts),
+        detail=usage_detail(discounted, entries, line_nos, accounts) if detail
+        else pl.DataFrame(schema=DETAIL_SCHEMA),
+    )
