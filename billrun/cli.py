@@ -73,7 +73,7 @@ def _run_load(input_dir: Path, db: Path) -> int:
         summary.error(str(exc))
         return EXIT_USAGE
 
-    prefect_env.configure()
+    prefect_env.connect()
     from flows.load import load_flow
 
     try:
@@ -123,7 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return code
     from flows import prefect_env
 
-    prefect_env.configure()
+    prefect_env.connect()
     from billrun.demo import bill_demo
 
     bill_demo(inputs, db, summary.console)

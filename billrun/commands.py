@@ -117,9 +117,9 @@ def nightly(args: argparse.Namespace) -> int:
     input_dir = getattr(args, "input", None)
     if input_dir is not None and not Path(input_dir).is_dir():
         return _bad_argument(f"--input {input_dir!r} is not a folder")
-    from flows.prefect_env import configure
+    from flows.prefect_env import connect
 
-    configure()
+    connect()
     from flows.nightly import nightly_flow
 
     started = time.monotonic()
@@ -145,9 +145,9 @@ def reprocess(args: argparse.Namespace) -> int:
         parse_period(args.period)
     except ValueError as exc:
         return _bad_argument(str(exc))
-    from flows.prefect_env import configure
+    from flows.prefect_env import connect
 
-    configure()
+    connect()
     from flows.reprocess import reprocess_flow
 
     with _progress_bar("reprocess"):
@@ -196,9 +196,9 @@ def serve(args: argparse.Namespace) -> int:
 
 def bench(args: argparse.Namespace) -> int:
     """`billrun bench [--accounts N] [--out DIR]`: time the runs on generated data."""
-    from flows.prefect_env import configure
+    from flows.prefect_env import connect
 
-    configure()
+    connect()
     from billrun.bench import main as run_bench
 
     argv = ["--accounts", str(args.accounts)]
