@@ -22,9 +22,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,12 +138,16 @@ def start(
     log_path: Path | None = None,
     timeout: float = 120.0,
     extra_env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> PrefectServer:
-    """Start a Prefect API server tied to this process and wait until it is healthy."""
+    """Start a Prefect API server tied to this process and wait until it is healthy.
+
+    On `port` if given (a restart keeps its clients' URL), else on a free port."""
     env = {**server_env(scheduler=scheduler), **(extra_env or {})}
     deadline = time.monotonic() + timeout
+    fixed = port
     while True:
-        port = free_port()
+        port = fixed or free_port()
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             process = subprocess.Popen(
@@ -159,7 +166,7 @@ def start(
         if process.poll() is None:  # timed out
             server.stop()
             raise ServerStartError(f"the Prefect server did not start within {timeout:.0f} s")
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or fixed:
             raise ServerStartError(f"the Prefect server exited with code {process.returncode}")
         # It exited early, most likely because another process took the port: try another.
 
@@ -182,3 +189,53 @@ def ensure_api(*, log_path: Path | None = None) -> str | None:
     atexit.register(_OWN.stop)
     os.environ["PREFECT_API_URL"] = _OWN.api_url
     return _OWN.api_url
+
+
+class Supervisor:
+    """Keeps one scheduler-enabled server running for `billrun serve`: restarts it on its port
+    if it dies, so the runner's PREFECT_API_URL stays valid."""
+
+    CHECK_SECONDS = 2.0
+
+    def __init__(self, log_path: Path | None) -> None:
+        self.log_path = log_path
+        self.server = start(scheduler=True, log_path=log_path)
+        self.restarts = 0
+        self._done = threading.Event()
+        # The watcher restarts the server, so the new child's PDEATHSIG is tied to this thread:
+        # it lives as long as serve does (it ends only in stop()).
+        self._thread = threading.Thread(target=self._watch, name="prefect-server", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(self.CHECK_SECONDS):
+            if self.server.alive():
+                continue
+            self.restarts += 1
+            try:
+                self.server = start(scheduler=True, log_path=self.log_path, port=self.server.port)
+            except ServerStartError:
+                continue  # try again at the next check
+
+    def stop(self) -> None:
+        """Stop watching, then stop the server."""
+        self._done.set()
+        self._thread.join(timeout=30)
+        self.server.stop()
+
+
+@contextmanager
+def scheduler_api(log_path: Path | None) -> Iterator[str]:
+    """A Prefect API that runs a scheduler, for `billrun serve`: the user's PREFECT_API_URL if
+    set (their `prefect server start` runs one), else a supervised local server, for the block.
+
+    Must be entered before prefect is imported. Raises ServerStartError if none starts."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield os.environ["PREFECT_API_URL"]
+        return
+    supervisor = Supervisor(log_path)
+    os.environ["PREFECT_API_URL"] = supervisor.server.api_url
+    try:
+        yield supervisor.server.api_url
+    finally:
+        supervisor.stop()
