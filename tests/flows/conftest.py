@@ -72,3 +72,13 @@ def scenario(tmp_path: Path) -> dict[str, Path]:
         usage=USAGE,
     )
     return {"drop": drop, "db": tmp_path / "billrun.duckdb", "tmp": tmp_path}
+
+
+@pytest.fixture(scope="module")
+def module_scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The same initial drop, written once per module, for module-scoped billed databases."""
+    tmp = tmp_path_factory.mktemp("scenario")
+    drop = write_drop(
+        tmp / "drop1", catalog=CATALOG, accounts=ACCOUNTS, assignments=ASSIGNMENTS, usage=USAGE,
+    )
+    return {"drop": drop, "tmp": tmp}
