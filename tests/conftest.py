@@ -3,6 +3,7 @@ session-end check that the run left no process behind, and small file helpers.""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -37,6 +38,9 @@ if _CONTROLLER:
     # to it (PREFECT_API_URL is inherited), so no test pays for a server start of its own.
     SERVER = prefect_server.start(log_path=_PREFECT_HOME / "server.log")
     os.environ["PREFECT_API_URL"] = SERVER.api_url
+    # Stopped at exit, not at session finish: atexit runs Prefect's log flush (registered later,
+    # when prefect is imported) first, so its last log lines still find the server.
+    atexit.register(SERVER.stop)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -46,9 +50,10 @@ def prefect_home() -> Iterator[Path]:
 
 
 def tagged_processes(tag: str) -> list[psutil.Process]:
-    """Live processes (other than this one and its ancestors) whose environment has `tag`."""
+    """Live processes whose environment has `tag`, other than this one, its ancestors and the
+    session's own server (stopped at exit; tied to this process, it cannot outlive it)."""
     me = psutil.Process()
-    mine = {me.pid, *(p.pid for p in me.parents())}
+    mine = {me.pid, *(p.pid for p in me.parents()), *([SERVER.pid] if SERVER else [])}
     found = []
     for proc in psutil.process_iter():
         if proc.pid in mine:
@@ -62,11 +67,9 @@ def tagged_processes(tag: str) -> list[psutil.Process]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Stop the session's server, then fail the run if any process it started is still alive."""
+    """Fail the run if any process the tests started is still alive (then end it, by PID)."""
     if not _CONTROLLER:
         return
-    if SERVER is not None:
-        SERVER.stop()
     deadline = time.monotonic() + 10
     while (left := tagged_processes(os.environ[TAG])) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -76,15 +75,6 @@ def results(db: Path) -> dict[str, list[tuple]]:
             listed = ", ".join(f'"{c}"' for c in keep)
             out[t] = con.execute(f'SELECT {listed} FROM "{t}" ORDER BY ALL').fetchall()
     return out
-
-
-def copy_db(source: Path, target: Path) -> Path:
-    """Copy a database and its analyst copy (a test's private starting point)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
-    if analyst_path(source).exists():
-        shutil.copyfile(analyst_path(source), analyst_path(target))
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +194,9 @@ def kill_run(argv: list[str], env: dict[str, str], *, marker: Path | None, delay
 
 
 @pytest.fixture(scope="module")
-def reference(base: dict[str, Path]) -> dict[str, tuple[dict[str, list[tuple]], float]]:
+def reference(
+    base: dict[str, Path], copy_db
+) -> dict[str, tuple[dict[str, list[tuple]], float]]:
     """Each command's results after an unkilled CLI run from the base, and how long it took."""
     out = {}
     for kind in ("load", "nightly", "reprocess"):
@@ -248,7 +240,7 @@ POINTS = [
 @pytest.mark.parametrize(("kind", "point", "expected"), POINTS)
 def test_sigkill_at_a_named_point_leaves_no_process_and_whole_tables(
     kind: str, point: str, expected: str, base: dict[str, Path], reference: dict,
-    tmp_path: Path,
+    tmp_path: Path, copy_db,
 ) -> None:
     db = copy_db(base["db"], tmp_path / "billrun.duckdb")
     before = dump(db)
@@ -266,7 +258,7 @@ def test_sigkill_at_a_named_point_leaves_no_process_and_whole_tables(
 
 @pytest.mark.parametrize("kind", ["load", "nightly", "reprocess", "nightly"])
 def test_random_kill_campaign(
-    kind: str, base: dict[str, Path], reference: dict, tmp_path: Path
+    kind: str, base: dict[str, Path], reference: dict, tmp_path: Path, copy_db
 ) -> None:
     """SIGKILL at a random moment of the run: start-up, the flow, the commit or the publish."""
     expected, took = reference[kind]
