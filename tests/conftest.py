@@ -66,6 +66,7 @@ def tagged_processes(tag: str) -> list[psutil.Process]:
     return found
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-xdist has shut its workers down
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run if any process the tests started is still alive (then end it, by PID)."""
     if not _CONTROLLER:
