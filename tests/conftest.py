@@ -79,7 +79,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for proc in left:  # ours, by PID: end them so the machine is clean
             proc.kill()
         session.config.get_terminal_writer().line(
-            "the test run left processes behind:\n  " + "\n  ".join(described), red=True
+            "\nthe test run left processes behind:\n  " + "\n  ".join(described), red=True
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
