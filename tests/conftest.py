@@ -29,6 +29,9 @@ if _CONTROLLER:
     os.environ["BILLRUN_PREFECT_HOME"] = tempfile.mkdtemp(prefix="billrun-test-prefect-")
     os.environ.pop("PREFECT_API_URL", None)  # the tests report to their own server, not a user's
 _PREFECT_HOME = Path(os.environ["BILLRUN_PREFECT_HOME"])
+# Rich wraps a non-terminal's output at 80 columns; pytest-xdist's worker folders (popen-gwN/)
+# make tmp paths long enough to be cut in two. A wide console prints them whole.
+os.environ.setdefault("COLUMNS", "200")
 
 from flows import prefect_server  # noqa: E402  (after the home is chosen: flows/ configures it)
 
