@@ -84,7 +84,7 @@ def _run_load(input_dir: Path, db: Path) -> int:
         summary.error(str(exc))
         return EXIT_USAGE
 
-    prefect_env.configure()
+    prefect_env.connect()
     from billrun.failures import release
     from flows.load import load_flow
     from store.runlock import RunInProgressError, run_lock
@@ -142,7 +142,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return code
     from flows import prefect_env
 
-    prefect_env.configure()
+    prefect_env.connect()
     from billrun.demo import bill_demo
 
     bill_demo(inputs, db, summary.console)

@@ -142,9 +142,9 @@ def nightly(args: argparse.Namespace) -> int:
     input_dir = getattr(args, "input", None)
     if input_dir is not None and not Path(input_dir).is_dir():
         return _bad_argument(f"--input {input_dir!r} is not a folder")
-    from flows.prefect_env import configure
+    from flows.prefect_env import connect
 
-    configure()
+    connect()
     from flows.nightly import nightly_flow
 
     started = time.monotonic()
@@ -170,9 +170,9 @@ def reprocess(args: argparse.Namespace) -> int:
         parse_period(args.period)
     except ValueError as exc:
         return _bad_argument(str(exc))
-    from flows.prefect_env import configure
+    from flows.prefect_env import connect
 
-    configure()
+    connect()
     from flows.reprocess import reprocess_flow
 
     with _progress_bar("reprocess"):
@@ -206,16 +206,26 @@ def explain(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """`billrun serve`: a Prefect deployment of the nightly flow on a cron schedule."""
-    from flows.prefect_env import configure
+    from flows.prefect_env import configure, prefect_home
+    from flows.prefect_server import ServerStartError, scheduler_api
 
     configure()
-    from flows.serve import serve_nightly
+    log = prefect_home() / "serve-server.log"
+    try:
+        # Prefect's temporary server runs no scheduler: serve needs a real one (issue 13).
+        with scheduler_api(log) as api_url:
+            err_console.print(f"billrun: Prefect API with its scheduler at {api_url} (log {log})")
+            from flows.serve import serve_nightly
 
-    serve_nightly(
-        db=args.db,
-        input_dir=getattr(args, "input", None),
-        cron=getattr(args, "cron", None) or "0 2 * * *",
-    )
+            serve_nightly(
+                db=args.db,
+                input_dir=getattr(args, "input", None),
+                cron=getattr(args, "cron", None) or "0 2 * * *",
+            )
+    except ServerStartError as exc:
+        return _bad_argument(
+            f"{exc}; start one with `prefect server start` and set PREFECT_API_URL"
+        )
     return 0
 
 

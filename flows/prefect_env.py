@@ -3,7 +3,10 @@
 - A persistent PREFECT_HOME (default `~/.billrun/prefect`, or `$BILLRUN_PREFECT_HOME`), so that
   the ephemeral server's database migrations run once, not at every command.
 - A user's own `PREFECT_API_URL` is left alone: billrun then reports to their running server and
-  skips the ephemeral one (about 1 s of start-up instead of several).
+  starts none (about 1 s of start-up instead of several).
+- Otherwise a command that runs flows calls `connect()`: it starts billrun's own temporary
+  Prefect server (flows/prefect_server.py), tied to this process so that it dies with it, even
+  by SIGKILL, instead of Prefect's own temporary server, which a killed parent orphans.
 - Prefect's console output is silenced (its "Encountered exception" traceback would come before
   billrun's own one-line error); its logs still reach the API (the UI). `billrun --verbose`
   (`BILLRUN_VERBOSE=1`) shows its warnings and errors, tracebacks included.
@@ -56,3 +59,11 @@ def verbose() -> bool:
 def using_server() -> bool:
     """Whether billrun reports to a running Prefect server (PREFECT_API_URL is set)."""
     return bool(os.environ.get("PREFECT_API_URL"))
+
+
+def connect() -> str | None:
+    """Configure, then point Prefect at an API: the user's, else a tied temporary server."""
+    configure()
+    from flows import prefect_server
+
+    return prefect_server.ensure_api(log_path=prefect_home() / "server.log")

@@ -1,27 +1,90 @@
-"""Shared fixtures: one throw-away Prefect home per test session, and small file helpers."""
+"""Shared fixtures: one throw-away Prefect home and ONE real Prefect server per test run, a
+session-end check that the run left no process behind, and small file helpers."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
 import textwrap
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
+# Every process the test run starts inherits this tag; at the end, any process still carrying it
+# is a leak (see pytest_sessionfinish). pytest-xdist workers inherit the controller's tag, home
+# and server: the controller alone starts and stops them.
+TAG = "BILLRUN_TEST_SESSION"
+_CONTROLLER = TAG not in os.environ
+
 # Prefect reads its settings when it is first imported, which happens while test modules are
-# collected: the home must be chosen here, at conftest import, not inside a fixture.
-_PREFECT_HOME = Path(tempfile.mkdtemp(prefix="billrun-test-prefect-"))
-os.environ["BILLRUN_PREFECT_HOME"] = str(_PREFECT_HOME)
+# collected: the home and the API URL must be set here, at conftest import, not in a fixture.
+if _CONTROLLER:
+    os.environ[TAG] = uuid.uuid4().hex
+    os.environ["BILLRUN_PREFECT_HOME"] = tempfile.mkdtemp(prefix="billrun-test-prefect-")
+    os.environ.pop("PREFECT_API_URL", None)  # the tests report to their own server, not a user's
+_PREFECT_HOME = Path(os.environ["BILLRUN_PREFECT_HOME"])
+# Rich wraps a non-terminal's output at 80 columns; pytest-xdist's worker folders (popen-gwN/)
+# make tmp paths long enough to be cut in two. A wide console prints them whole.
+os.environ.setdefault("COLUMNS", "200")
+
+from flows import prefect_server  # noqa: E402  (after the home is chosen: flows/ configures it)
+
+SERVER: prefect_server.PrefectServer | None = None
+if _CONTROLLER:
+    # One real server for the whole run: in-process flows and the CLI subprocesses both report
+    # to it (PREFECT_API_URL is inherited), so no test pays for a server start of its own.
+    SERVER = prefect_server.start(log_path=_PREFECT_HOME / "server.log")
+    os.environ["PREFECT_API_URL"] = SERVER.api_url
+    # Stopped at exit, not at session finish: atexit runs Prefect's log flush (registered later,
+    # when prefect is imported) first, so its last log lines still find the server.
+    atexit.register(SERVER.stop)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_home() -> Iterator[Path]:
-    """The session's Prefect home: its ephemeral server starts once and is reused by every
-    flow run of the session."""
+    """The session's Prefect home, used by the session's one server."""
     yield _PREFECT_HOME
+
+
+def tagged_processes(tag: str) -> list[psutil.Process]:
+    """Live processes whose environment has `tag`, other than this one, its ancestors and the
+    session's own server (stopped at exit; tied to this process, it cannot outlive it)."""
+    me = psutil.Process()
+    mine = {me.pid, *(p.pid for p in me.parents()), *([SERVER.pid] if SERVER else [])}
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid in mine:
+            continue
+        try:
+            if proc.environ().get(TAG) == tag and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-xdist has shut its workers down
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any process the tests started is still alive (then end it, by PID)."""
+    if not _CONTROLLER:
+        return
+    deadline = time.monotonic() + 10
+    while (left := tagged_processes(os.environ[TAG])) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if left:
+        described = [f"{p.pid} {' '.join(p.cmdline())[:120]}" for p in left]
+        for proc in left:  # ours, by PID: end them so the machine is clean
+            proc.kill()
+        session.config.get_terminal_writer().line(
+            "\nthe test run left processes behind:\n  " + "\n  ".join(described), red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
 
 

@@ -107,6 +107,7 @@ def test_nothing_else_is_rejected_and_the_good_rows_load(bad_drop: tuple[Path, P
     assert run == [("load", "success", 16, 3)]
 
 
+@pytest.mark.slow
 def test_an_invalid_catalog_exits_2_naming_field_and_id(tmp_path: Path) -> None:
     bad = CATALOG.replace("discount_plan: DDP_5", "discount_plan: DDP_NOPE")
     _write(tmp_path, "catalog.yaml", bad)

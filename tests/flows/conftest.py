@@ -58,7 +58,7 @@ def write_drop(folder: Path, **files: str) -> Path:
     return folder
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")  # a plain function: module fixtures may use it too
 def write_drop_fixture() -> object:
     """`write_drop` as a fixture, for tests that add a later drop."""
     return write_drop
@@ -72,3 +72,32 @@ def scenario(tmp_path: Path) -> dict[str, Path]:
         usage=USAGE,
     )
     return {"drop": drop, "db": tmp_path / "billrun.duckdb", "tmp": tmp_path}
+
+
+@pytest.fixture(scope="module")
+def module_scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The same initial drop, written once per module, for module-scoped billed databases."""
+    tmp = tmp_path_factory.mktemp("scenario")
+    drop = write_drop(
+        tmp / "drop1", catalog=CATALOG, accounts=ACCOUNTS, assignments=ASSIGNMENTS, usage=USAGE,
+    )
+    return {"drop": drop, "tmp": tmp}
+
+
+def copy_database(source: Path, target: Path) -> Path:
+    """Copy a billed database (and its analyst copy, if any) to `target`, a test's own file."""
+    import shutil
+
+    from store.snapshot import analyst_path
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    if analyst_path(source).exists():
+        shutil.copyfile(analyst_path(source), analyst_path(target))
+    return target
+
+
+@pytest.fixture(scope="module")
+def copy_db() -> object:
+    """`copy_database` as a fixture: module fixtures bill once, each test gets its own copy."""
+    return copy_database

@@ -43,14 +43,21 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-@pytest.fixture()
-def billed(scenario: dict[str, Path], write_drop_fixture) -> Path:
+@pytest.fixture(scope="module")
+def billed_once(module_scenario: dict[str, Path], write_drop_fixture) -> Path:
     """January final, February drafted, and a February call loaded but not billed yet."""
-    db = scenario["db"]
-    load_flow(str(scenario["drop"]), str(db))
+    write_drop = write_drop_fixture
+    db = module_scenario["tmp"] / "billed.duckdb"
+    load_flow(str(module_scenario["drop"]), str(db))
     nightly_flow(as_of=date(2026, 2, 1), db=str(db))
-    load_flow(str(write_drop_fixture(scenario["tmp"] / "feb", usage=FEB_USAGE)), str(db))
+    load_flow(str(write_drop(module_scenario["tmp"] / "feb", usage=FEB_USAGE)), str(db))
     return db
+
+
+@pytest.fixture()
+def billed(billed_once: Path, scenario: dict[str, Path], copy_db) -> Path:
+    """The module's billed database, copied for this test (built once per module)."""
+    return copy_db(billed_once, scenario["db"])
 
 
 def _freeze_run_at(point: str, db: Path, tmp: Path) -> subprocess.Popen:

@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pytest
 from rich.console import Console
 
 from billrun.explain import explain_frames, explain_invoice
@@ -15,15 +16,22 @@ from flows.nightly import nightly_flow
 from store.snapshot import analyst_path
 
 
-def _billed(scenario: dict[str, Path]) -> Path:
-    db = scenario["db"]
-    load_flow(str(scenario["drop"]), str(db))
+@pytest.fixture(scope="module")
+def billed_once(module_scenario: dict[str, Path]) -> Path:
+    db = module_scenario["tmp"] / "billed.duckdb"
+    load_flow(str(module_scenario["drop"]), str(db))
     nightly_flow(as_of=date(2026, 2, 1), db=str(db))
     return db
 
 
-def test_explain_shows_decisions_lines_and_counters(scenario: dict[str, Path]) -> None:
-    db = _billed(scenario)
+@pytest.fixture()
+def billed(billed_once: Path, scenario: dict[str, Path], copy_db) -> Path:
+    """Billed once per module (loaded, then as of Feb 1); each test gets its own copy."""
+    return copy_db(billed_once, scenario["db"])
+
+
+def test_explain_shows_decisions_lines_and_counters(billed: Path) -> None:
+    db = billed
     with duckdb.connect(str(db), read_only=True) as con:
         frames = explain_frames(con, "A1", "2026-01")
     assert frames["invoice"]["total"].to_list() == [Decimal("37.32")]
@@ -41,8 +49,8 @@ def test_explain_shows_decisions_lines_and_counters(scenario: dict[str, Path]) -
     assert "AS_TV" in text and "Discount counters" in text
 
 
-def test_available_addons_warns_of_the_conflict_before_adding(scenario: dict[str, Path]) -> None:
-    db = _billed(scenario)
+def test_available_addons_warns_of_the_conflict_before_adding(billed: Path) -> None:
+    db = billed
     with duckdb.connect(str(analyst_path(db)), read_only=True) as con:
         rows = con.execute(
             "SELECT account_id, addon_id, priority, would_conflict_with, conflict_outcome "
@@ -53,8 +61,8 @@ def test_available_addons_warns_of_the_conflict_before_adding(scenario: dict[str
     assert rows == [("A1", "ADD_VOICE200", 20, "AS_V100", "would replace")]
 
 
-def test_analyst_views_answer(scenario: dict[str, Path]) -> None:
-    db = _billed(scenario)
+def test_analyst_views_answer(billed: Path) -> None:
+    db = billed
     with duckdb.connect(str(analyst_path(db)), read_only=True) as con:
         revenue = dict(
             con.execute(
@@ -74,10 +82,10 @@ def test_analyst_views_answer(scenario: dict[str, Path]) -> None:
     ]
 
 
-def test_explain_splits_the_crossing_event_at_the_tier_boundary(scenario: dict[str, Path]) -> None:
+def test_explain_splits_the_crossing_event_at_the_tier_boundary(billed: Path) -> None:
     from billrun.explain import event_detail
 
-    db = _billed(scenario)
+    db = billed
     with duckdb.connect(str(db), read_only=True) as con:
         events = event_detail(con, "A1", "2026-01")
     # E1: 50 min, all in the 100 % tier. E2: 70 min from counter 50: 50 min free, 20 min paid.

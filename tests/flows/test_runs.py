@@ -49,14 +49,20 @@ def dump(db: Path) -> dict[str, list[tuple]]:
     return {t: q(db, f"SELECT * FROM {t} ORDER BY ALL") for t in tables}
 
 
-@pytest.fixture()
-def billed_january(scenario: dict[str, Path]) -> Path:
+@pytest.fixture(scope="module")
+def billed_january_once(module_scenario: dict[str, Path]) -> Path:
     """Loaded, drafted as of Jan 20, then finalized as of Feb 1."""
-    db = scenario["db"]
-    load_flow(str(scenario["drop"]), str(db))
+    db = module_scenario["tmp"] / "billed-january.duckdb"
+    load_flow(str(module_scenario["drop"]), str(db))
     nightly_flow(as_of=date(2026, 1, 20), db=str(db))
     nightly_flow(as_of=date(2026, 2, 1), db=str(db))
     return db
+
+
+@pytest.fixture()
+def billed_january(billed_january_once: Path, scenario: dict[str, Path], copy_db) -> Path:
+    """The module's January-billed database, copied for this test (built once per module)."""
+    return copy_db(billed_january_once, scenario["db"])
 
 
 def test_draft_then_final_with_counters_continuing_across_runs(scenario: dict[str, Path]) -> None:

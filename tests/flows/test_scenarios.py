@@ -980,6 +980,7 @@ def test_reject_policy_via_flow_parameter(reject_db: Path) -> None:
     _check_rejected(reject_db)
 
 
+@pytest.mark.slow
 def test_reject_policy_via_cli(tmp_path: Path) -> None:
     db = tmp_path / "cli.duckdb"
     drop = _reject_drop(tmp_path / "drop")

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import date
 from pathlib import Path
 
 import duckdb
+import psutil
+import pytest
 
 from flows.load import load_flow
 from flows.serve import DEPLOYMENT_NAME, nightly_deployment, scheduled_nightly
@@ -27,3 +34,56 @@ def test_the_scheduled_flow_bills_as_of_the_given_day(scenario: dict[str, Path])
         assert con.execute("SELECT as_of FROM runs WHERE kind = 'nightly'").fetchall() == [
             (date(2026, 1, 20),)
         ]
+
+
+def _without_api_url() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+
+
+@pytest.mark.slow
+def test_serve_bills_on_a_one_minute_cron_with_its_own_scheduler(
+    scenario: dict[str, Path], tmp_path: Path
+) -> None:
+    """`billrun serve` starts a real server with its scheduler: a run lands within two minutes."""
+    db = scenario["db"]
+    load_flow(str(scenario["drop"]), str(db))
+    home = tmp_path / "prefect-home"  # its own home: the session's server does not share it
+    env = {**_without_api_url(), "BILLRUN_PREFECT_HOME": str(home)}
+    code = "import sys; from billrun.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "serve", "--db", str(db), "--cron", "* * * * *"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        first = proc.stderr.readline()  # printed once the scheduler's server is healthy
+        assert "Prefect API with its scheduler at" in first, first
+        parent = psutil.Process(proc.pid)
+        tree = [parent, *parent.children(recursive=True)]
+        deadline = time.monotonic() + 120
+        runs: list[tuple] = []
+        while time.monotonic() < deadline and not runs:
+            time.sleep(2)
+            assert proc.poll() is None, proc.stderr.read()
+            runs = _nightly_runs(db)
+        assert runs, "no scheduled nightly landed in `runs` within two minutes"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    log = (home / "serve-server.log").read_text()
+    assert "Traceback" not in log and "ERROR" not in log, log[-3000:]
+    # Its server and every other process of its tree went with it.
+    assert [p.pid for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def _nightly_runs(db: Path) -> list[tuple]:
+    try:
+        with duckdb.connect(str(db), read_only=True) as con:
+            return con.execute(
+                "SELECT kind, status FROM runs WHERE kind = 'nightly' AND status = 'success'"
+            ).fetchall()
+    except duckdb.IOException:  # the scheduled run holds the file right now
+        return []
