@@ -32,8 +32,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.catalog import Catalog, parse_catalog
+from pipeline.contracts import INPUT_COLUMNS as COLUMNS
 from pipeline.periods import add_months, parse_period
-from store.sources import COLUMNS
 
 # Fixed, so that the row order of the files does not depend on anything but the arguments.
 CHUNK_ACCOUNTS = 20_000

@@ -22,6 +22,7 @@ from flows import progress
 from pipeline.adjust import check_unique_line_keys
 from pipeline.catalog import Catalog, CatalogFrames, catalog_frames
 from pipeline.charges import ChargesResult, compute_charges
+from pipeline.contracts import COUNTER_KEY
 from pipeline.schedule import shard_of
 from rules import RulesResult, decide
 from store.results import (
@@ -32,10 +33,6 @@ from store.results import (
     read_locks,
     record_failed_run,
 )
-
-COUNTER_KEY = [
-    "account_id", "service", "destination_group", "threshold_type", "reset", "window_start"
-]
 
 
 @task(name="settle-decisions", cache_policy=NO_CACHE)

@@ -10,7 +10,6 @@ from prefect import flow, get_run_logger
 
 import store
 from flows.billing import (
-    COUNTER_KEY,
     bill_plan,
     failures_recorded,
     new_locks,
@@ -19,6 +18,7 @@ from flows.billing import (
 )
 from flows.publish import RunSummary, finish_run, publish_artifacts, run_id_for
 from pipeline.adjust import adjustment_lines
+from pipeline.contracts import COUNTER_KEY
 from pipeline.schedule import reprocess_plan
 from store.results import (
     ResultsBatch,

@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipeline.invoices import LINE_ORDER
-
-# What identifies one invoice line. A fee line is one per assignment and term; a usage or
-# discount line is one per service, destination group and discounting assignment.
-LINE_KEY = LINE_ORDER
+from pipeline.contracts import LINE_KEY, LINE_TYPES
 
 
 class DuplicateLineKeyError(RuntimeError):
@@ -37,12 +33,9 @@ def _net_by_key(lines: pl.DataFrame) -> pl.DataFrame:
 
 def _likely_cause() -> pl.Expr:
     """The business cause an analyst reads first; the rest of the reason gives the amounts."""
-    return (
-        pl.when(pl.col("line_type").is_in(["usage", "discount"]))
-        .then(pl.lit("late or corrected usage"))
-        .when(pl.col("line_type") == "credit")
-        .then(pl.lit("backdated removal or changed end date"))
-        .otherwise(pl.lit("corrected assignment"))
+    causes = {t.name: t.adjustment_cause for t in LINE_TYPES.values()}
+    return pl.col("line_type").replace_strict(
+        causes, default="corrected assignment", return_dtype=pl.Utf8
     )
 
 

@@ -13,43 +13,19 @@ from datetime import date, timedelta
 import polars as pl
 
 from pipeline.catalog import CatalogFrames
+from pipeline.contracts import (
+    ACCOUNT_SCHEMA,
+    CHARGED_LIFECYCLE_SCHEMA,
+    COUNTER_INPUT_SCHEMA,
+    USAGE_SCHEMA,
+    first_billing_day,
+    typed,
+)
 from pipeline.invoices import invoice_lines, invoices
 from pipeline.money import minor_factor
 from pipeline.periods import period_end_expr, period_start_expr
 from pipeline.recurring import fee_lines
-from pipeline.usage import COUNTER_SCHEMA, usage_charges
-
-ACCOUNT_SCHEMA: dict[str, pl.DataType] = {
-    "account_id": pl.Utf8(),
-    "currency": pl.Utf8(),
-    "main_product_id": pl.Utf8(),
-    "billing_day": pl.Int64(),
-    "effective_from": pl.Date(),
-}
-LIFECYCLE_SCHEMA: dict[str, pl.DataType] = {
-    "assignment_id": pl.Utf8(),
-    "account_id": pl.Utf8(),
-    "addon_id": pl.Utf8(),
-    "fee_plan_id": pl.Utf8(),
-    "quantity": pl.Int64(),
-    "assigned_at": pl.Datetime("us"),
-    "eff_start": pl.Date(),
-    "eff_end": pl.Date(),
-    "billable": pl.Boolean(),
-}
-USAGE_SCHEMA: dict[str, pl.DataType] = {
-    "event_id": pl.Utf8(),
-    "account_id": pl.Utf8(),
-    "service": pl.Utf8(),
-    "destination_group": pl.Utf8(),
-    "started_at": pl.Datetime("us"),
-    "quantity_units": pl.Int64(),
-    "amount_units": pl.Int64(),
-}
-# Stored counters come in without `reset`: only never-reset windows open before a period.
-COUNTER_INPUT_SCHEMA: dict[str, pl.DataType] = {
-    name: dtype for name, dtype in COUNTER_SCHEMA.items() if name != "reset"
-}
+from pipeline.usage import usage_charges
 
 
 @dataclass(frozen=True)
@@ -60,13 +36,6 @@ class ChargesResult:
     invoices: pl.DataFrame
     counters_after: pl.DataFrame
     usage_detail: pl.DataFrame
-
-
-def typed(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    """The schema's columns of `frame`, cast; an empty frame without columns becomes typed."""
-    if frame.width == 0:
-        return pl.DataFrame(schema=schema)
-    return frame.select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
 
 
 def account_context(
@@ -92,7 +61,7 @@ def account_context(
     return (
         accounts.lazy()
         .group_by("account_id")
-        .agg(pl.col("currency").get(first), day.get(first))
+        .agg(pl.col("currency").get(first), first_billing_day())
         .sort("account_id")
         .with_row_index("acct_idx")
         .with_columns(
@@ -123,7 +92,7 @@ def compute_charges(
     started before the next day, are counted. `detail=False` skips the per-event parts.
     """
     accounts = typed(accounts, ACCOUNT_SCHEMA)
-    lifecycles = typed(lifecycles, LIFECYCLE_SCHEMA)
+    lifecycles = typed(lifecycles, CHARGED_LIFECYCLE_SCHEMA)
     usage = typed(usage, USAGE_SCHEMA)
     counters_before = typed(counters_before, COUNTER_INPUT_SCHEMA)
     context = account_context(catalog, accounts, period, cutoff)

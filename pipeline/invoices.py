@@ -1,52 +1,20 @@
 """Invoice lines and invoices (SPEC §4 "Lines", "Invoice").
 
-Every charge module returns frames of `LINE_SCHEMA`; the coordinator concatenates them, drops the
-zero lines that carry no information, sorts them by `LINE_ORDER` and totals them here.
+Every charge module returns frames of `LINE_SCHEMA` (pipeline.contracts); the coordinator
+concatenates them, drops the zero lines that carry no information, sorts them by the line key
+and totals them here.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-LINE_TYPES = ("recurring", "activation", "credit", "usage", "discount")
+from pipeline.contracts import INVOICE_SCHEMA, LINE_KEY, LINE_SCHEMA, line_types_where
 
-LINE_SCHEMA: dict[str, pl.DataType] = {
-    "account_id": pl.Utf8(),
-    "period": pl.Utf8(),
-    "line_type": pl.Utf8(),
-    "assignment_id": pl.Utf8(),
-    "addon_id": pl.Utf8(),
-    "service": pl.Utf8(),
-    "destination_group": pl.Utf8(),
-    "quantity_units": pl.Int64(),
-    "amount_minor": pl.Int64(),
-    "currency": pl.Utf8(),
-    "description": pl.Utf8(),
-    "term_start": pl.Date(),
-    "line_date": pl.Date(),
-}
-
-# A line's key: unique within one computation, so sorting by it is a total order.
-LINE_ORDER = [
-    "account_id",
-    "period",
-    "line_type",
-    "assignment_id",
-    "addon_id",
-    "service",
-    "destination_group",
-    "term_start",
-]
-
-INVOICE_SCHEMA: dict[str, pl.DataType] = {
-    "account_id": pl.Utf8(),
-    "period": pl.Utf8(),
-    "currency": pl.Utf8(),
-    "total_minor": pl.Int64(),
-}
-
-# Lines of these kinds are dropped when their amount is 0; recurring and usage lines are kept.
-DROP_WHEN_ZERO = ("activation", "credit", "discount")
+# The line key orders the lines (pipeline.contracts.LINE_KEY).
+LINE_ORDER = LINE_KEY
+# Lines of these kinds are dropped when their amount is 0 (the registry says which).
+DROP_WHEN_ZERO = tuple(line_types_where(drop_when_zero=True))
 
 
 def as_lines(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
@@ -62,7 +30,7 @@ def empty_lines() -> pl.DataFrame:
 
 
 def is_silent() -> pl.Expr:
-    """True for a line that says nothing: a zero activation fee, credit or discount."""
+    """True for a line that says nothing: a zero line of a type the registry drops."""
     return pl.col("line_type").is_in(list(DROP_WHEN_ZERO)) & (pl.col("amount_minor") == 0)
 
 

@@ -11,6 +11,8 @@ from datetime import date
 
 import polars as pl
 
+from pipeline.contracts import first_billing_days
+
 
 def parse_period(period: str) -> tuple[int, int]:
     """`'2026-06'` -> `(2026, 6)`; raises ValueError on anything else."""
@@ -90,9 +92,7 @@ def account_periods(accounts: pl.DataFrame, period: str) -> pl.DataFrame:
     of the account's earliest row, since billing-day changes are rejected at load.
     """
     return (
-        accounts.sort("effective_from")
-        .group_by("account_id", maintain_order=True)
-        .agg(pl.col("billing_day").first())
+        first_billing_days(accounts)
         .select(
             "account_id",
             pl.lit(period).alias("period"),

@@ -10,11 +10,10 @@ an exact ratio of integers rounded once, half away from zero.
 
 from __future__ import annotations
 
-from datetime import date
-
 import polars as pl
 
 from pipeline.catalog import UNIT, CatalogFrames
+from pipeline.contracts import OPEN_END
 from pipeline.invoices import as_lines, is_silent
 from pipeline.money import prorate
 from pipeline.periods import (
@@ -23,9 +22,6 @@ from pipeline.periods import (
     index_date_expr,
     period_name_index,
 )
-
-# Stands in for an open end (`eff_end` null): later than any term end.
-OPEN_END = date(9999, 12, 1)
 
 
 def fee_terms(

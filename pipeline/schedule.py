@@ -6,6 +6,7 @@ from datetime import date
 
 import polars as pl
 
+from pipeline.contracts import first_billing_days
 from pipeline.periods import (
     parse_period,
     period_end_expr,
@@ -15,17 +16,9 @@ from pipeline.periods import (
 )
 
 
-def _billing_days(accounts: pl.DataFrame) -> pl.DataFrame:
-    return (
-        accounts.sort("effective_from")
-        .group_by("account_id", maintain_order=True)
-        .agg(pl.col("billing_day").first())
-    )
-
-
 def with_period_bounds(plan: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFrame:
     """Add `period_start` and `period_end` to rows of `account_id, period`."""
-    days = _billing_days(accounts).select("account_id", "billing_day")
+    days = first_billing_days(accounts).select("account_id", "billing_day")
     out = plan.join(days, on="account_id", how="left")
     year = pl.col("period").str.slice(0, 4).cast(pl.Int32)
     month = pl.col("period").str.slice(5, 2).cast(pl.Int8)
@@ -48,7 +41,7 @@ def nightly_plan(
     `status` is `final` for a period that ended on or before `as_of` (end dates are exclusive),
     `draft` for the open one. A period never computed is computed first: this is the catch-up.
     """
-    days = _billing_days(accounts)
+    days = first_billing_days(accounts)
     starts = days.join(first_activity, on="account_id", how="inner")
     bounds = starts.with_columns(
         period_of_expr(pl.col("first_day"), pl.col("billing_day")).alias("first_period"),
@@ -83,7 +76,7 @@ def reprocess_plan(
     bills), with `final` where that (account, period) was finalized and `draft` otherwise:
     `account_id, period, status, period_start, period_end`."""
     parse_period(period)
-    days = _billing_days(accounts).join(first_activity, on="account_id", how="inner")
+    days = first_billing_days(accounts).join(first_activity, on="account_id", how="inner")
     plan = days.select(
         "account_id",
         "first_day",

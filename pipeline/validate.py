@@ -19,13 +19,8 @@ from typing import NamedTuple
 import polars as pl
 
 from pipeline.catalog import UNIT_SCALE, Catalog
+from pipeline.contracts import INPUT_COLUMNS, REJECTED_SCHEMA
 
-REJECTED_SCHEMA: dict[str, pl.DataType] = {
-    "source": pl.String(),
-    "line": pl.Int64(),
-    "reason": pl.String(),
-    "raw": pl.String(),
-}
 STATUSES = ("active", "suspended", "closed")
 EXTRA = "_extra"
 # DECIMAL(18,6) holds 12 integer digits.
@@ -282,10 +277,7 @@ def empty_rejected() -> pl.DataFrame:
 # Accounts
 
 
-ACCOUNT_COLUMNS = [
-    "account_id", "currency", "main_product_id", "billing_day", "status", "opened_on",
-    "closed_on", "effective_from",
-]
+ACCOUNT_COLUMNS = list(INPUT_COLUMNS["accounts"])
 
 
 def validate_accounts(
@@ -414,10 +406,7 @@ def _with_reference(parsed: pl.DataFrame, stored: pl.DataFrame | None) -> pl.Dat
 # Assignments
 
 
-ASSIGNMENT_COLUMNS = [
-    "assignment_id", "account_id", "addon_id", "fee_plan_id", "start_date", "end_date",
-    "assigned_at", "quantity",
-]
+ASSIGNMENT_COLUMNS = list(INPUT_COLUMNS["assignments"])
 
 
 def validate_assignments(
@@ -485,9 +474,7 @@ def validate_assignments(
 # Usage
 
 
-USAGE_COLUMNS = [
-    "event_id", "account_id", "service", "destination_group", "started_at", "quantity", "amount",
-]
+USAGE_COLUMNS = list(INPUT_COLUMNS["usage"])
 
 
 def validate_usage(raw: pl.DataFrame, *, source: str, account_ids: pl.Series) -> Validated:

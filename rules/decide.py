@@ -18,10 +18,10 @@ from typing import Literal
 import polars as pl
 
 from pipeline.catalog import Catalog
+from pipeline.contracts import DECISIONS_SCHEMA, LIFECYCLE_SCHEMA, OPEN_END
 from pipeline.periods import period_end_expr, period_start_expr
 from rules import conflicts, eligibility, lifecycle
 from rules.situations import (
-    FAR_FUTURE,
     account_history,
     account_profile,
     activation_context,
@@ -32,30 +32,8 @@ from rules.situations import (
     with_order,
 )
 
-DECISIONS_SCHEMA: dict[str, pl.DataType] = {
-    "assignment_id": pl.Utf8(),
-    "account_id": pl.Utf8(),
-    "period": pl.Utf8(),
-    "rule": pl.Utf8(),
-    "outcome": pl.Utf8(),
-    "reason": pl.Utf8(),
-    "effective_start": pl.Date(),
-    "effective_end": pl.Date(),
-}
-LIFECYCLES_SCHEMA: dict[str, pl.DataType] = {
-    "assignment_id": pl.Utf8(),
-    "account_id": pl.Utf8(),
-    "addon_id": pl.Utf8(),
-    "fee_plan_id": pl.Utf8(),
-    "quantity": pl.Int64(),
-    "assigned_at": pl.Datetime("us"),
-    "start_date": pl.Date(),
-    "end_date": pl.Date(),
-    "eff_start": pl.Date(),
-    "eff_end": pl.Date(),
-    "billable": pl.Boolean(),
-    "end_reason": pl.Utf8(),
-}
+# The life cycle frame the charges read (one declaration, in pipeline.contracts).
+LIFECYCLES_SCHEMA = LIFECYCLE_SCHEMA
 # Which rule wins when several ends fall on one day: the customer's own end date first.
 END_ORDER = ("until", "account_closed", "main_product_change", "replaced")
 VERDICT_COLUMNS = ["seq", "rule", "outcome", "reason"]
@@ -136,7 +114,7 @@ def _natural_ends(catalog: Catalog, work: pl.DataFrame, history: pl.DataFrame) -
     ok = _rows(work, "basic_ok", "seq", "addon", "start_date", "end_date", "close_date")
     closing = ok.filter(
         (pl.col("close_date") > pl.col("start_date"))
-        & (pl.col("close_date") < pl.col("end_date").fill_null(FAR_FUTURE))
+        & (pl.col("close_date") < pl.col("end_date").fill_null(OPEN_END))
     )
     closed = lifecycle.judge_closures(catalog, closing.select("seq", "addon"))
     closed = closed.filter(pl.col("outcome") == "ends").join(

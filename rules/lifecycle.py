@@ -15,13 +15,14 @@ that nothing happened; they keep every situation answered.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import polars as pl
 from durable.engine import Closure
 from durable.lang import c, m, none, ruleset, when_all
 
 from pipeline.catalog import Catalog
+from pipeline.contracts import EPOCH
 from rules import engine
 from rules.engine import Fact, conclude
 from rules.situations import distinct_situations
@@ -38,9 +39,6 @@ ACTIVE = "add-on is active from its start date until its end date"
 EXPIRED = "add-on is expired from its end date"
 RULES = (LOCKED, LOCK_UNCHANGED, PRODUCT_CHANGE, PRODUCT_KEEPS, ACCOUNT_CLOSED, PENDING, ACTIVE,
          EXPIRED)
-
-EPOCH = date(1970, 1, 1)
-
 
 def day_text(day: int) -> str:
     """ISO text of a day number since 1970-01-01."""

@@ -7,12 +7,9 @@ and settle chains of pairwise verdicts. All of them are vectorized: no Python lo
 
 from __future__ import annotations
 
-from datetime import date
-
 import polars as pl
 
-# Far past/future stand-ins for an open date when comparing (never stored).
-FAR_FUTURE = date(9999, 12, 31)
+from pipeline.contracts import OPEN_END, first_billing_day
 
 
 def distinct_situations(
@@ -53,7 +50,7 @@ def account_profile(history: pl.DataFrame) -> pl.DataFrame:
     return (
         history.group_by("account_id")
         .agg(
-            pl.col("billing_day").sort_by("effective_from").first(),
+            first_billing_day(),
             closing.min().alias("close_date"),
             pl.col("currency").sort_by("effective_from").first().alias("first_currency"),
         )
@@ -118,7 +115,7 @@ def later_rows(work: pl.DataFrame, history: pl.DataFrame) -> pl.DataFrame:
         .join(rows, on="account_id")
         .filter(
             (pl.col("change_date") > pl.col("start_date"))
-            & (pl.col("change_date") < pl.col("end_cut").fill_null(FAR_FUTURE))
+            & (pl.col("change_date") < pl.col("end_cut").fill_null(OPEN_END))
         )
         .select("seq", "addon", "change_date", "product")
     )
@@ -140,7 +137,7 @@ def overlapping_pairs(frame: pl.DataFrame) -> pl.DataFrame:
     """
     side = frame.select(
         "acct", "seq", "addon", "start_date",
-        pl.col("end_cut").fill_null(FAR_FUTURE).alias("cut"),
+        pl.col("end_cut").fill_null(OPEN_END).alias("cut"),
     ).filter(pl.col("start_date") < pl.col("cut"))
     busy = side.group_by("acct").len().filter(pl.col("len") > 1).select("acct")
     side = side.join(busy, on="acct", how="semi")
@@ -217,6 +214,6 @@ def period_positions(frame: pl.DataFrame) -> pl.DataFrame:
         length.alias("pos_period_end"),
         (pl.col("eff_start") - pl.col("period_start")).dt.total_days()
         .clip(-1, length + 1).alias("pos_start"),
-        (pl.col("eff_end").fill_null(FAR_FUTURE) - pl.col("period_start")).dt.total_days()
+        (pl.col("eff_end").fill_null(OPEN_END) - pl.col("period_start")).dt.total_days()
         .clip(-1, length + 1).alias("pos_end"),
     )

@@ -25,17 +25,13 @@ import duckdb
 import polars as pl
 
 from pipeline.catalog import Catalog, parse_catalog
+from pipeline.contracts import INPUT_COLUMNS, REJECTED_SCHEMA
 from pipeline.validate import Validated
 
-ACCOUNT_FIELDS = [
-    "account_id", "currency", "main_product_id", "billing_day", "status", "opened_on",
-    "closed_on", "effective_from",
-]
-ASSIGNMENT_FIELDS = [
-    "assignment_id", "account_id", "addon_id", "fee_plan_id", "start_date", "end_date",
-    "assigned_at", "quantity",
-]
-USAGE_FIELDS = ["account_id", "service", "destination_group", "started_at", "quantity", "amount"]
+ACCOUNT_FIELDS = list(INPUT_COLUMNS["accounts"])
+ASSIGNMENT_FIELDS = list(INPUT_COLUMNS["assignments"])
+# What a reloaded event must repeat to be `unchanged`: everything but its key.
+USAGE_FIELDS = [c for c in INPUT_COLUMNS["usage"] if c != "event_id"]
 
 
 class StoreError(Exception):
@@ -476,9 +472,7 @@ def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None)
 
 
 def _no_rejects() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={"source": pl.String, "line": pl.Int64, "reason": pl.String, "raw": pl.String}
-    )
+    return pl.DataFrame(schema=REJECTED_SCHEMA)
 
 
 # ---------------------------------------------------------------------------------------------

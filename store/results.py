@@ -13,6 +13,7 @@ from datetime import date, datetime
 import duckdb
 import polars as pl
 
+from pipeline.contracts import COUNTER_KEY, DECISIONS_SCHEMA, LINE_KEY
 from store.duck import frame, scalar
 from store.faults import checkpoint
 
@@ -20,10 +21,8 @@ _LINE_COLUMNS = (
     "account_id, period, line_type, assignment_id, addon_id, service, destination_group, "
     "quantity, amount, currency, description"
 )
-_DECISION_COLUMNS = (
-    "assignment_id, account_id, period, rule, outcome, reason, effective_start, effective_end"
-)
-_COUNTER_KEY = "account_id, service, destination_group, threshold_type, reset, window_start"
+_DECISION_COLUMNS = ", ".join(DECISIONS_SCHEMA)
+_COUNTER_KEY = ", ".join(COUNTER_KEY)
 _LIFECYCLE_COLUMNS = (
     "assignment_id, account_id, addon_id, fee_plan_id, start_date, end_date, eff_start, eff_end, "
     "billable, end_reason"
@@ -278,10 +277,7 @@ def write_results(
 def _write_counters(con: duckdb.DuckDBPyConnection, batch: ResultsBatch, run_id: str) -> int:
     """Upsert counter windows and per-period values whose value changed; shift later periods of
     never-reset windows by the change reprocessing made (roll-forward)."""
-    counters = batch.counters.select(
-        "account_id", "service", "destination_group", "threshold_type", "reset", "window_start",
-        "value_units", "period",
-    )
+    counters = batch.counters.select(*COUNTER_KEY, "value_units", "period")
     _register(con, "_new_counters_src", counters)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _new_counters AS SELECT {_COUNTER_KEY}, period,
@@ -378,9 +374,8 @@ def _check_invariants(con: duckdb.DuckDBPyConnection) -> None:
     checks = {
         "duplicate invoice key": "SELECT count(*) FROM (SELECT account_id, period FROM invoices "
         "GROUP BY ALL HAVING count(*) > 1)",
-        "duplicate charge line key": "SELECT count(*) FROM (SELECT account_id, period, line_type, "
-        "assignment_id, addon_id, service, destination_group, term_start FROM charges "
-        "GROUP BY ALL HAVING count(*) > 1)",
+        "duplicate charge line key": f"SELECT count(*) FROM (SELECT {', '.join(LINE_KEY)} "
+        "FROM charges GROUP BY ALL HAVING count(*) > 1)",
         "invoice total differs from the sum of its lines": """SELECT count(*) FROM invoices i
             LEFT JOIN (SELECT account_id, period, sum(amount) AS s FROM charges GROUP BY ALL) c
             USING (account_id, period) WHERE i.total IS DISTINCT FROM coalesce(c.s, 0)""",

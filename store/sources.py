@@ -21,26 +21,16 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from pipeline.contracts import INPUT_COLUMNS
+
 CATALOG_NAME = "catalog.yaml"
 KINDS = ("accounts", "assignments", "usage")
 FORMATS = ("csv", "parquet")
 EXTRA = "_extra"
 
-# The columns of each input, in file order, and which of them must be present in the header.
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "accounts": (
-        "account_id", "currency", "main_product_id", "billing_day", "status", "opened_on",
-        "closed_on", "effective_from",
-    ),
-    "assignments": (
-        "assignment_id", "account_id", "addon_id", "fee_plan_id", "start_date", "end_date",
-        "assigned_at", "quantity",
-    ),
-    "usage": (
-        "event_id", "account_id", "service", "destination_group", "started_at", "quantity",
-        "amount",
-    ),
-}
+# The columns of each input, in file order (pipeline.contracts), and which of them must be
+# present in the header.
+COLUMNS = INPUT_COLUMNS
 OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {
     "accounts": frozenset({"billing_day", "closed_on", "effective_from"}),
     "assignments": frozenset({"fee_plan_id", "end_date", "quantity"}),

@@ -6,6 +6,7 @@ import duckdb
 import polars as pl
 
 from pipeline.catalog import CatalogFrames
+from pipeline.contracts import REVENUE_BUCKETS, line_types_where
 
 # Current catalog, flattened; rewritten by every billing run inside its transaction.
 CATALOG_TABLES = {
@@ -16,6 +17,17 @@ CATALOG_TABLES = {
     "catalog_subscriptions": "subscriptions",
     "catalog_discount_entries": "discount_entries",
 }
+
+
+
+def _revenue_buckets() -> str:
+    """One `sum(amount) FILTER (...) AS bucket` per revenue bucket of the line-type registry."""
+    parts = []
+    for bucket in REVENUE_BUCKETS:
+        types = ", ".join(f"'{name}'" for name in line_types_where(revenue_bucket=bucket))
+        parts.append(f"sum(amount) FILTER (WHERE line_type IN ({types})) AS {bucket}")
+    return ",\n               ".join(parts)
+
 
 VIEWS: dict[str, str] = {
     # One row per account and add-on its current main product offers that it does not hold.
@@ -67,12 +79,9 @@ VIEWS: dict[str, str] = {
         WHERE NOT EXISTS (SELECT 1 FROM held h
                           WHERE h.account_id = c.account_id AND h.addon_id = o.addon_id)""",
     # One row per period, add-on and currency: what each add-on earned, adjustments included.
-    "revenue_by_addon": """
+    "revenue_by_addon": f"""
         SELECT period, coalesce(addon_id, '(main product / none)') AS addon_id, currency,
-               sum(amount) FILTER (WHERE line_type IN ('recurring', 'activation', 'credit'))
-                   AS fees,
-               sum(amount) FILTER (WHERE line_type = 'usage') AS usage,
-               sum(amount) FILTER (WHERE line_type = 'discount') AS discounts,
+               {_revenue_buckets()},
                sum(amount) FILTER (WHERE is_adjustment) AS adjustments,
                sum(amount) AS net
         FROM (SELECT period, addon_id, currency, line_type, amount, false AS is_adjustment

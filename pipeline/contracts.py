@@ -1,0 +1,209 @@
+"""The contracts between layers: frame schemas, keys, sentinel dates and the line types.
+
+Every frame that crosses a layer boundary (files -> validate -> store -> rules -> charges ->
+store) is declared here once, and every module that builds or reads one imports it from here
+(docs/CONTRACTS.md describes each). Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+# --- Sentinel dates ---------------------------------------------------------------------------
+# An open end (`eff_end`, `end_date` null) compared with a real date: later than any of them.
+# Never stored. The first of a month, so period arithmetic on it stays a valid date.
+OPEN_END = date(9999, 12, 1)
+# Day 0 of the day numbers the rules' facts carry, and the window start of a never-reset
+# counter (a never-reset window opens once, before any period).
+EPOCH = date(1970, 1, 1)
+NEVER_START = EPOCH
+
+# --- Raw inputs (SPEC §2) ---------------------------------------------------------------------
+# The columns of each input file, in file order (docs/INPUTS.md).
+INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "accounts": (
+        "account_id", "currency", "main_product_id", "billing_day", "status", "opened_on",
+        "closed_on", "effective_from",
+    ),
+    "assignments": (
+        "assignment_id", "account_id", "addon_id", "fee_plan_id", "start_date", "end_date",
+        "assigned_at", "quantity",
+    ),
+    "usage": (
+        "event_id", "account_id", "service", "destination_group", "started_at", "quantity",
+        "amount",
+    ),
+}
+# A row refused by validation or by the store: where it was, why, and its original text.
+REJECTED_SCHEMA: dict[str, pl.DataType] = {
+    "source": pl.String(),
+    "line": pl.Int64(),
+    "reason": pl.String(),
+    "raw": pl.String(),
+}
+
+# --- Frames the charges read ------------------------------------------------------------------
+ACCOUNT_SCHEMA: dict[str, pl.DataType] = {
+    "account_id": pl.Utf8(),
+    "currency": pl.Utf8(),
+    "main_product_id": pl.Utf8(),
+    "billing_day": pl.Int64(),
+    "effective_from": pl.Date(),
+}
+USAGE_SCHEMA: dict[str, pl.DataType] = {
+    "event_id": pl.Utf8(),
+    "account_id": pl.Utf8(),
+    "service": pl.Utf8(),
+    "destination_group": pl.Utf8(),
+    "started_at": pl.Datetime("us"),
+    "quantity_units": pl.Int64(),
+    "amount_units": pl.Int64(),
+}
+
+# --- What the rules settle (rules.decide) -----------------------------------------------------
+DECISIONS_SCHEMA: dict[str, pl.DataType] = {
+    "assignment_id": pl.Utf8(),
+    "account_id": pl.Utf8(),
+    "period": pl.Utf8(),
+    "rule": pl.Utf8(),
+    "outcome": pl.Utf8(),
+    "reason": pl.Utf8(),
+    "effective_start": pl.Date(),
+    "effective_end": pl.Date(),
+}
+# One settled life cycle per assignment: what the rules hand to the charges.
+LIFECYCLE_SCHEMA: dict[str, pl.DataType] = {
+    "assignment_id": pl.Utf8(),
+    "account_id": pl.Utf8(),
+    "addon_id": pl.Utf8(),
+    "fee_plan_id": pl.Utf8(),
+    "quantity": pl.Int64(),
+    "assigned_at": pl.Datetime("us"),
+    "start_date": pl.Date(),
+    "end_date": pl.Date(),
+    "eff_start": pl.Date(),
+    "eff_end": pl.Date(),
+    "billable": pl.Boolean(),
+    "end_reason": pl.Utf8(),
+}
+# The part of a life cycle the charges read (the requested dates and end reason are the rules').
+CHARGED_LIFECYCLE_SCHEMA: dict[str, pl.DataType] = {
+    name: dtype
+    for name, dtype in LIFECYCLE_SCHEMA.items()
+    if name not in ("start_date", "end_date", "end_reason")
+}
+# An activation-date lock (SPEC §3): the start that was active in a billed period.
+LOCK_SCHEMA: dict[str, pl.DataType] = {
+    "assignment_id": pl.Utf8(),
+    "locked_start": pl.Date(),
+}
+
+# --- Discount counters ------------------------------------------------------------------------
+# What identifies one counter window; never the add-on (SPEC §4).
+COUNTER_KEY = [
+    "account_id", "service", "destination_group", "threshold_type", "reset", "window_start"
+]
+COUNTER_SCHEMA: dict[str, pl.DataType] = {
+    "account_id": pl.Utf8(),
+    "service": pl.Utf8(),
+    "destination_group": pl.Utf8(),
+    "threshold_type": pl.Utf8(),
+    "window_start": pl.Date(),
+    "value_units": pl.Int64(),
+    "reset": pl.Utf8(),
+}
+# Stored counters come in without `reset`: only never-reset windows open before a period.
+COUNTER_INPUT_SCHEMA: dict[str, pl.DataType] = {
+    name: dtype for name, dtype in COUNTER_SCHEMA.items() if name != "reset"
+}
+
+# --- Invoice lines and invoices (SPEC §4 "Lines", "Invoice") ----------------------------------
+LINE_SCHEMA: dict[str, pl.DataType] = {
+    "account_id": pl.Utf8(),
+    "period": pl.Utf8(),
+    "line_type": pl.Utf8(),
+    "assignment_id": pl.Utf8(),
+    "addon_id": pl.Utf8(),
+    "service": pl.Utf8(),
+    "destination_group": pl.Utf8(),
+    "quantity_units": pl.Int64(),
+    "amount_minor": pl.Int64(),
+    "currency": pl.Utf8(),
+    "description": pl.Utf8(),
+    "term_start": pl.Date(),
+    "line_date": pl.Date(),
+}
+# A line's key: unique within one computation, so sorting by it is a total order. A fee line is
+# one per assignment and term; a usage or discount line is one per service, destination group
+# and discounting assignment.
+LINE_KEY = [
+    "account_id",
+    "period",
+    "line_type",
+    "assignment_id",
+    "addon_id",
+    "service",
+    "destination_group",
+    "term_start",
+]
+INVOICE_SCHEMA: dict[str, pl.DataType] = {
+    "account_id": pl.Utf8(),
+    "period": pl.Utf8(),
+    "currency": pl.Utf8(),
+    "total_minor": pl.Int64(),
+}
+
+
+# --- The line-type registry -------------------------------------------------------------------
+@dataclass(frozen=True)
+class LineType:
+    """What the rest of the house needs to know about one kind of invoice line."""
+
+    name: str
+    drop_when_zero: bool  # a zero line of this type says nothing and is not billed
+    revenue_bucket: str  # the `revenue_by_addon` column it adds to: fees, usage or discounts
+    adjustment_cause: str  # the business cause an analyst reads first on its adjustments
+
+
+# Adding a line type is one row here (docs/ARCHITECTURE.md, "Add a line type").
+LINE_TYPES: dict[str, LineType] = {
+    t.name: t
+    for t in (
+        LineType("recurring", False, "fees", "corrected assignment"),
+        LineType("activation", True, "fees", "corrected assignment"),
+        LineType("credit", True, "fees", "backdated removal or changed end date"),
+        LineType("usage", False, "usage", "late or corrected usage"),
+        LineType("discount", True, "discounts", "late or corrected usage"),
+    )
+}
+REVENUE_BUCKETS = ("fees", "usage", "discounts")
+
+
+def line_types_where(**wanted: object) -> list[str]:
+    """Names of the registered line types whose attributes equal `wanted`, in registry order."""
+    return [
+        t.name for t in LINE_TYPES.values()
+        if all(getattr(t, key) == value for key, value in wanted.items())
+    ]
+
+
+# --- Accounts ---------------------------------------------------------------------------------
+def first_billing_day() -> pl.Expr:
+    """Aggregation: the billing day of the account's earliest row (billing-day changes are
+    rejected at load, so it is the account's billing day)."""
+    return pl.col("billing_day").sort_by("effective_from").first()
+
+
+def first_billing_days(accounts: pl.DataFrame) -> pl.DataFrame:
+    """One row per account: `account_id, billing_day` (of its earliest row), by account_id."""
+    return accounts.group_by("account_id").agg(first_billing_day()).sort("account_id")
+
+
+def typed(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """The schema's columns of `frame`, cast; an empty frame without columns becomes typed."""
+    if frame.width == 0:
+        return pl.DataFrame(schema=schema)
+    return frame.select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
