@@ -103,6 +103,7 @@ def event_detail(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -
     from pipeline.charges import compute_charges
     from pipeline.periods import period_bounds
     from rules import decide
+    from rules.promotions import with_verdicts
     from store.results import last_nightly_as_of, read_counters_before
 
     catalog = store.read_catalog(con)
@@ -128,8 +129,9 @@ def event_detail(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -
     cutoff = None if status == "final" else last_nightly_as_of(con)
     usage = store.read_usage(con, start, end).filter(pl.col("account_id") == account_id)
     before = read_counters_before(con, period).filter(pl.col("account_id") == account_id)
+    frames = with_verdicts(catalog_frames(catalog))
     result = compute_charges(
-        catalog_frames(catalog), accounts, settled.lifecycles, usage, before, period, cutoff
+        frames, accounts, settled.lifecycles, usage, before, period, cutoff
     )
     detail = result.usage_detail
     if detail.height == 0:

@@ -25,6 +25,7 @@ from pipeline.charges import ChargesResult, compute_charges
 from pipeline.contracts import COUNTER_KEY
 from pipeline.schedule import shard_of
 from rules import RulesResult, decide
+from rules.promotions import with_verdicts
 from store.results import (
     RunRecord,
     read_counters_before,
@@ -85,7 +86,7 @@ def read_stored_inputs(con: Any, conflict_policy: str | None) -> StoredInputs:
     return StoredInputs(
         catalog=catalog,
         policy=conflict_policy or catalog.conflict_policy,
-        frames=catalog_frames(catalog),
+        frames=with_verdicts(catalog_frames(catalog)),
         accounts=store.read_accounts(con),
         assignments=store.read_assignments(con),
         first_activity=read_first_activity(con),

@@ -91,12 +91,13 @@ def compute_charges(
     With `cutoff` (a draft as of that day) only lines dated on or before it, and only events
     started before the next day, are counted. `detail=False` skips the per-event parts.
     """
+    account_rows = accounts  # with `status`, for the suspension credits (SPEC §7.2)
     accounts = typed(accounts, ACCOUNT_SCHEMA)
     lifecycles = typed(lifecycles, CHARGED_LIFECYCLE_SCHEMA)
     usage = typed(usage, USAGE_SCHEMA)
     counters_before = typed(counters_before, COUNTER_INPUT_SCHEMA)
     context = account_context(catalog, accounts, period, cutoff)
-    fees = fee_lines(catalog, lifecycles, context, period)
+    fees = fee_lines(catalog, lifecycles, context, period, account_rows)
     used = usage_charges(
         catalog, accounts, lifecycles, usage, counters_before, context, period, detail
     )
