@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -32,6 +32,7 @@ from store.results import (
     read_final_periods,
     read_first_activity,
     read_locks,
+    read_parcels_before,
     record_failed_run,
 )
 
@@ -58,11 +59,13 @@ def bill_shard(
     counters_before: pl.DataFrame,
     period: str,
     cutoff: date | None,
+    parcels_before: pl.DataFrame | None = None,
 ) -> ChargesResult:
     """Charges of one shard of accounts for one period (no per-event detail: `explain`
     recomputes it for the one account it shows)."""
     return compute_charges(
-        frames, accounts, lifecycles, usage, counters_before, period, cutoff, detail=False
+        frames, accounts, lifecycles, usage, counters_before, period, cutoff, detail=False,
+        parcels_before=parcels_before,
     )
 
 
@@ -103,6 +106,7 @@ class PeriodBill:
     invoices: pl.DataFrame
     counters_after: pl.DataFrame
     usage_detail: pl.DataFrame
+    parcels: pl.DataFrame
 
 
 def _in_shard(frame: pl.DataFrame, shard: int, shards: int) -> pl.DataFrame:
@@ -118,6 +122,7 @@ def bill_period(
     period: str,
     cutoff: date | None,
     shards: int,
+    parcels_before: pl.DataFrame | None = None,
 ) -> PeriodBill:
     """Map `bill_shard` over account shards and concatenate; sorted, so shard count is moot."""
     futures = [
@@ -129,6 +134,7 @@ def bill_period(
             _in_shard(counters_before, shard, shards),
             period,
             cutoff,
+            None if parcels_before is None else _in_shard(parcels_before, shard, shards),
         )
         for shard in range(shards)
     ]
@@ -142,6 +148,7 @@ def bill_period(
         invoices=gather("invoices").sort("account_id", "period"),
         counters_after=gather("counters_after").sort(COUNTER_KEY),
         usage_detail=gather("usage_detail"),
+        parcels=gather("parcels"),
     )
 
 
@@ -153,6 +160,8 @@ class PlanBill:
     invoices: pl.DataFrame
     counters: pl.DataFrame  # counters_after with the `period` that produced them
     usage_events: int
+    parcels: pl.DataFrame = field(default_factory=pl.DataFrame)  # SPEC §7.3, every period
+    parcel_scope: pl.DataFrame = field(default_factory=pl.DataFrame)  # account_id, window_start
 
 
 def bill_plan(
@@ -166,8 +175,9 @@ def bill_plan(
     """Bill every (account, period) of `plan` (which carries each group's `cutoff`), period by
     period, so that never-reset counters carry from one period into the next."""
     logger = get_run_logger()
-    charges, invoices, counters = [], [], []
+    charges, invoices, counters, parcels = [], [], [], []
     carried = pl.DataFrame()
+    carried_parcels = pl.DataFrame()
     events = 0
     periods = sorted(plan["period"].unique().to_list())
     for index, period in enumerate(periods):
@@ -178,7 +188,8 @@ def bill_plan(
         before = read_counters_before(con, period)
         if carried.height:
             before = carry_counters(before, carried)
-        carried_parts = []
+        parcels_before = carry_parcels(read_parcels_before(con, period), carried_parcels)
+        carried_parts, parcel_parts = [], []
         for (cutoff,), scope in in_period.group_by(["cutoff"], maintain_order=True):
             ids = scope.select("account_id")
             bill = bill_period(
@@ -190,19 +201,25 @@ def bill_plan(
                 period,
                 cutoff,
                 shards,
+                parcels_before.join(ids, on="account_id", how="semi"),
             )
             charges.append(bill.charges)
+            parcel_parts.append(bill.parcels)
             invoices.append(bill.invoices)
             counters.append(bill.counters_after.with_columns(pl.lit(period).alias("period")))
             carried_parts.append(bill.counters_after)
         carried = concat_frames(carried_parts)
+        carried_parcels = concat_frames(parcel_parts)
+        parcels += parcel_parts
         events += usage.height
         logger.info("period %s: %d account(s), %d usage event(s) read",
                     period, in_period.height, usage.height)
         progress.advance("periods", index + 1, len(periods))
     lines = concat_frames(charges)
     check_unique_line_keys(lines)
-    return PlanBill(lines, concat_frames(invoices), concat_frames(counters), events)
+    scope = plan.select("account_id", pl.col("period_start").alias("window_start"))
+    return PlanBill(lines, concat_frames(invoices), concat_frames(counters), events,
+                    concat_frames(parcels), scope)
 
 
 @contextmanager
@@ -236,6 +253,16 @@ def carry_counters(stored: pl.DataFrame, carried: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([never, stored.select(columns)], how="vertical_relaxed").unique(
         subset=COUNTER_KEY, keep="first", maintain_order=True
     )
+
+
+def carry_parcels(stored: pl.DataFrame, carried: pl.DataFrame) -> pl.DataFrame:
+    """Parcels before a period: those the previous period of this run left replace the stored
+    ones of the same account and window (older)."""
+    if carried.width == 0:
+        return stored
+    fresh = carried.select("account_id", "window_start").unique()
+    kept = stored.join(fresh, on=["account_id", "window_start"], how="anti")
+    return pl.concat([carried.select(stored.columns), kept], how="vertical_relaxed")
 
 
 def new_locks(lifecycles: pl.DataFrame, as_of: date) -> pl.DataFrame:

@@ -73,6 +73,8 @@ def nightly_flow(
                     plan.select("account_id", "period"), on=["account_id", "period"], how="semi"
                 ),
                 counters=bill.counters,
+                parcels=bill.parcels,
+                parcel_scope=bill.parcel_scope,
                 locks=new_locks(rules.lifecycles, as_of),
                 lifecycles=rules.lifecycles,
             )

@@ -107,6 +107,8 @@ def reprocess_flow(
                     how="semi",
                 ),
                 counters=bill.counters,
+                parcels=bill.parcels,
+                parcel_scope=bill.parcel_scope,
                 adjustments=adjustments,
                 locks=new_locks(rules.lifecycles, as_of) if as_of else pl.DataFrame(),
                 counter_shift=_counter_shift(old_counters, bill.counters, period),
