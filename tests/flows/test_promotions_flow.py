@@ -150,3 +150,41 @@ def test_unchanged_inputs_change_no_table_and_reprocess_recomputes_parcels(db: P
     assert [r for r in lines(db, "R1") if r[0] == "2026-02" and r[1] == "discount"] == [
         ("2026-02", "discount", D("-11.0000"))
     ]
+
+
+def test_explain_shows_promotion_suspended_days_and_parcels(db: Path) -> None:
+    from rich.console import Console
+
+    from billrun.explain import explain_frames, recomputed_detail
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        promo = explain_frames(con, "P1", "2026-02")["fee_terms"]
+        susp = explain_frames(con, "S1", "2026-03")["fee_terms"]
+        _, parcels = recomputed_detail(con, "R1", "2026-03")
+    # February is term 2: promotion 2 at 9.99.
+    assert promo.select("promotion", "promotional_fee").rows() == [("2", "9.99")]
+    # March: the credit is for 10 suspended days (03-10..03-19).
+    assert susp.filter(susp["line_type"] == "suspension_credit")["suspended_days"].to_list() == [
+        "10"
+    ]
+    # March: February's parcels are all used or expired; March grants its own 100, unused.
+    assert parcels.select("granted_window_start", "available", "used", "left").rows() == [
+        (date(2026, 3, 1), "100.00", "0.00", "100.00")
+    ]
+    console = Console(record=True, width=220)
+    from billrun.explain import explain_invoice
+
+    explain_invoice(str(db), "R1", "2026-03", console)
+    assert "Rollover parcels: available, used and left" in console.export_text()
+
+
+def test_available_addons_lists_each_plans_promotions(db: Path) -> None:
+    # R1 holds only ADD_Q: the promo pack is offered with its two promotional terms.
+    assert q(db, """SELECT fee_plans FROM available_addons
+                    WHERE account_id = 'R1' AND addon_id = 'ADD_PROMO'""") == [
+        ("PR (1 mo 12.9900 USD; promotions: 1 term(s) at 0, 1 term(s) at 9.99)",)
+    ]
+    assert q(db, """SELECT fee_plans FROM available_addons
+                    WHERE account_id = 'R1' AND addon_id = 'ADD_SUSP'""") == [
+        ("SU (1 mo 30.0000 USD)",)
+    ]
