@@ -17,12 +17,15 @@ class MissingVerdicts(ValueError):
     """The catalog has promotions or rollover but the rules' verdicts were not joined in."""
 
 
-def term_price_verdicts(catalog: CatalogFrames) -> pl.DataFrame:
-    """The rules' term prices; an error if the catalog has promotions and no verdicts."""
+def term_price_verdicts(catalog: CatalogFrames, terms: pl.LazyFrame) -> pl.DataFrame:
+    """The rules' term prices; an error if a term's plan has promotions and no verdicts."""
     if catalog.term_prices is None:
-        if catalog.promotions.height:
+        promoted = catalog.promotions.select("fee_plan_id").unique()
+        if promoted.height and terms.join(promoted.lazy(), on="fee_plan_id", how="semi").select(
+            pl.len()
+        ).collect().item():
             raise MissingVerdicts(
-                "the catalog has promotions: run rules.promotions.with_verdicts on its frames"
+                "a fee plan has promotions: run rules.promotions.with_verdicts on the catalog"
             )
         return pl.DataFrame(schema={"fee_plan_id": pl.Utf8, "term_no": pl.Int64,
                                     "promotion_no": pl.Int64, "promo_fee_minor": pl.Int64,
@@ -33,7 +36,7 @@ def term_price_verdicts(catalog: CatalogFrames) -> pl.DataFrame:
 def promotional_fees(terms: pl.LazyFrame, catalog: CatalogFrames) -> pl.LazyFrame:
     """Terms with `fee_minor` replaced by the promotional fee where a promotion prices the term,
     `promotion_no` (null at the plan's fee) and a `promotion_label` for the description."""
-    prices = term_price_verdicts(catalog)
+    prices = term_price_verdicts(catalog, terms)
     last = prices.group_by("fee_plan_id").agg(pl.col("term_no").max().alias("last_priced"))
     label = pl.format(" promotion {} at {}", pl.col("promotion_no") + 1, "promo_fee")
     return (

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from pipeline.catalog import CatalogFrames
-from pipeline.promotions import MissingVerdicts
 from pipeline.usage.counters import counted_events, counters_after
 from pipeline.usage.entries import Entries, discount_candidates, discount_entries
 from pipeline.usage.keys import (
@@ -101,7 +100,7 @@ def usage_charges(
     rollover = rollover_state(
         entries, timeline, budget, accounts,
         empty_parcels() if parcels_before is None else parcels_before,
-        rollover_verdicts(catalog),
+        catalog.rollover_entries,
     )
     counted = with_carry(counted_events(discountable, entries, accounts, counters_before),
                          rollover)
@@ -119,13 +118,3 @@ def usage_charges(
         parcel_use=parcel_use,
     )
 
-
-def rollover_verdicts(catalog: CatalogFrames) -> pl.DataFrame | None:
-    """The rules' rollover entries; an error if the catalog rolls over and has no verdicts."""
-    if catalog.rollover_entries is None and catalog.discount_entries.filter(
-        pl.col("rollover") > 0
-    ).height:
-        raise MissingVerdicts(
-            "the catalog has rollover entries: run rules.promotions.with_verdicts on its frames"
-        )
-    return catalog.rollover_entries

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from pipeline.promotions import MissingVerdicts
 from pipeline.usage.entries import Entries
 from pipeline.usage.keys import KeyBudget
 
@@ -91,10 +92,21 @@ def _period_kinds(entries: Entries) -> pl.DataFrame:
     )
 
 
+def _check_no_rollover_applies(entries: Entries, timeline: pl.DataFrame) -> None:
+    """Without the rules' verdicts, fail if an entry with `rollover` wins somewhere."""
+    rolls = entries.table.filter(pl.col("rollover") > 0)["entry_key"]
+    if rolls.len() and timeline.filter(pl.col("entry_key").is_in(rolls.implode())).height:
+        raise MissingVerdicts(
+            "a discount entry rolls over: run rules.promotions.with_verdicts on the catalog"
+        )
+
+
 def rollover_state(entries: Entries, timeline: pl.DataFrame, budget: KeyBudget,
                    accounts: pl.DataFrame, parcels_before: pl.DataFrame,
                    verdicts: pl.DataFrame | None) -> Rollover:
     """Deciding entries, available parcels and the carried allowance `C` of the period."""
+    if verdicts is None:
+        _check_no_rollover_applies(entries, timeline)
     rolling = _rolling_entries(entries, verdicts)
     kinds = _period_kinds(entries)
     acct = (pl.col("key") // (1 << budget.pair_bits)).cast(pl.UInt32).alias("acct_idx")
