@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.catalog import UNIT, catalog_frames, parse_catalog
 from pipeline.charges import compute_charges
+from rules.promotions import with_verdicts
 
 CATALOG = Path(__file__).resolve().parents[1] / "data" / "sample" / "catalog.yaml"
 EVENTS_PER_ACCOUNT = 50
@@ -203,7 +204,7 @@ def main() -> None:
     parser.add_argument("--skip-floor", action="store_true")
     args = parser.parse_args()
 
-    catalog = catalog_frames(parse_catalog(CATALOG.read_text()))
+    catalog = with_verdicts(catalog_frames(parse_catalog(CATALOG.read_text())))
     year, month = (int(p) for p in args.period.split("-"))
     began = time.perf_counter()
     accounts = make_accounts(args.accounts, (year, month), args.seed)

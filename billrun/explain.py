@@ -91,6 +91,21 @@ def explain_frames(
             "term_start",
             args,
         ),
+        # SPEC §7: the promotion that priced each term and the suspended days behind each
+        # credit, as the fee lines' descriptions name them.
+        "fee_terms": q(
+            r"""SELECT line_type, assignment_id, addon_id, term_start, amount,
+                      nullif(regexp_extract(description, 'promotion (\d+) at ', 1), '')
+                        AS promotion,
+                      nullif(regexp_extract(description, 'promotion \d+ at ([0-9.]+)', 1), '')
+                        AS promotional_fee,
+                      nullif(regexp_extract(description, '\((\d+)/\d+ days suspended\)', 1),
+                             '') AS suspended_days
+               FROM charges WHERE account_id = ? AND period = ?
+                 AND line_type IN ('recurring', 'credit', 'suspension_credit')
+               ORDER BY assignment_id, term_start, line_type""",
+            args,
+        ),
         "adjustments": q(
             "SELECT line_type, assignment_id, service, destination_group, quantity, amount, "
             "reason, run_id FROM adjustments WHERE account_id = ? AND period = ? "
@@ -123,16 +138,24 @@ def event_detail(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -
     this one account, by the one pure function the run used (`pipeline.billing.bill`), from the
     stored inputs.
     """
+    return recomputed_detail(con, account_id, period)[0]
+
+
+def recomputed_detail(
+    con: duckdb.DuckDBPyConnection, account_id: str, period: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The per-event tier parts and the rollover parcels (available, used, left: SPEC §7.3) of
+    one account and period, recomputed from the stored inputs."""
     import store
     from pipeline.billing import BillInputs, bill
     from pipeline.periods import account_periods
     from pipeline.schedule import cutoff_for
-    from store.results import last_nightly_as_of, read_counters_before
+    from store.results import last_nightly_as_of, read_counters_before, read_parcels_before
 
     catalog = store.read_catalog(con)
     accounts = store.read_accounts(con).filter(pl.col("account_id") == account_id)
     if accounts.height == 0:
-        return pl.DataFrame()
+        return pl.DataFrame(), pl.DataFrame()
     locks = frame(
         con,
         "SELECT l.assignment_id, l.locked_start FROM activation_locks l "
@@ -159,12 +182,23 @@ def event_detail(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -
         locks=locks,
     )
     before = read_counters_before(con, period).filter(pl.col("account_id") == account_id)
+    parcels_before = read_parcels_before(con, period).filter(pl.col("account_id") == account_id)
     result = bill(
-        inputs, period, cutoff_for(status, last_nightly_as_of(con)), before, detail=True
+        inputs, period, cutoff_for(status, last_nightly_as_of(con)), before, detail=True,
+        parcels_before=parcels_before,
     )
+    parcels = result.parcel_use
+    if parcels.height:
+        parcels = parcels.select(
+            "service", "destination_group", "threshold_type", "granted_window_start",
+            "expires_after_window_start",
+            _fixed(pl.col("available_units"), 6, 2).alias("available"),
+            _fixed(pl.col("used_units"), 6, 2).alias("used"),
+            _fixed(pl.col("left_units"), 6, 2).alias("left"),
+        )
     detail = result.usage_detail
     if detail.height == 0:
-        return detail
+        return detail, parcels
     return detail.sort("started_at", "event_id", "tier_no").select(
         "event_id",
         "started_at",
@@ -179,7 +213,7 @@ def event_detail(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -
         _fixed(pl.col("quantity_units"), 6, 2).alias("quantity"),
         _fixed(pl.col("amount_pico"), 12, 4).alias("amount"),
         _fixed(pl.col("discount_pico"), 12, 4).alias("discount"),
-    )
+    ), parcels
 
 
 def _fixed(units: pl.Expr, scale: int, digits: int) -> pl.Expr:
@@ -195,7 +229,7 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
     con, source = _open(db)
     try:
         frames = explain_frames(con, account_id, period)
-        frames["events"] = event_detail(con, account_id, period)
+        frames["events"], frames["parcels"] = recomputed_detail(con, account_id, period)
     except duckdb.CatalogException:  # a DuckDB file, but without billrun's tables
         raise NotADatabaseError(f"{source} is not a billrun DuckDB database") from None
     finally:
@@ -215,9 +249,11 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
     titles = {
         "decisions": "Decisions (rule, outcome, reason)",
         "lines": "Invoice lines",
+        "fee_terms": "Fee terms (promotion that priced each term, suspended days credited)",
         "adjustments": "Adjustments made after finalization",
         "counters": "Discount counters (before the period, after it or at the as-of date)",
         "events": "Discounted usage events, split at tier boundaries (recomputed)",
+        "parcels": "Rollover parcels: available, used and left in the period (recomputed)",
     }
     for key, title in titles.items():
         frame = frames[key]

@@ -11,7 +11,8 @@ What the data holds, on purpose:
 - three main products, currencies USD/EUR/JPY, ~2.5 add-ons per account, ~50 events per account
   and month over voice (US/INTL/ROAM), data (ANY) and sms (ANY);
 - main product changes (a second account row with a later effective_from), closed and suspended
-  accounts, removals (end_date), same-priority conflicts (ADD_VOICE100 with ADD_VOICE200),
+  accounts, accounts suspended for a few days (a suspended row, then an active row: §7.2),
+  removals (end_date), same-priority conflicts (ADD_VOICE100 with ADD_VOICE200),
   ineligible assignments (an add-on the product does not offer, a fee plan in another currency,
   a second once-per-account subscription);
 - ~0.5 % bad rows in each file, of every kind the loader must reject.
@@ -40,7 +41,7 @@ CHUNK_ACCOUNTS = 20_000
 BAD_SHARE = 0.005
 
 _SHIFT32 = 1 << 32
-VOICE_GROUP = ("ADD_VOICE100", "ADD_VOICE200")
+VOICE_GROUP = ("ADD_VOICE100", "ADD_VOICE200", "ADD_VOICE100R")
 
 
 @dataclass
@@ -227,6 +228,11 @@ def _accounts(n0: int, n1: int, seed: int, h: _Horizon) -> pl.DataFrame:
         )
         .alias("new_product_id"),
         pl.when(pl.col("scenario").is_between(30, 49)).then(later).alias("closed_on"),
+        # SPEC §7.2: suspended for 3 to 20 days from a day in the horizon, then active again.
+        pl.when(pl.col("scenario").is_between(70, 84)).then(later).alias("suspended_on"),
+        pl.when(pl.col("scenario").is_between(70, 84))
+        .then(later + pl.duration(days=3 + below(n, seed, "suspended_days", 18)))
+        .alias("resumed_on"),
         pl.when(pl.col("scenario").is_between(30, 49))
         .then(pl.lit("closed"))
         .when(pl.col("scenario").is_between(50, 69))
@@ -261,7 +267,23 @@ def _account_rows(acc: pl.DataFrame, seed: int) -> pl.DataFrame:
         _day_text(pl.col("changed_on")).alias("effective_from"),
         pl.lit(1).alias("_v"),
     )
-    return pl.concat([first, second]).sort("n", "_v")
+    paused = acc.filter(pl.col("suspended_on").is_not_null())
+
+    def status_row(status: str, day: str, version: int) -> pl.DataFrame:
+        return paused.select(
+            "n", "account_id", "currency", "main_product_id",
+            pl.col("billing_day").cast(pl.String),
+            pl.lit(status).alias("status"),
+            _day_text(pl.col("opened_on")).alias("opened_on"),
+            _day_text(pl.col("closed_on")).alias("closed_on"),
+            _day_text(pl.col(day)).alias("effective_from"),
+            pl.lit(version).alias("_v"),
+        )
+
+    return pl.concat([
+        first, second, status_row("suspended", "suspended_on", 2),
+        status_row("active", "resumed_on", 3),
+    ]).sort("n", "_v")
 
 
 def _assignment_rows(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -31,25 +31,32 @@ from pipeline.contracts import (
     LINE_SCHEMA,
     typed,
 )
-from pipeline.counters import carry_counters
+from pipeline.counters import carry_counters, carry_parcels
 from pipeline.schedule import shard_of
+from pipeline.usage.rollover import PARCEL_SCHEMA
+from rules.promotions import with_verdicts
 from store.clock import utc_now
 from store.results import (
     read_counters_before,
     read_final_periods,
     read_first_activity,
     read_locks,
+    read_parcels_before,
 )
 from store.runs import RunRecord, record_run
 
 
 @task(name="bill-shard", cache_policy=NO_CACHE)
 def bill_shard(
-    inputs: BillInputs, counters_before: pl.DataFrame, period: str, cutoff: date | None
+    inputs: BillInputs,
+    counters_before: pl.DataFrame,
+    period: str,
+    cutoff: date | None,
+    parcels_before: pl.DataFrame,
 ) -> Bill:
     """Decisions and charges of one shard of accounts for one period (no per-event detail:
     `explain` recomputes it for the one account it shows)."""
-    return bill(inputs, period, cutoff, counters_before)
+    return bill(inputs, period, cutoff, counters_before, parcels_before=parcels_before)
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,7 @@ def read_stored_inputs(con: Any, conflict_policy: str | None) -> StoredInputs:
     return StoredInputs(
         catalog=catalog,
         policy=conflict_policy or catalog.conflict_policy,
-        frames=catalog_frames(catalog),
+        frames=with_verdicts(catalog_frames(catalog)),
         accounts=store.read_accounts(con),
         assignments=store.read_assignments(con),
         first_activity=read_first_activity(con),
@@ -98,6 +105,7 @@ def bill_period(
     period: str,
     cutoff: date | None,
     shards: int,
+    parcels_before: pl.DataFrame,
 ) -> list[Bill]:
     """Map `bill_shard` over account shards; the bills, in shard order."""
     futures = []
@@ -105,7 +113,8 @@ def bill_period(
         ids = _in_shard(inputs.accounts.select("account_id").unique(), shard, shards)
         futures.append(
             bill_shard.submit(
-                inputs.of_accounts(ids), _in_shard(counters_before, shard, shards), period, cutoff
+                inputs.of_accounts(ids), _in_shard(counters_before, shard, shards), period, cutoff,
+                _in_shard(parcels_before, shard, shards),
             )
         )
     return [f.result() for f in futures]
@@ -121,6 +130,8 @@ class PlanBill:
     invoices: pl.DataFrame
     counters: pl.DataFrame  # counters_after with the `period` that produced them
     usage_events: int
+    parcels: pl.DataFrame = field(default_factory=pl.DataFrame)  # SPEC §7.3, every period
+    parcel_scope: pl.DataFrame = field(default_factory=pl.DataFrame)  # account_id, window_start
 
 
 def bill_plan(
@@ -132,6 +143,7 @@ def bill_plan(
     bills: list[Bill] = []
     counters = []
     carried = pl.DataFrame()
+    carried_parcels = pl.DataFrame()
     events = 0
     periods = sorted(plan["period"].unique().to_list())
     for index, period in enumerate(periods):
@@ -142,19 +154,23 @@ def bill_plan(
         before = read_counters_before(con, period)
         if carried.height:
             before = carry_counters(before, carried)
-        carried_parts = []
+        parcels_before = carry_parcels(read_parcels_before(con, period), carried_parcels)
+        carried_parts, parcel_parts = [], []
         for (cutoff,), scope in in_period.group_by(["cutoff"], maintain_order=True):
             ids = scope.select("account_id")
             scoped = replace(inputs, usage=usage).of_accounts(ids)
             for part in bill_period(
-                scoped, before.join(ids, on="account_id", how="semi"), period, cutoff, shards
+                scoped, before.join(ids, on="account_id", how="semi"), period, cutoff, shards,
+                parcels_before.join(ids, on="account_id", how="semi"),
             ):
                 bills.append(part)
                 carried_parts.append(part.counters_after)
+                parcel_parts.append(part.parcels)
         carried = concat_frames(carried_parts)
         if carried.width:
             carried = carried.sort(COUNTER_KEY)
             counters.append(carried.with_columns(pl.lit(period).alias("period")))
+        carried_parcels = concat_frames(parcel_parts)
         events += usage.height
         logger.info("period %s: %d account(s), %d usage event(s) read",
                     period, in_period.height, usage.height)
@@ -186,6 +202,8 @@ def bill_plan(
             pl.DataFrame(), {**COUNTER_SCHEMA, "period": pl.Utf8()}
         ),
         usage_events=events,
+        parcels=gather("parcels", PARCEL_SCHEMA),
+        parcel_scope=plan.select("account_id", pl.col("period_start").alias("window_start")),
     )
 
 

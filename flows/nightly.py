@@ -62,6 +62,8 @@ def nightly_flow(
                 invoices=bill.invoices,
                 decisions=bill.decisions,
                 counters=bill.counters,
+                parcels=bill.parcels,
+                parcel_scope=bill.parcel_scope,
                 locks=new_locks(bill.lifecycles, as_of),
                 lifecycles=bill.lifecycles,
             )

@@ -70,6 +70,8 @@ def reprocess_flow(
                 invoices=split.invoices,
                 decisions=split.decisions,
                 counters=bill.counters,
+                parcels=bill.parcels,
+                parcel_scope=bill.parcel_scope,
                 adjustments=adjustments,
                 locks=new_locks(bill.lifecycles, as_of) if as_of else pl.DataFrame(),
                 counter_shift=counter_shift(

@@ -20,6 +20,7 @@ from pipeline.catalog import Catalog, CatalogFrames, catalog_frames
 from pipeline.charges import compute_charges
 from pipeline.contracts import LOCK_SCHEMA
 from rules import decide
+from rules.promotions import with_verdicts
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,9 @@ class BillInputs:
 
     def catalog_frames(self) -> CatalogFrames:
         """The catalog as frames (those given, else built)."""
-        return self.frames if self.frames is not None else catalog_frames(self.catalog)
+        return self.frames if self.frames is not None else with_verdicts(
+            catalog_frames(self.catalog)
+        )
 
     def of_accounts(self, ids: pl.DataFrame) -> BillInputs:
         """The same inputs restricted to the accounts of `ids` (`account_id`)."""
@@ -66,6 +69,8 @@ class Bill:
     invoices: pl.DataFrame  # INVOICE_SCHEMA
     counters_after: pl.DataFrame  # COUNTER_SCHEMA
     usage_detail: pl.DataFrame  # per-event tier parts (empty unless `detail`)
+    parcels: pl.DataFrame  # rollover parcels left at the period's end (SPEC §7.3)
+    parcel_use: pl.DataFrame  # parcels available, used and left, for explain
 
 
 def bill(
@@ -74,12 +79,15 @@ def bill(
     cutoff: date | None,
     counters_before: pl.DataFrame,
     *,
+    parcels_before: pl.DataFrame | None = None,
     detail: bool = False,
 ) -> Bill:
     """Decisions, lines, invoices and counters of `period` for the accounts of `inputs`.
 
     `cutoff`: a draft as of that day (None: the whole period). `counters_before`: never-reset
-    counters as they stood before the period. `detail` adds the per-event parts `explain` shows.
+    counters as they stood before the period. `parcels_before`: the rollover parcels the
+    previous period left (SPEC §7.3), the quota counterpart of `counters_before`. `detail` adds
+    the per-event parts `explain` shows.
     """
     settled = decide(
         inputs.catalog, inputs.accounts, inputs.assignments, [period],
@@ -88,7 +96,7 @@ def bill(
     )
     charged = compute_charges(
         inputs.catalog_frames(), inputs.accounts, settled.lifecycles, inputs.usage,
-        counters_before, period, cutoff, detail=detail,
+        counters_before, period, cutoff, detail=detail, parcels_before=parcels_before,
     )
     return Bill(
         decisions=settled.decisions,
@@ -97,6 +105,8 @@ def bill(
         invoices=charged.invoices,
         counters_after=charged.counters_after,
         usage_detail=charged.usage_detail,
+        parcels=charged.parcels,
+        parcel_use=charged.parcel_use,
     )
 
 

@@ -39,11 +39,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Promotion(_Strict):
+    """SPEC §7.1: the next `terms` terms of an assignment are charged `fee`."""
+
+    terms: int = Field(ge=1)
+    fee: Decimal = Field(ge=0)
+
+
 class FeePlan(_Strict):
     id: str
     term_months: Literal[1, 3, 6, 12]
     fee: Decimal = Field(ge=0)
     currency: str
+    promotions: list[Promotion] = Field(default_factory=list)
 
 
 class Subscription(_Strict):
@@ -53,6 +61,7 @@ class Subscription(_Strict):
     prorate_last: bool = True
     activation_fee: Decimal = Field(default=Decimal(0), ge=0)
     once_per_account: bool = True
+    credit_suspended_days: bool = False
     fee_plans: list[FeePlan] = Field(min_length=1)
 
 
@@ -62,6 +71,7 @@ class DiscountEntry(_Strict):
     threshold_type: Literal["quantity", "amount"]
     reset: Literal["billing_period", "daily", "never"] = "billing_period"
     tiers: list[tuple[Decimal, Decimal]] = Field(min_length=1)
+    rollover: int = Field(default=0, ge=0, le=3)
 
     @field_validator("tiers")
     @classmethod
@@ -173,7 +183,9 @@ def _reference_problems(cat: Catalog) -> list[str]:
                 problems.append(f"{where}.currency: {fp.currency!r} is not declared in currencies")
                 continue
             minor = cat.currencies[fp.currency]
-            for field, value in (("fee", fp.fee), ("activation_fee", sub.activation_fee)):
+            fees = [("fee", fp.fee), ("activation_fee", sub.activation_fee)]
+            fees += [(f"promotions[{n}].fee", p.fee) for n, p in enumerate(fp.promotions)]
+            for field, value in fees:
                 if value > MAX_FEE:
                     problems.append(
                         f"{where}.{field}: {value} is more than the largest fee billrun "
@@ -185,6 +197,10 @@ def _reference_problems(cat: Catalog) -> list[str]:
                         f"({minor})"
                     )
     for plan in cat.discount_plans:
+        for n, entry in enumerate(plan.entries):
+            problem = _rollover_problem(entry)
+            if problem:
+                problems.append(f"discount_plans[{plan.id}].entries[{n}].rollover: {problem}")
         keys = [(e.service, e.destination_group) for e in plan.entries]
         for service, group in sorted({k for k in keys if keys.count(k) > 1}):
             problems.append(
@@ -192,6 +208,18 @@ def _reference_problems(cat: Catalog) -> list[str]:
                 f"{service!r}, destination_group {group!r}"
             )
     return problems
+
+
+def _rollover_problem(entry: DiscountEntry) -> str:
+    """Why `rollover` is not allowed on this entry (SPEC §7.3), or "" when it is."""
+    if entry.rollover == 0:
+        return ""
+    if entry.reset != "billing_period":
+        return f"{entry.rollover} needs reset billing_period, not {entry.reset}"
+    if len(entry.tiers) < 2 or entry.tiers[0][1] != 100:
+        return (f"{entry.rollover} needs a billing-period quota: a first tier [0, 100] and a "
+                "second tier")
+    return ""
 
 
 def _pydantic_problems(err: ValidationError, raw: dict[str, Any]) -> list[str]:
@@ -249,6 +277,12 @@ class CatalogFrames:
     fee_plans: pl.DataFrame  # fee_plan_id, subscription_id, term_months, currency, fee_minor, ...
     discount_entries: pl.DataFrame  # discount_plan_id, entry_no, service, ... , reset
     discount_tiers: pl.DataFrame  # discount_plan_id, entry_no, tier_no, from_units, to_units, pct
+    # SPEC §7.1: fee_plan_id, promotion_no, first_term, last_term (1-based), fee, fee_minor
+    promotions: pl.DataFrame
+    # The rules' verdicts (rules.promotions.with_verdicts): which promotion prices each term
+    # number, and which entries roll over. None until the rules have run.
+    term_prices: pl.DataFrame | None = None
+    rollover_entries: pl.DataFrame | None = None
 
 
 def catalog_frames(cat: Catalog) -> CatalogFrames:
@@ -267,6 +301,17 @@ def catalog_frames(cat: Catalog) -> CatalogFrames:
         for sub in cat.subscriptions
         for fp in sub.fee_plans
     ]
+    promotion_rows = []
+    for sub in cat.subscriptions:
+        for fp in sub.fee_plans:
+            first = 1
+            for n, promo in enumerate(fp.promotions):
+                promotion_rows.append({
+                    "fee_plan_id": fp.id, "promotion_no": n, "first_term": first,
+                    "last_term": first + promo.terms - 1, "fee": str(promo.fee),
+                    "fee_minor": _to_units(promo.fee, cat.currencies[fp.currency]),
+                })
+                first += promo.terms
     entry_rows, tier_rows = [], []
     for plan in cat.discount_plans:
         for n, e in enumerate(plan.entries):
@@ -278,6 +323,7 @@ def catalog_frames(cat: Catalog) -> CatalogFrames:
                     "destination_group": e.destination_group,
                     "threshold_type": e.threshold_type,
                     "reset": e.reset,
+                    "rollover": e.rollover,
                 }
             )
             bounds = [t[0] for t in e.tiers[1:]] + [None]
@@ -341,6 +387,7 @@ def catalog_frames(cat: Catalog) -> CatalogFrames:
                     "prorate_first": sub.prorate_first,
                     "prorate_last": sub.prorate_last,
                     "once_per_account": sub.once_per_account,
+                    "credit_suspended_days": sub.credit_suspended_days,
                 }
                 for sub in cat.subscriptions
             ],
@@ -350,6 +397,7 @@ def catalog_frames(cat: Catalog) -> CatalogFrames:
                 "prorate_first": pl.Boolean,
                 "prorate_last": pl.Boolean,
                 "once_per_account": pl.Boolean,
+                "credit_suspended_days": pl.Boolean,
             },
         ),
         fee_plans=pl.DataFrame(
@@ -364,6 +412,17 @@ def catalog_frames(cat: Catalog) -> CatalogFrames:
                 "activation_fee_minor": i,
             },
         ),
+        promotions=pl.DataFrame(
+            promotion_rows,
+            schema={
+                "fee_plan_id": s,
+                "promotion_no": i,
+                "first_term": i,
+                "last_term": i,
+                "fee": s,
+                "fee_minor": i,
+            },
+        ),
         discount_entries=pl.DataFrame(
             entry_rows,
             schema={
@@ -373,6 +432,7 @@ def catalog_frames(cat: Catalog) -> CatalogFrames:
                 "destination_group": s,
                 "threshold_type": s,
                 "reset": s,
+                "rollover": i,
             },
         ),
         discount_tiers=pl.DataFrame(

@@ -7,7 +7,7 @@ totals the concatenated lines with `invoices`. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import polars as pl
@@ -27,6 +27,7 @@ from pipeline.money import minor_factor
 from pipeline.periods import period_end_expr, period_start_expr
 from pipeline.recurring import fee_lines
 from pipeline.usage import usage_charges
+from pipeline.usage.rollover import empty_parcels
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class ChargesResult:
     invoices: pl.DataFrame
     counters_after: pl.DataFrame
     usage_detail: pl.DataFrame
+    parcels: pl.DataFrame = field(default_factory=empty_parcels)  # SPEC §7.3, quota_rollovers
+    parcel_use: pl.DataFrame = field(default_factory=pl.DataFrame)  # for explain
 
 
 def account_context(
@@ -86,15 +89,17 @@ def compute_charges(
     cutoff: date | None = None,
     *,
     detail: bool = True,
+    parcels_before: pl.DataFrame | None = None,
 ) -> ChargesResult:
     """Charges, invoices, counters and usage detail of `period` for the given accounts.
 
     With `cutoff` (a draft as of that day) only lines dated on or before it, and only events
     started before the next day, are counted. `detail=False` skips the per-event parts.
+    `parcels_before` are the rollover parcels left at the end of the previous period (§7.3).
     """
     try:
         return _compute(catalog, accounts, lifecycles, usage, counters_before, period, cutoff,
-                        detail)
+                        detail, parcels_before)
     except pl.exceptions.InvalidOperationError as exc:
         # A strict Int128 -> Int64 cast refused a sum: say so, rather than a Polars message.
         if "`i128` to `i64`" not in str(exc):
@@ -115,15 +120,18 @@ def _compute(
     period: str,
     cutoff: date | None,
     detail: bool,
+    parcels_before: pl.DataFrame | None,
 ) -> ChargesResult:
+    account_rows = accounts  # with `status`, for the suspension credits (SPEC §7.2)
     accounts = typed(accounts, ACCOUNT_SCHEMA)
     lifecycles = typed(lifecycles, CHARGED_LIFECYCLE_SCHEMA)
     usage = typed(usage, USAGE_SCHEMA)
     counters_before = typed(counters_before, COUNTER_INPUT_SCHEMA)
     context = account_context(catalog, accounts, period, cutoff)
-    fees = fee_lines(catalog, lifecycles, context, period)
+    fees = fee_lines(catalog, lifecycles, context, period, account_rows)
     used = usage_charges(
-        catalog, accounts, lifecycles, usage, counters_before, context, period, detail
+        catalog, accounts, lifecycles, usage, counters_before, context, period, detail,
+        parcels_before,
     )
     lines = invoice_lines([fees, used.lines])
     return ChargesResult(
@@ -131,4 +139,6 @@ def _compute(
         invoices=invoices(lines),
         counters_after=used.counters_after,
         usage_detail=used.detail,
+        parcels=used.parcels,
+        parcel_use=used.parcel_use,
     )

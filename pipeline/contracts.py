@@ -177,9 +177,12 @@ LINE_TYPES: dict[str, LineType] = {
         LineType("credit", True, "fees", "backdated removal or changed end date"),
         LineType("usage", False, "usage", "late or corrected usage"),
         LineType("discount", True, "discounts", "late or corrected usage"),
+        # SPEC §7.2: a credit for the days an account was suspended; its own revenue bucket so
+        # that `revenue_by_addon` shows it apart from removal credits.
+        LineType("suspension_credit", True, "suspension_credits", "changed account status"),
     )
 }
-REVENUE_BUCKETS = ("fees", "usage", "discounts")
+REVENUE_BUCKETS = ("fees", "usage", "discounts", "suspension_credits")
 
 
 def line_types_where(**wanted: object) -> list[str]:

@@ -33,3 +33,13 @@ def counter_shift(old: pl.DataFrame, new: pl.DataFrame, period: str) -> pl.DataF
         .filter(pl.col("delta_units") != 0)
         .select(*COUNTER_KEY, pl.lit(period).alias("period"), "delta_units")
     )
+
+
+def carry_parcels(stored: pl.DataFrame, carried: pl.DataFrame) -> pl.DataFrame:
+    """Rollover parcels before a period (SPEC §7.3): those the previous period of this run left
+    replace the stored ones of the same account and window (which are older)."""
+    if carried.width == 0:
+        return stored
+    fresh = carried.select("account_id", "window_start").unique()
+    kept = stored.join(fresh, on=["account_id", "window_start"], how="anti")
+    return pl.concat([carried.select(stored.columns), kept], how="vertical_relaxed")

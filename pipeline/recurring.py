@@ -22,6 +22,8 @@ from pipeline.periods import (
     index_date_expr,
     period_name_index,
 )
+from pipeline.promotions import promotional_fees
+from pipeline.suspensions import suspension_credit_lines
 
 
 def fee_terms(
@@ -58,6 +60,9 @@ def fee_terms(
         .with_columns(
             term_start=index_date_expr(b0 + k * months, d),
             term_end=index_date_expr(b0 + (k + 1) * months, d),
+            # SPEC §7.1: terms count from 1; a partial first term (k = -1) is term 1.
+            term_no=k.cast(pl.Int64) + 1
+            + (pl.col("eff_start") != index_date_expr(b0, d)).cast(pl.Int64),
         )
         .with_columns(
             active_start=pl.max_horizontal("term_start", "eff_start"),
@@ -69,6 +74,7 @@ def fee_terms(
             start_missing=days_between_expr(pl.col("term_start"), pl.col("active_start")),
             end_missing=days_between_expr(pl.col("active_end"), pl.col("term_end")),
         )
+        .pipe(promotional_fees, catalog)
     )
 
 
@@ -83,8 +89,8 @@ def _description(prefix: pl.Expr, start: pl.Expr, end: pl.Expr, days: pl.Expr) -
     )
     name = pl.coalesce("addon_name", "addon_id")
     return pl.format(
-        "{}{} {} {}..{} ({}/{}){}", prefix, name, "fee_plan_id", start, end, days, "full_days",
-        times,
+        "{}{} {} {}..{} ({}/{}){}{}", prefix, name, "fee_plan_id", start, end, days, "full_days",
+        times, "promotion_label",
     )
 
 
@@ -176,19 +182,23 @@ def activation_lines(terms: pl.LazyFrame, period: str) -> pl.LazyFrame:
 
 
 def fee_lines(
-    catalog: CatalogFrames, lifecycles: pl.DataFrame, accounts: pl.DataFrame, period: str
+    catalog: CatalogFrames, lifecycles: pl.DataFrame, accounts: pl.DataFrame, period: str,
+    account_rows: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Every fee line (recurring, credit, activation) of `period` dated before the day limit.
 
+    `account_rows` (the account versions with `status`) give the suspension credits (SPEC §7.2).
     Zero activation fees and zero credits (a free plan) are left out; recurring lines are kept
     even at zero, so that a free plan still shows on the invoice.
     """
+    rows = account_rows if account_rows is not None else pl.DataFrame()
     terms = fee_terms(catalog, lifecycles, accounts, period).cache()
     limit = accounts.lazy().select("account_id", "day_limit")
     lines = pl.concat([
         periodic_fee_lines(terms, period),
         credit_lines(terms, period),
         activation_lines(terms, period),
+        suspension_credit_lines(catalog, terms, rows, accounts, period),
     ])
     return (
         lines.join(limit, on="account_id")

@@ -45,6 +45,10 @@ class ResultsBatch:
     locks: pl.DataFrame = field(default_factory=pl.DataFrame)  # assignment_id, locked_start
     counter_shift: pl.DataFrame = field(default_factory=pl.DataFrame)  # never-window deltas
     lifecycles: pl.DataFrame = field(default_factory=pl.DataFrame)  # settled, one per assignment
+    # SPEC §7.3: rollover parcels left (PARCEL_SCHEMA), for the (account, window_start) groups of
+    # `parcel_scope`, which replace what was stored for those groups
+    parcels: pl.DataFrame = field(default_factory=pl.DataFrame)
+    parcel_scope: pl.DataFrame = field(default_factory=pl.DataFrame)  # account_id, window_start
 
 
 def _minor_factor_sql(column: str) -> str:
@@ -237,6 +241,8 @@ def write_results(
         counts["adjustments"] = batch.adjustments.height
 
         counts["counters_written"] = _write_counters(con, batch, run_id)
+        if batch.parcel_scope.height:
+            counts["parcels_rewritten"] = _write_parcels(con, batch, run_id)
         if batch.lifecycles.height:
             counts["lifecycles_rewritten"] = _write_lifecycles(con, batch.lifecycles, run_id)
         if batch.locks.height:
@@ -304,6 +310,59 @@ def _write_counters(con: duckdb.DuckDBPyConnection, batch: ResultsBatch, run_id:
             WHERE d.value IS DISTINCT FROM l.value OR d.period IS DISTINCT FROM l.period"""
     )
     return counters.height
+
+
+_PARCEL_KEY = ("account_id, service, destination_group, threshold_type, window_start, "
+               "granted_window_start")
+
+
+def read_parcels_before(con: duckdb.DuckDBPyConnection, period: str) -> pl.DataFrame:
+    """Rollover parcels left at the end of the period before `period` (any billing day), in
+    pipeline units (`remaining_units`)."""
+    first = date(int(period[:4]), int(period[5:]), 1)
+    previous = date(first.year - (first.month == 1), (first.month - 2) % 12 + 1, 1)
+    return frame(
+        con,
+        f"""SELECT {_PARCEL_KEY}, expires_after_window_start,
+                   CAST(remaining * 1000000 AS BIGINT) AS remaining_units
+            FROM quota_rollovers WHERE window_start >= ? AND window_start < ?
+            ORDER BY {_PARCEL_KEY}""",
+        [previous, first],
+    )
+
+
+def _write_parcels(con: duckdb.DuckDBPyConnection, batch: ResultsBatch, run_id: str) -> int:
+    """Replace the parcels of the recomputed (account, window_start) groups; rows that did not
+    change keep their run_id, so unchanged inputs change nothing."""
+    _register(con, "_parcel_scope", batch.parcel_scope.select("account_id", "window_start"))
+    columns = f"{_PARCEL_KEY}, expires_after_window_start, remaining"
+    parcels = batch.parcels if batch.parcels.width else pl.DataFrame(schema={
+        "account_id": pl.Utf8, "service": pl.Utf8, "destination_group": pl.Utf8,
+        "threshold_type": pl.Utf8, "window_start": pl.Date, "granted_window_start": pl.Date,
+        "expires_after_window_start": pl.Date, "remaining_units": pl.Int64,
+    })
+    _register(con, "_new_parcels_src", parcels)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _new_parcels AS
+            SELECT {_PARCEL_KEY}, expires_after_window_start,
+                   CAST(CAST(remaining_units AS DECIMAL(18,0)) * 0.000001 AS DECIMAL(18,6))
+                     AS remaining
+            FROM _new_parcels_src"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _gone_parcels AS
+            SELECT {columns} FROM quota_rollovers q SEMI JOIN _parcel_scope USING
+              (account_id, window_start)
+            EXCEPT SELECT {columns} FROM _new_parcels"""
+    )
+    same = " AND ".join(f"q.{c} = g.{c}" for c in _PARCEL_KEY.split(", "))
+    con.execute(f"DELETE FROM quota_rollovers q USING _gone_parcels g WHERE {same}")
+    con.execute(
+        f"""INSERT INTO quota_rollovers BY NAME
+            SELECT n.*, '{run_id}' AS run_id FROM _new_parcels n
+            ANTI JOIN quota_rollovers q USING ({_PARCEL_KEY})"""
+    )
+    return int(scalar(con, "SELECT count(*) FROM _gone_parcels"))
 
 
 def _write_lifecycles(con: duckdb.DuckDBPyConnection, lifecycles: pl.DataFrame, run_id: str) -> int:

@@ -47,6 +47,15 @@ RESULTS_DDL: list[str] = [
         period VARCHAR NOT NULL, value DECIMAL(38,6) NOT NULL, run_id VARCHAR,
         PRIMARY KEY (account_id, service, destination_group, threshold_type, reset, window_start,
                      period))""",
+    # Grain: one row per rollover parcel left at the end of the billing period starting
+    # `window_start` that a later period may still use (SPEC §7.3, §7.4; docs/TABLES.md).
+    """CREATE TABLE IF NOT EXISTS quota_rollovers (
+        account_id VARCHAR NOT NULL, service VARCHAR NOT NULL, destination_group VARCHAR NOT NULL,
+        threshold_type VARCHAR NOT NULL, window_start DATE NOT NULL,
+        granted_window_start DATE NOT NULL, expires_after_window_start DATE NOT NULL,
+        remaining DECIMAL(18,6) NOT NULL, run_id VARCHAR,
+        PRIMARY KEY (account_id, service, destination_group, threshold_type, window_start,
+                     granted_window_start))""",
     # Grain: one row per assignment: its settled life cycle, as the latest run decided it.
     """CREATE TABLE IF NOT EXISTS assignment_lifecycles (
         assignment_id VARCHAR PRIMARY KEY, account_id VARCHAR NOT NULL, addon_id VARCHAR,

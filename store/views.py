@@ -52,7 +52,8 @@ VIEWS: dict[str, str] = {
         plans AS (
             SELECT addon_id, f.currency,
                    string_agg(f.fee_plan_id || ' (' || f.term_months || ' mo ' || f.fee || ' '
-                              || f.currency || ')', ', ' ORDER BY f.term_months) AS fee_plans
+                              || f.currency || coalesce('; ' || f.promotions, '') || ')', ', '
+                              ORDER BY f.term_months) AS fee_plans
             FROM catalog_addons ad JOIN catalog_fee_plans f USING (subscription_id)
             GROUP BY ALL),
         conflicts AS (  -- the conflicts ruleset's verdicts (rules.conflicts.offer_verdicts)
@@ -127,9 +128,16 @@ def write_catalog_tables(
         con.register("_catalog_frame", getattr(frames, attribute).to_arrow())
         con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _catalog_frame")
         con.unregister("_catalog_frame")
+    # SPEC §7.1: each plan's promotions as text, e.g. "promotions: 3 terms at 0, 6 terms at 9.99"
+    promotions = frames.promotions.sort("fee_plan_id", "promotion_no").group_by(
+        "fee_plan_id", maintain_order=True
+    ).agg(
+        pl.format("{} term(s) at {}", pl.col("last_term") - pl.col("first_term") + 1, "fee")
+        .str.join(", ").alias("promotions")
+    ).with_columns(pl.format("promotions: {}", "promotions").alias("promotions"))
     fee_plans = frames.fee_plans.select(
         "fee_plan_id", "subscription_id", "term_months", "currency", "fee"
-    )
+    ).join(promotions, on="fee_plan_id", how="left", maintain_order="left")
     con.register("_catalog_frame", fee_plans.to_arrow())
     con.execute(
         "CREATE OR REPLACE TABLE catalog_fee_plans AS SELECT * REPLACE "

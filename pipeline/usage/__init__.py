@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -35,12 +35,21 @@ from pipeline.usage.keys import (
 )
 from pipeline.usage.lines import usage_detail, usage_lines
 from pipeline.usage.rating import rated_events, with_pair_index
+from pipeline.usage.rollover import (
+    PARCEL_SCHEMA,
+    PARCEL_USE_SCHEMA,
+    empty_parcels,
+    parcels_after,
+    rollover_state,
+    with_carry,
+)
 from pipeline.usage.tiers import discounted_events
 from pipeline.usage.timeline import winner_timeline
 
 __all__ = [
     "COUNTER_KIND", "COUNTER_SCHEMA", "DETAIL_SCHEMA", "KEY", "NEVER_START", "OPEN", "OPEN_END",
-    "PAIR", "WINDOW", "Entries", "KeyBudget", "KeyBudgetError", "UsageResult",
+    "PAIR", "PARCEL_SCHEMA", "PARCEL_USE_SCHEMA", "WINDOW", "Entries", "KeyBudget",
+    "KeyBudgetError", "UsageResult",
     "counted_events", "counters_after", "discount_candidates", "discount_entries",
     "discounted_events", "key_budget", "rated_events", "usage_charges", "usage_detail",
     "usage_lines", "winner_timeline", "with_pair_index",
@@ -54,6 +63,9 @@ class UsageResult:
     lines: pl.DataFrame
     counters_after: pl.DataFrame
     detail: pl.DataFrame
+    # SPEC §7.3: parcels left at the period's end (quota_rollovers) and their use (explain)
+    parcels: pl.DataFrame = field(default_factory=empty_parcels)
+    parcel_use: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=PARCEL_USE_SCHEMA))
 
 
 def key_budget(accounts: pl.DataFrame, entries: Entries) -> KeyBudget:
@@ -73,6 +85,7 @@ def usage_charges(
     accounts: pl.DataFrame,
     period: str,
     detail: bool = True,
+    parcels_before: pl.DataFrame | None = None,
 ) -> UsageResult:
     """Usage and discount lines, counters and per-event detail of one period.
 
@@ -84,14 +97,24 @@ def usage_charges(
     candidates = discount_candidates(catalog, entries, account_rows, lifecycles, accounts)
     timeline, line_nos = winner_timeline(candidates, budget)
     plain_sums, discountable = rated_events(usage, accounts, entries, timeline, budget)
-    counted = counted_events(discountable, entries, accounts, counters_before)
+    rollover = rollover_state(
+        entries, timeline, budget, accounts,
+        empty_parcels() if parcels_before is None else parcels_before,
+        catalog.rollover_entries,
+    )
+    counted = with_carry(counted_events(discountable, entries, accounts, counters_before),
+                         rollover)
     del discountable
     discounted = discounted_events(counted, entries)
     del counted
     lines = usage_lines(plain_sums, discounted, line_nos, accounts, period)
+    parcels, parcel_use = parcels_after(rollover, discounted, entries, accounts)
     return UsageResult(
         lines=lines,
         counters_after=counters_after(discounted, entries, counters_before, accounts),
         detail=usage_detail(discounted, entries, line_nos, accounts) if detail
         else pl.DataFrame(schema=DETAIL_SCHEMA),
+        parcels=parcels,
+        parcel_use=parcel_use,
     )
+

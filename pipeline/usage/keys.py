@@ -13,11 +13,11 @@ from datetime import date
 
 import polars as pl
 
+from pipeline.contracts import COUNTER_SCHEMA, NEVER_START, OPEN_END
+
 KEY = ["account_id", "service", "destination_group"]
 COUNTER_KIND = ["service", "destination_group", "threshold_type"]
 WINDOW = ["account_id", *COUNTER_KIND, "window_start"]
-NEVER_START = date(1970, 1, 1)
-OPEN_END = date(9999, 12, 1)
 # Stands in for an open top tier (and for a missing tier: an empty range far above any counter).
 OPEN = 2**62
 PAIR = ["service", "destination_group"]
@@ -28,15 +28,7 @@ RESET_CODES = {"billing_period": 0, "daily": 1, "never": 2}
 # Converts (10^-6 currency) × (10^-4 percent-hundredths → fraction) into 10^-12 of the currency.
 PCT_TO_PICO = 100
 
-COUNTER_SCHEMA: dict[str, pl.DataType] = {
-    "account_id": pl.Utf8(),
-    "service": pl.Utf8(),
-    "destination_group": pl.Utf8(),
-    "threshold_type": pl.Utf8(),
-    "window_start": pl.Date(),
-    "value_units": pl.Int64(),
-    "reset": pl.Utf8(),
-}
+__all__ = ["COUNTER_SCHEMA", "NEVER_START", "OPEN_END"]  # re-exported from the contracts
 
 DETAIL_SCHEMA: dict[str, pl.DataType] = {
     "event_id": pl.Utf8(),

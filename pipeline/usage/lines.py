@@ -81,7 +81,7 @@ def usage_detail(discounted: pl.DataFrame, entries: Entries, line_nos: pl.DataFr
         return pl.lit(series).gather(index)
 
     keep = ["event_id", "acct_idx", "started_at", "line_no", "entry_key", "window_start", "c0",
-            "c1", "x", "quantity_units", "amount_units", "discount_pico"]
+            "c1", "x", "quantity_units", "amount_units", "discount_pico", "carry_units"]
     single = discounted.lazy().filter(pl.col("tier_lo") == pl.col("tier_hi")).select(
         *keep, pl.col("tier_lo").cast(pl.Int64).alias("tier_no")
     ).with_columns(
@@ -94,8 +94,10 @@ def usage_detail(discounted: pl.DataFrame, entries: Entries, line_nos: pl.DataFr
     )
     i128 = pl.Int128
     x = pl.col("x").cast(i128)
-    lower = pl.max_horizontal(pl.col("c0"), tier_value(flat[0]))
-    upper = pl.min_horizontal(pl.col("c1"), tier_value(flat[1]))
+    carry = pl.col("carry_units")  # SPEC §7.3: tiers after the first move up by C
+    shifted_from = tier_value(flat[0]) + pl.when(pl.col("tier_no") > 0).then(carry).otherwise(0)
+    lower = pl.max_horizontal(pl.col("c0"), shifted_from)
+    upper = pl.min_horizontal(pl.col("c1"), tier_value(flat[1]) + carry)
     before, through = (lower - pl.col("c0")).cast(i128), (upper - pl.col("c0")).cast(i128)
     in_tier = (upper - lower).cast(i128) * pl.col("pct")
     amount = pl.col("amount_units").cast(i128)

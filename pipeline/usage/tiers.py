@@ -17,8 +17,9 @@ def _tier_exprs(entries: Entries) -> dict[str, pl.Expr]:
     c0, c1, x = pl.col("c0"), pl.col("c1"), pl.col("x")
     i128 = pl.Int128
     weighted, discounted, lo, hi = [], [], [], []
+    carry = pl.col("carry_units")  # SPEC §7.3: the free band and every later tier move by C
     for k, (start, end, pct) in enumerate(entries.tiers):
-        s, e, p = entries.at(start), entries.at(end), entries.at(pct)
+        s, e, p = entries.at(start) + (carry if k else 0), entries.at(end) + carry, entries.at(pct)
         overlap = (pl.min_horizontal(c1, e) - pl.max_horizontal(c0, s)).clip(lower_bound=0)
         holds_c0 = ((s <= c0) & (c0 < e)).cast(pl.Int64)
         part = pl.when(x > 0).then(overlap).otherwise(holds_c0)

@@ -17,8 +17,11 @@ from pipeline.contracts import (
 )
 
 
-def test_the_registry_holds_the_five_line_types_of_the_spec() -> None:
-    assert list(LINE_TYPES) == ["recurring", "activation", "credit", "usage", "discount"]
+def test_the_registry_holds_the_line_types_of_the_spec() -> None:
+    # SPEC §6 names five; §7.4 adds `suspension_credit`.
+    assert list(LINE_TYPES) == [
+        "recurring", "activation", "credit", "usage", "discount", "suspension_credit"
+    ]
     assert {t.revenue_bucket for t in LINE_TYPES.values()} == set(REVENUE_BUCKETS)
 
 
@@ -30,6 +33,7 @@ def test_the_registry_holds_the_five_line_types_of_the_spec() -> None:
         ("credit", True, "fees", "backdated removal or changed end date"),
         ("usage", False, "usage", "late or corrected usage"),
         ("discount", True, "discounts", "late or corrected usage"),
+        ("suspension_credit", True, "suspension_credits", "changed account status"),
     ],
 )
 def test_each_line_type_says_if_a_zero_line_drops_its_bucket_and_its_cause(
