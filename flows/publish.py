@@ -83,7 +83,7 @@ def finish_run(
         )
     finally:
         con.close()
-    return changes, publish_snapshot(db)
+    return changes, publish_snapshot(db, batch.run.run_id)
 
 
 def run_id_for(kind: str, started: datetime) -> str:
