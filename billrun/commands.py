@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-import polars as pl
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -74,16 +73,9 @@ def _guarded(run: Callable[[], object]) -> tuple[int, object | None]:
         return 1, None
 
 
-def _money(minor: int, currency: str, minor_units: dict[str, int]) -> str:
-    from decimal import Decimal
-
-    units = minor_units.get(currency, 2)
-    return f"{Decimal(minor).scaleb(-units):,.{units}f} {currency}"
-
-
 def _print_run_summary(summary: object) -> None:
     """The short summary every billing run ends with."""
-    from flows.publish import RunSummary
+    from flows.publish import RunSummary, invoice_totals
 
     assert isinstance(summary, RunSummary)
     table = Table(title=f"billrun {summary.kind}: {summary.run_id}", show_header=False)
@@ -92,15 +84,8 @@ def _print_run_summary(summary: object) -> None:
     table.add_row("  drafts / finalized", f"{summary.drafts:,} / {summary.finalized:,}")
     table.add_row("charge lines", f"{summary.charge_lines:,}")
     table.add_row("adjustment lines", f"{summary.adjustments:,}")
-    if summary.invoices.height:
-        totals = (
-            summary.invoices.group_by("currency")
-            .agg(n=pl.len(), total=pl.col("total_minor").sum())
-            .sort("currency")
-        )
-        for row in totals.iter_rows(named=True):
-            total = _money(row["total"], row["currency"], summary.minor_units)
-            table.add_row(f"invoices {row['currency']}", f"{row['n']:,} totalling {total}")
+    for currency, text in invoice_totals(summary).items():
+        table.add_row(f"invoices {currency}", text)
     for key, value in summary.changes.items():
         table.add_row(key.replace("_", " "), f"{value:,}")
     table.add_row("analyst copy", summary.analyst_copy)

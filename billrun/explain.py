@@ -9,6 +9,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.money import format_amount
 from store.duck import frame, scalar
 from store.snapshot import analyst_path
 
@@ -28,6 +29,30 @@ def _open(db: str) -> tuple[duckdb.DuckDBPyConnection, str]:
         if not copy.exists():
             raise
         return duckdb.connect(str(copy), read_only=True), f"{copy} (a run holds {db})"
+
+
+# The columns of `explain`'s tables that hold billed amounts, shown at the currency's precision.
+AMOUNT_COLUMNS = ("total", "amount")
+
+
+def _minor_units(con: duckdb.DuckDBPyConnection, account_id: str) -> tuple[str, int] | None:
+    """The account's currency and its minor units (from the catalog the last run used)."""
+    got = con.execute(
+        "SELECT a.currency, c.minor_units FROM accounts a "
+        "JOIN catalog_currencies c USING (currency) WHERE a.account_id = ? "
+        "ORDER BY a.effective_from DESC LIMIT 1",
+        [account_id],
+    ).fetchall()
+    return (got[0][0], got[0][1]) if got else None
+
+
+def _amounts_as_read(frame: pl.DataFrame, minor_units: int) -> pl.DataFrame:
+    """Amount columns as text at the currency's precision (display only; one invoice's rows)."""
+    return frame.with_columns(
+        pl.Series(name, [None if v is None else format_amount(v, minor_units) for v in frame[name]])
+        for name in AMOUNT_COLUMNS
+        if name in frame.columns
+    )
 
 
 def _table(title: str, frame: pl.DataFrame) -> Table:
@@ -165,16 +190,19 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
     try:
         frames = explain_frames(con, account_id, period)
         frames["events"] = event_detail(con, account_id, period)
+        currency = _minor_units(con, account_id)
     finally:
         con.close()
     if all(f.height == 0 for f in frames.values()):
         raise ExplainError(f"nothing billed or decided for account {account_id} in {period}")
     invoice = frames["invoice"]
+    units = currency[1] if currency else 2
     if invoice.height:
         row = invoice.row(0, named=True)
+        total = format_amount(row["total"], units, row["currency"])
         console.print(
             f"[bold]Invoice {row['account_id']} {row['period']}[/bold]: "
-            f"{row['total']} {row['currency']} ({row['status']}, run {row['run_id']})"
+            f"{total} ({row['status']}, run {row['run_id']})"
         )
     else:
         console.print(f"[bold]{account_id} {period}[/bold]: no invoice (no line in the period)")
@@ -184,15 +212,19 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
         "lines": "Invoice lines",
         "adjustments": "Adjustments made after finalization",
         "counters": "Discount counters (before the period, after it or at the as-of date)",
-        "events": "Discounted usage events, split at tier boundaries (recomputed)",
+        # Exact parts before the line's one rounding (SPEC §4): finer than the minor unit.
+        "events": "Discounted usage events, split at tier boundaries (recomputed, exact parts)",
     }
     for key, title in titles.items():
         frame = frames[key]
         if frame.height:
-            console.print(_table(title, frame))
+            shown = frame if key == "events" else _amounts_as_read(frame, units)
+            console.print(_table(title, shown))
         else:
             console.print(f"[dim]{title}: none[/dim]")
     lines = frames["lines"]
     if invoice.height and lines.height:
-        total = lines["amount"].sum()
-        console.print(f"Sum of lines: {total} = invoice total {invoice['total'][0]}")
+        total = format_amount(lines["amount"].sum(), units)
+        console.print(
+            f"Sum of lines: {total} = invoice total {format_amount(invoice['total'][0], units)}"
+        )

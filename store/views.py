@@ -6,6 +6,7 @@ import duckdb
 import polars as pl
 
 from pipeline.catalog import CatalogFrames
+from pipeline.money import format_amount
 
 # Current catalog, flattened; rewritten by every billing run inside its transaction.
 CATALOG_TABLES = {
@@ -34,8 +35,8 @@ VIEWS: dict[str, str] = {
             WHERE s.billable AND (s.eff_end IS NULL OR s.eff_end > as_of.day)),
         plans AS (
             SELECT addon_id, f.currency,
-                   string_agg(f.fee_plan_id || ' (' || f.term_months || ' mo ' || f.fee || ' '
-                              || f.currency || ')', ', ' ORDER BY f.term_months) AS fee_plans
+                   string_agg(f.fee_plan_id || ' (' || f.term_months || ' mo ' || f.fee_text
+                              || ')', ', ' ORDER BY f.term_months) AS fee_plans
             FROM catalog_addons ad JOIN catalog_fee_plans f USING (subscription_id)
             GROUP BY ALL),
         entry_keys AS (
@@ -118,7 +119,7 @@ def write_catalog_tables(
         con.unregister("_catalog_frame")
     fee_plans = frames.fee_plans.select(
         "fee_plan_id", "subscription_id", "term_months", "currency", "fee"
-    )
+    ).with_columns(pl.Series("fee_text", fee_texts(frames), dtype=pl.Utf8))
     con.register("_catalog_frame", fee_plans.to_arrow())
     con.execute(
         "CREATE OR REPLACE TABLE catalog_fee_plans AS SELECT * REPLACE "
@@ -129,6 +130,18 @@ def write_catalog_tables(
     con.register("_catalog_frame", settings.to_arrow())
     con.execute("CREATE OR REPLACE TABLE catalog_settings AS SELECT * FROM _catalog_frame")
     con.unregister("_catalog_frame")
+
+
+def fee_texts(frames: CatalogFrames) -> list[str]:
+    """Each fee plan's fee as people read it (`30.00 USD`, `3,224 JPY`), for `fee_plans`.
+
+    Formatted here, not in SQL, so that one function formats every amount (the catalog has a
+    handful of fee plans: a loop over them is no loop over the data)."""
+    units = dict(frames.currencies.select("currency", "minor_units").iter_rows())
+    return [
+        format_amount(minor, units[currency], currency, in_minor=True)
+        for minor, currency in frames.fee_plans.select("fee_minor", "currency").iter_rows()
+    ]
 
 
 def create_views(con: duckdb.DuckDBPyConnection) -> None:
