@@ -32,7 +32,16 @@ def _bad_argument(message: str) -> int:
 
 @contextmanager
 def _progress_bar(label: str) -> Iterator[None]:
-    """Draw flow progress reports as a rich bar while the block runs."""
+    """Draw flow progress reports as a rich bar while the block runs (plain lines off a TTY)."""
+    if not err_console.is_terminal:
+        from billrun.progress_lines import ProgressLines
+
+        progress.set_reporter(ProgressLines(label, err_console.file))
+        try:
+            yield
+        finally:
+            progress.set_reporter(None)
+        return
     with Progress(
         TextColumn(f"[bold]{label}[/bold] {{task.description}}"),
         BarColumn(),
@@ -102,6 +111,10 @@ def nightly(args: argparse.Namespace) -> int:
     input_dir = getattr(args, "input", None)
     if input_dir is not None and not Path(input_dir).is_dir():
         return _bad_argument(f"--input {input_dir!r} is not a folder")
+    if getattr(args, "dry_run", False):
+        from billrun.dry_run import dry_run_command
+
+        return dry_run_command(args.db, as_of, input_dir, console, err_console)
     from flows.prefect_env import configure
 
     configure()
