@@ -36,14 +36,17 @@ AMOUNT_COLUMNS = ("total", "amount")
 
 
 def _minor_units(con: duckdb.DuckDBPyConnection, account_id: str) -> tuple[str, int] | None:
-    """The account's currency and its minor units (from the catalog the last run used)."""
+    """The account's currency and its minor units, from the stored catalog."""
+    import store
+
     got = con.execute(
-        "SELECT a.currency, c.minor_units FROM accounts a "
-        "JOIN catalog_currencies c USING (currency) WHERE a.account_id = ? "
-        "ORDER BY a.effective_from DESC LIMIT 1",
+        "SELECT currency FROM accounts WHERE account_id = ? ORDER BY effective_from DESC LIMIT 1",
         [account_id],
     ).fetchall()
-    return (got[0][0], got[0][1]) if got else None
+    if not got:
+        return None
+    units = store.read_catalog(con).currencies
+    return (got[0][0], units[got[0][0]]) if got[0][0] in units else None
 
 
 def _amounts_as_read(frame: pl.DataFrame, minor_units: int) -> pl.DataFrame:
@@ -190,7 +193,8 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
     try:
         frames = explain_frames(con, account_id, period)
         frames["events"] = event_detail(con, account_id, period)
-        currency = _minor_units(con, account_id)
+        found = any(f.height for f in frames.values())
+        currency = _minor_units(con, account_id) if found else None
     finally:
         con.close()
     if all(f.height == 0 for f in frames.values()):
