@@ -30,7 +30,6 @@ PARQUET_TABLES: tuple[str, ...] = (
     *VIEWS,
 )
 MANIFEST = "_manifest.json"
-KEEP_SETS = 2
 
 
 def parquet_pointer(db_path: str | Path) -> Path:
@@ -73,18 +72,16 @@ def write_parquet_set(source_db: str | Path, pointer: Path, tag: str | None) -> 
 
 
 def publish_parquet(pointer: Path, folder: Path) -> None:
-    """Point `pointer` at `folder` atomically, then remove all but the newest `KEEP_SETS` sets."""
+    """Point `pointer` at `folder` atomically, then remove every set but this one and the one
+    it replaces (sets left by runs killed before their swap go too)."""
     if pointer.exists() and not pointer.is_symlink():
         raise RuntimeError(f"{pointer} exists and is not billrun's link: move it away")
+    previous = pointer.resolve() if pointer.is_symlink() else None
     link = pointer.with_name(f".{pointer.name}.link-{os.getpid()}")
     link.unlink(missing_ok=True)
     link.symlink_to(Path(folder.parent.name) / folder.name, target_is_directory=True)
     os.replace(link, pointer)
-    current = folder.resolve()
-    sets = sorted(
-        (p for p in folder.parent.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime
-    )
-    keep = {current, *(p.resolve() for p in sets[-KEEP_SETS:])}
-    for old in sets:
-        if old.resolve() not in keep:
+    keep = {folder.resolve(), previous}
+    for old in folder.parent.iterdir():
+        if old.is_dir() and old.resolve() not in keep:
             shutil.rmtree(old, ignore_errors=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -132,3 +134,32 @@ def test_billrun_sql_runs_a_query_or_a_prompt_read_only(billed: Path) -> None:
     assert refused.returncode == 2 and "read-only" in refused.stderr
     missing = billrun("sql", "--db", str(billed.with_name("none.duckdb")), "SELECT 1")
     assert missing.returncode == 2 and "no analyst copy" in missing.stderr
+
+
+def test_a_run_killed_while_publishing_leaves_the_previous_set(billed: Path) -> None:
+    pointer = parquet_pointer(billed)
+    before = pointer.resolve()
+    marker = billed.with_name("paused-mid-publish")
+    proc = subprocess.Popen(
+        [str(BIN / "billrun"), "nightly", "--as-of", "2026-02-13", "--db", str(billed)],
+        env={**os.environ, "BILLRUN_PAUSE_AT": "mid-publish", "BILLRUN_PAUSE_MARKER": str(marker)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own group: the kill takes Prefect's server child too
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists():
+            assert proc.poll() is None, "the run ended before publishing"
+            assert time.monotonic() < deadline, "the run never reached mid-publish"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # The new set was written but never pointed at: readers still get the previous whole set.
+    assert pointer.resolve() == before
+    assert json.loads((pointer / "_manifest.json").read_text())["rows"]["invoices"] == 2
+    orphans = [p for p in sets_folder(pointer).iterdir() if p.resolve() != before]
+    assert len(orphans) == 2  # the set before (kept for late readers) and the killed run's
+    # The next run publishes, and keeps only its own set and the one it replaced.
+    assert billrun("nightly", "--as-of", "2026-02-14", "--db", str(billed)).returncode == 0
+    assert {p.resolve() for p in sets_folder(pointer).iterdir()} == {pointer.resolve(), before}
