@@ -171,6 +171,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    """`billrun sql [--db FILE] [QUERY]`: the analyst shell on the analyst copy, read-only."""
+    import duckdb
+
+    from billrun import sql_shell
+
+    try:
+        if args.query:
+            sql_shell.run_query(args.db, args.query)
+        else:
+            sql_shell.shell(args.db)
+    except FileNotFoundError as exc:
+        summary.error(str(exc))
+        return EXIT_USAGE
+    except duckdb.Error as exc:  # a bad QUERY is a bad argument
+        summary.error(f"{type(exc).__name__}: {exc}")
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"billrun {version('billrun')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "billrun (not installed)"
+
+
 # ---------------------------------------------------------------------------------------------
 # Commands implemented in billrun.commands (by the billing stages)
 
@@ -201,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose", action="store_true",
         help="also show Prefect's own warnings and errors (tracebacks) on the console",
     )
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
@@ -240,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon-days", type=_days, metavar="N",
                    help="how far past today (UTC) --as-of may go (default 1, or "
                    "$BILLRUN_AS_OF_HORIZON_DAYS)")
+    p.add_argument(
+        "--dry-run", action="store_true",
+        help="print which periods would be drafted or finalized, and for how many accounts; "
+        "write nothing",
+    )
 
     p = add("reprocess", _delegate("reprocess"), "recompute one period from the stored inputs")
     p.add_argument("--period", type=_period, required=True, metavar="YYYY-MM")
@@ -263,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", type=_period, metavar="YYYY-MM", help="latest period shown")
     p.add_argument("--out", metavar="FILE", help="where to write it (default <db>.report.html)")
     add_db(p)
+    p = add("sql", cmd_sql, "query the analyst copy read-only (a prompt without QUERY)")
+    add_db(p)
+    p.add_argument("query", nargs="?", metavar="QUERY", help="SQL to run; prints a table")
 
     p = add("bench", _delegate("bench"), "run the benchmarks")
     p.add_argument("--accounts", type=_positive, default=20_000, metavar="N")

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-import polars as pl
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -33,7 +32,16 @@ def _bad_argument(message: str) -> int:
 
 @contextmanager
 def _progress_bar(label: str) -> Iterator[None]:
-    """Draw flow progress reports as a rich bar while the block runs."""
+    """Draw flow progress reports as a rich bar while the block runs (plain lines off a TTY)."""
+    if not err_console.is_terminal:
+        from billrun.progress_lines import ProgressLines
+
+        progress.set_reporter(ProgressLines(label, err_console.file))
+        try:
+            yield
+        finally:
+            progress.set_reporter(None)
+        return
     with Progress(
         TextColumn(f"[bold]{label}[/bold] {{task.description}}"),
         BarColumn(),
@@ -86,16 +94,9 @@ def _failure_code(exc: Exception) -> int:
     return 1
 
 
-def _money(minor: int, currency: str, minor_units: dict[str, int]) -> str:
-    from decimal import Decimal
-
-    units = minor_units.get(currency, 2)
-    return f"{Decimal(minor).scaleb(-units):,.{units}f} {currency}"
-
-
 def _print_run_summary(summary: object) -> None:
     """The short summary every billing run ends with."""
-    from flows.publish import RunSummary
+    from flows.publish import RunSummary, invoice_totals
 
     assert isinstance(summary, RunSummary)
     table = Table(title=f"billrun {summary.kind}: {summary.run_id}", show_header=False)
@@ -104,15 +105,8 @@ def _print_run_summary(summary: object) -> None:
     table.add_row("  drafts / finalized", f"{summary.drafts:,} / {summary.finalized:,}")
     table.add_row("charge lines", f"{summary.charge_lines:,}")
     table.add_row("adjustment lines", f"{summary.adjustments:,}")
-    if summary.invoices.height:
-        totals = (
-            summary.invoices.group_by("currency")
-            .agg(n=pl.len(), total=pl.col("total_minor").sum())
-            .sort("currency")
-        )
-        for row in totals.iter_rows(named=True):
-            total = _money(row["total"], row["currency"], summary.minor_units)
-            table.add_row(f"invoices {row['currency']}", f"{row['n']:,} totalling {total}")
+    for currency, text in invoice_totals(summary).items():
+        table.add_row(f"invoices {currency}", text)
     for key, value in summary.changes.items():
         table.add_row(key.replace("_", " "), f"{value:,}")
     table.add_row("analyst copy", summary.analyst_copy)
@@ -142,6 +136,10 @@ def nightly(args: argparse.Namespace) -> int:
     input_dir = getattr(args, "input", None)
     if input_dir is not None and not Path(input_dir).is_dir():
         return _bad_argument(f"--input {input_dir!r} is not a folder")
+    if getattr(args, "dry_run", False):
+        from billrun.dry_run import dry_run_command
+
+        return dry_run_command(args.db, as_of, input_dir, console, err_console)
     from flows.prefect_env import connect
 
     connect()

@@ -11,6 +11,9 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.money import format_amount
+from store.parquet_set import parquet_pointer
+
 DEMO_NIGHTS = [date(2026, 1, 15), date(2026, 2, 1), date(2026, 2, 15), date(2026, 3, 1)]
 LATE_PERIOD = "2026-01"
 
@@ -74,23 +77,35 @@ def bill_demo(inputs: Path, db: Path, console: Console) -> Path:
         f"{summary.adjustments} adjustment line(s) on finalized invoices"
     )
     with duckdb.connect(str(summary.analyst_copy), read_only=True) as con:
+        units = dict(con.execute("SELECT currency, minor_units FROM catalog_currencies").fetchall())
         _show(
             console,
             "Invoices by period (analyst view invoice_summary)",
-            con.execute("SELECT * FROM invoice_summary").fetchall(),
+            [
+                (period, status, currency, n, format_amount(total, units[currency], currency))
+                for period, status, currency, n, total in con.execute(
+                    "SELECT * FROM invoice_summary"
+                ).fetchall()
+            ],
             ["period", "status", "currency", "invoices", "total"],
         )
         _show(
             console,
             "Adjustments to finalized periods",
-            con.execute(
-                "SELECT account_id, period, line_type, quantity, amount, reason FROM adjustments "
-                "ORDER BY account_id, line_type"
-            ).fetchall(),
+            [
+                (account, period, line, quantity, format_amount(amount, units[cur], cur), why)
+                for account, period, line, quantity, amount, cur, why in con.execute(
+                    "SELECT account_id, period, line_type, quantity, amount, currency, reason "
+                    "FROM adjustments ORDER BY account_id, line_type"
+                ).fetchall()
+            ],
             ["account", "period", "line", "quantity", "amount", "reason"],
         )
+    copy = Path(summary.analyst_copy)
     console.print(f"working database: {db.resolve()}")
-    console.print(f"analysts open:    {summary.analyst_copy}  (read-only, swapped after each run)")
+    console.print(f"analysts open:    {copy}  (read-only, swapped after each run)")
+    console.print(f"Parquet files:    {parquet_pointer(db.resolve())}/  (one per table and view)")
+    console.print(f"analyst shell:    billrun sql --db {db}")
     console.print(f"try:  billrun explain --db {db} --account <id> --period {LATE_PERIOD}")
     if summary.report:
         console.print(f"run report:       {summary.report}  (open in a browser; works offline)")

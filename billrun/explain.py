@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.contracts import COUNTER_KEY
+from pipeline.money import format_amount
 from store.duck import frame, scalar
 from store.snapshot import analyst_path
 
@@ -53,6 +54,33 @@ def _open(db: str) -> tuple[duckdb.DuckDBPyConnection, str]:
         return duckdb.connect(str(copy), read_only=True), f"{copy} (a run holds {db})"
     except duckdb.Error:
         raise NotADatabaseError(f"{copy} is not a billrun DuckDB database") from None
+
+
+# The columns of `explain`'s tables that hold billed amounts, shown at the currency's precision.
+AMOUNT_COLUMNS = ("total", "amount")
+
+
+def _minor_units(con: duckdb.DuckDBPyConnection, account_id: str) -> tuple[str, int] | None:
+    """The account's currency and its minor units, from the stored catalog."""
+    import store
+
+    got = con.execute(
+        "SELECT currency FROM accounts WHERE account_id = ? ORDER BY effective_from DESC LIMIT 1",
+        [account_id],
+    ).fetchall()
+    if not got:
+        return None
+    units = store.read_catalog(con).currencies
+    return (got[0][0], units[got[0][0]]) if got[0][0] in units else None
+
+
+def _amounts_as_read(frame: pl.DataFrame, minor_units: int) -> pl.DataFrame:
+    """Amount columns as text at the currency's precision (display only; one invoice's rows)."""
+    return frame.with_columns(
+        pl.Series(name, [None if v is None else format_amount(v, minor_units) for v in frame[name]])
+        for name in AMOUNT_COLUMNS
+        if name in frame.columns
+    )
 
 
 def _table(title: str, frame: pl.DataFrame) -> Table:
@@ -230,6 +258,8 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
     try:
         frames = explain_frames(con, account_id, period)
         frames["events"], frames["parcels"] = recomputed_detail(con, account_id, period)
+        found = any(f.height for f in frames.values())
+        currency = _minor_units(con, account_id) if found else None
     except duckdb.CatalogException:  # a DuckDB file, but without billrun's tables
         raise NotADatabaseError(f"{source} is not a billrun DuckDB database") from None
     finally:
@@ -237,11 +267,13 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
     if all(f.height == 0 for f in frames.values()):
         raise ExplainError(f"nothing billed or decided for account {account_id} in {period}")
     invoice = frames["invoice"]
+    units = currency[1] if currency else 2
     if invoice.height:
         row = invoice.row(0, named=True)
+        total = format_amount(row["total"], units, row["currency"])
         console.print(
             f"[bold]Invoice {row['account_id']} {row['period']}[/bold]: "
-            f"{row['total']} {row['currency']} ({row['status']}, run {row['run_id']})"
+            f"{total} ({row['status']}, run {row['run_id']})"
         )
     else:
         console.print(f"[bold]{account_id} {period}[/bold]: no invoice (no line in the period)")
@@ -252,16 +284,20 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
         "fee_terms": "Fee terms (promotion that priced each term, suspended days credited)",
         "adjustments": "Adjustments made after finalization",
         "counters": "Discount counters (before the period, after it or at the as-of date)",
-        "events": "Discounted usage events, split at tier boundaries (recomputed)",
+        # Exact parts before the line's one rounding (SPEC §4): finer than the minor unit.
+        "events": "Discounted usage events, split at tier boundaries (recomputed, exact parts)",
         "parcels": "Rollover parcels: available, used and left in the period (recomputed)",
     }
     for key, title in titles.items():
         frame = frames[key]
         if frame.height:
-            console.print(_table(title, frame))
+            shown = frame if key == "events" else _amounts_as_read(frame, units)
+            console.print(_table(title, shown))
         else:
             console.print(f"[dim]{title}: none[/dim]")
     lines = frames["lines"]
     if invoice.height and lines.height:
-        total = lines["amount"].sum()
-        console.print(f"Sum of lines: {total} = invoice total {invoice['total'][0]}")
+        total = format_amount(lines["amount"].sum(), units)
+        console.print(
+            f"Sum of lines: {total} = invoice total {format_amount(invoice['total'][0], units)}"
+        )

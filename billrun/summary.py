@@ -28,7 +28,13 @@ err_console = Console(stderr=True, soft_wrap=True)  # one error, one line
 
 @contextmanager
 def progress(description: str, total: float | None) -> Iterator[Callable[[float], None]]:
-    """A progress bar on a terminal (nothing elsewhere); yields `update(completed)`."""
+    """A progress bar on a terminal, plain lines on stderr elsewhere; yields `update(completed)`."""
+    if not console.is_terminal:
+        from billrun.progress_lines import ProgressLines
+
+        lines = ProgressLines(description, err_console.file)
+        yield lambda completed: lines("", completed, total or 0)
+        return
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -14,6 +14,7 @@ from prefect.artifacts import create_table_artifact
 from flows.billing import StoredInputs
 from flows.report import publish_report
 from pipeline.catalog import CatalogFrames
+from pipeline.money import format_amount
 from rules.conflicts import offer_verdicts
 from store.clock import utc_now
 from store.results import ResultsBatch, write_results
@@ -85,7 +86,7 @@ def finish_run(
         changes = write_results(con, batch, stored.frames.currencies, also=refresh)
     finally:
         con.close()
-    return changes, publish_snapshot(db)
+    return changes, publish_snapshot(db, batch.run.run_id)
 
 
 def catalog_and_views(
@@ -112,6 +113,22 @@ def revenue_by_addon(charges: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def invoice_totals(summary: RunSummary) -> dict[str, str]:
+    """Per currency, the number of invoices the run wrote and their total, as people read it."""
+    if summary.invoices.height == 0:
+        return {}
+    totals = (
+        summary.invoices.group_by("currency")
+        .agg(n=pl.len(), total=pl.col("total_minor").sum())
+        .sort("currency")
+    )
+    return {
+        currency: f"{n:,} totalling "
+        + format_amount(total, summary.minor_units[currency], currency, in_minor=True)
+        for currency, n, total in totals.iter_rows()
+    }
+
+
 def publish_artifacts(summary: RunSummary, charges: pl.DataFrame) -> None:
     """Attach the run's summary and revenue by add-on to the flow run in Prefect."""
     rows = [
@@ -123,6 +140,10 @@ def publish_artifacts(summary: RunSummary, charges: pl.DataFrame) -> None:
         {"measure": "charge lines", "value": str(summary.charge_lines)},
         {"measure": "adjustments", "value": str(summary.adjustments)},
         *({"measure": k, "value": str(v)} for k, v in summary.changes.items()),
+        *(
+            {"measure": f"invoices {currency}", "value": total}
+            for currency, total in invoice_totals(summary).items()
+        ),
     ]
     create_table_artifact(
         key=f"{summary.kind}-summary", table=rows, description=f"billrun {summary.kind} run"
@@ -131,7 +152,13 @@ def publish_artifacts(summary: RunSummary, charges: pl.DataFrame) -> None:
     if revenue.height:
         create_table_artifact(
             key=f"{summary.kind}-revenue-by-addon",
-            table=revenue.with_columns(pl.col("net_minor").cast(pl.Utf8)).to_dicts(),
-            description="Net amount per period, add-on and currency, in minor units",
+            table=[
+                {**row, "net_minor": str(row["net_minor"]), "net": format_amount(
+                    row["net_minor"], summary.minor_units[row["currency"]], row["currency"],
+                    in_minor=True,
+                )}
+                for row in revenue.to_dicts()
+            ],
+            description="Net amount per period, add-on and currency (net_minor: in minor units)",
         )
     publish_report(summary)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 import polars as pl
 
 # Exact intermediate usage parts are carried in 10^-12 of the currency (Int128).
@@ -51,3 +53,26 @@ def prorate(amount_minor: pl.Expr, days: pl.Expr, full_days: pl.Expr) -> pl.Expr
     return round_half_away(
         amount_minor.cast(pl.Int128) * days.cast(pl.Int128), full_days.cast(pl.Int128)
     ).cast(pl.Int64)
+
+
+def format_amount(
+    amount: Decimal | int | str,
+    minor_units: int,
+    currency: str | None = None,
+    *,
+    in_minor: bool = False,
+) -> str:
+    """An amount as people read it: exactly `minor_units` decimals (USD `137.80`, JPY `3,224`),
+    thousands separated, followed by the currency code when given. `in_minor` says `amount` is
+    an integer count of minor units. Display only: the tables keep their DECIMAL types.
+
+    Stored amounts are already rounded to the minor unit, so this normally only drops zeros;
+    anything finer is rounded half away from zero, as the spec rounds (ROUND_HALF_UP is that
+    for Decimal).
+    """
+    value = Decimal(int(amount)).scaleb(-minor_units) if in_minor else Decimal(amount)
+    shown = value.quantize(Decimal(1).scaleb(-minor_units), rounding=ROUND_HALF_UP)
+    if shown == 0:
+        shown = abs(shown)  # never "-0.00"
+    text = f"{shown:,.{minor_units}f}"
+    return f"{text} {currency}" if currency else text

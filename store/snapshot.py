@@ -4,15 +4,26 @@ DuckDB allows one writing process or many reading processes per file, never both
 the snapshot, never the working database, so a notebook left open cannot make a run fail, and a
 run cannot make a notebook fail: `os.replace` swaps the directory entry while open readers keep
 the old file.
+
+The copy is written in an older storage format (`ANALYST_STORAGE_VERSION`), not copied byte for
+byte: the working file is in DuckDB 2's format, which no DuckDB 1.x tool (the `duckdb` CLI,
+notebooks, BI drivers) can open. The results are also published as Parquet (store/parquet_set.py).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
+import duckdb
+
 from store.faults import checkpoint
+from store.parquet_set import parquet_pointer, publish_parquet, write_parquet_set
+
+# The oldest storage format DuckDB 2 writes that keeps every type and view we use (DECIMAL,
+# DATE, TIMESTAMP, BOOLEAN; views with FILTER, QUALIFY, GROUP BY ALL, ordered string_agg):
+# checked readable by DuckDB 0.10.3 and by the `duckdb-cli` 1.5 package (tests/store).
+ANALYST_STORAGE_VERSION = "v0.10.0"
 
 
 def analyst_path(db_path: str | Path) -> Path:
@@ -39,24 +50,82 @@ def sweep_stale_staging(target: Path) -> list[Path]:
     """
     swept = []
     for stale in target.parent.glob(f".{target.name}.tmp-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
+        pid = stale.name.rsplit("-", 1)[-1].removesuffix(".wal")  # the copy and its WAL
         if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
             stale.unlink(missing_ok=True)
             swept.append(stale)
     return swept
 
 
-def publish_snapshot(db_path: str | Path) -> Path:
-    """Copy the (closed, checkpointed) working database to the analyst path atomically."""
+def _sql_text(value: str | Path) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def write_analyst_copy(db_path: str | Path, target: str | Path) -> None:
+    """Copy every table and view of the (closed) working database into a new file `target`,
+    in `ANALYST_STORAGE_VERSION`'s format.
+
+    Tables are copied without their keys (CREATE TABLE AS): DuckDB 2 writes its key indexes in a
+    form DuckDB 0.10 cannot read, whatever the storage version, and the copy is read-only, so the
+    keys protect nothing there (docs/TABLES.md gives each table's grain)."""
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH {_sql_text(db_path)} AS work (READ_ONLY)")
+        con.execute(
+            f"ATTACH {_sql_text(target)} AS snap (STORAGE_VERSION '{ANALYST_STORAGE_VERSION}')"
+        )
+        tables = con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'work' "
+            "ORDER BY ALL"
+        ).fetchall()
+        views = con.execute(
+            "SELECT view_name, sql FROM duckdb_views() WHERE database_name = 'work' "
+            "AND NOT internal ORDER BY view_name"
+        ).fetchall()
+        con.execute("USE snap")  # the views' unqualified names must bind to the copy's tables
+        for schema, table in tables:
+            con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM work."{schema}"."{table}"')
+        _create_views(con, dict(views))
+        con.execute("USE memory")
+        con.execute("DETACH snap")
+    finally:
+        con.close()
+
+
+def _create_views(con: duckdb.DuckDBPyConnection, views: dict[str, str]) -> None:
+    """Create the views, each after the views it reads (in rounds: a view whose dependency is
+    not there yet fails and is retried in the next round)."""
+    pending = dict(views)
+    while pending:
+        failed: dict[str, str] = {}
+        error: duckdb.Error | None = None
+        for name, sql in pending.items():
+            try:
+                con.execute(sql)
+            except duckdb.CatalogException as exc:
+                failed[name], error = sql, exc
+        if len(failed) == len(pending) and error is not None:
+            raise error
+        pending = failed
+
+
+def publish_snapshot(db_path: str | Path, tag: str | None = None) -> Path:
+    """Publish the (closed, checkpointed) working database to analysts: the analyst copy and the
+    Parquet set, each swapped in atomically; `tag` names the Parquet set (the run id)."""
     target = analyst_path(db_path)
     sweep_stale_staging(target)
     staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    staging.unlink(missing_ok=True)
+    parquet_set = None
     try:
-        shutil.copyfile(db_path, staging)
+        write_analyst_copy(db_path, staging)
         with open(staging, "rb") as handle:
             os.fsync(handle.fileno())
+        parquet_set = write_parquet_set(staging, parquet_pointer(db_path), tag)
         checkpoint("mid-publish")
         os.replace(staging, target)
+        publish_parquet(parquet_pointer(db_path), parquet_set)
     finally:
         staging.unlink(missing_ok=True)
+        Path(f"{staging}.wal").unlink(missing_ok=True)
     return target

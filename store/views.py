@@ -7,6 +7,7 @@ import polars as pl
 
 from pipeline.catalog import CatalogFrames
 from pipeline.contracts import REVENUE_BUCKETS, line_types_where
+from pipeline.money import format_amount
 
 # Current catalog, flattened; rewritten by every billing run inside its transaction.
 CATALOG_TABLES = {
@@ -51,8 +52,8 @@ VIEWS: dict[str, str] = {
             WHERE s.billable AND (s.eff_end IS NULL OR s.eff_end > as_of.day)),
         plans AS (
             SELECT addon_id, f.currency,
-                   string_agg(f.fee_plan_id || ' (' || f.term_months || ' mo ' || f.fee || ' '
-                              || f.currency || coalesce('; ' || f.promotions, '') || ')', ', '
+                   string_agg(f.fee_plan_id || ' (' || f.term_months || ' mo ' || f.fee_text
+                              || coalesce('; ' || f.promotions, '') || ')', ', '
                               ORDER BY f.term_months) AS fee_plans
             FROM catalog_addons ad JOIN catalog_fee_plans f USING (subscription_id)
             GROUP BY ALL),
@@ -128,16 +129,11 @@ def write_catalog_tables(
         con.register("_catalog_frame", getattr(frames, attribute).to_arrow())
         con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _catalog_frame")
         con.unregister("_catalog_frame")
-    # SPEC §7.1: each plan's promotions as text, e.g. "promotions: 3 terms at 0, 6 terms at 9.99"
-    promotions = frames.promotions.sort("fee_plan_id", "promotion_no").group_by(
-        "fee_plan_id", maintain_order=True
-    ).agg(
-        pl.format("{} term(s) at {}", pl.col("last_term") - pl.col("first_term") + 1, "fee")
-        .str.join(", ").alias("promotions")
-    ).with_columns(pl.format("promotions: {}", "promotions").alias("promotions"))
     fee_plans = frames.fee_plans.select(
         "fee_plan_id", "subscription_id", "term_months", "currency", "fee"
-    ).join(promotions, on="fee_plan_id", how="left", maintain_order="left")
+    ).with_columns(pl.Series("fee_text", fee_texts(frames), dtype=pl.Utf8)).join(
+        promotion_texts(frames), on="fee_plan_id", how="left", maintain_order="left"
+    )
     con.register("_catalog_frame", fee_plans.to_arrow())
     con.execute(
         "CREATE OR REPLACE TABLE catalog_fee_plans AS SELECT * REPLACE "
@@ -151,6 +147,38 @@ def write_catalog_tables(
     con.register("_catalog_frame", settings.to_arrow())
     con.execute("CREATE OR REPLACE TABLE catalog_settings AS SELECT * FROM _catalog_frame")
     con.unregister("_catalog_frame")
+
+
+def fee_texts(frames: CatalogFrames) -> list[str]:
+    """Each fee plan's fee as people read it (`30.00 USD`, `3,224 JPY`), for `fee_plans`.
+
+    Formatted here, not in SQL, so that one function formats every amount (the catalog has a
+    handful of fee plans: a loop over them is no loop over the data)."""
+    units = dict(frames.currencies.select("currency", "minor_units").iter_rows())
+    return [
+        format_amount(minor, units[currency], currency, in_minor=True)
+        for minor, currency in frames.fee_plans.select("fee_minor", "currency").iter_rows()
+    ]
+
+
+def promotion_texts(frames: CatalogFrames) -> pl.DataFrame:
+    """Each fee plan's promotions as people read them (SPEC §7.1), for `fee_plans`, e.g.
+    `promotions: 3 term(s) at 0.00 USD, 6 term(s) at 9.99 USD` (one row per plan that has any)."""
+    units = dict(frames.currencies.select("currency", "minor_units").iter_rows())
+    currency_of = dict(frames.fee_plans.select("fee_plan_id", "currency").iter_rows())
+    texts: dict[str, list[str]] = {}
+    promotions = frames.promotions.sort("fee_plan_id", "promotion_no")
+    for plan, first, last, minor in promotions.select(
+        "fee_plan_id", "first_term", "last_term", "fee_minor"
+    ).iter_rows():
+        currency = currency_of[plan]
+        fee = format_amount(minor, units[currency], currency, in_minor=True)
+        texts.setdefault(plan, []).append(f"{last - first + 1} term(s) at {fee}")
+    return pl.DataFrame(
+        {"fee_plan_id": list(texts), "promotions": [f"promotions: {', '.join(t)}" for t in
+                                                    texts.values()]},
+        schema={"fee_plan_id": pl.Utf8(), "promotions": pl.Utf8()},
+    )
 
 
 def create_views(con: duckdb.DuckDBPyConnection) -> None:

@@ -10,6 +10,7 @@ printed after the interpreter has shut down) is only visible from outside the pr
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from datetime import date
@@ -225,9 +226,11 @@ def test_load_takes_the_run_lock(tmp_path: Path) -> None:
     assert_quiet(done, 1, "refused: another billrun run")
 
 
-def test_stale_analyst_temp_files_are_swept_at_the_next_publish(tmp_path: Path) -> None:
+def test_stale_analyst_temp_files_are_swept_at_the_next_publish(
+    billed: Path, tmp_path: Path
+) -> None:
     db = tmp_path / "billrun.duckdb"
-    duckdb.connect(str(db)).close()
+    shutil.copyfile(billed, db)  # a billed database: the copy and the Parquet set read its tables
     target = analyst_path(db)
     # pid 4194304 is above Linux's pid_max limit (2^22): no process can have it.
     stale = tmp_path / f".{target.name}.tmp-4194304"

@@ -44,8 +44,9 @@ def test_explain_shows_decisions_lines_and_counters(billed: Path) -> None:
     console = Console(record=True, width=200)
     explain_invoice(str(db), "A1", "2026-01", console)
     text = console.export_text()
-    assert "Invoice A1 2026-01: 37.3200 USD (final" in text
-    assert "Sum of lines: 37.3200 = invoice total 37.3200" in text
+    # Amounts as people read them, at USD's 2 decimals (issue 13 item 3; was 37.3200).
+    assert "Invoice A1 2026-01: 37.32 USD (final" in text
+    assert "Sum of lines: 37.32 = invoice total 37.32" in text
     assert "AS_TV" in text and "Discount counters" in text
 
 

@@ -182,9 +182,9 @@ def test_available_addons_lists_each_plans_promotions(db: Path) -> None:
     # R1 holds only ADD_Q: the promo pack is offered with its two promotional terms.
     assert q(db, """SELECT fee_plans FROM available_addons
                     WHERE account_id = 'R1' AND addon_id = 'ADD_PROMO'""") == [
-        ("PR (1 mo 12.9900 USD; promotions: 1 term(s) at 0, 1 term(s) at 9.99)",)
+        ("PR (1 mo 12.99 USD; promotions: 1 term(s) at 0.00 USD, 1 term(s) at 9.99 USD)",)
     ]
     assert q(db, """SELECT fee_plans FROM available_addons
                     WHERE account_id = 'R1' AND addon_id = 'ADD_SUSP'""") == [
-        ("SU (1 mo 30.0000 USD)",)
+        ("SU (1 mo 30.00 USD)",)
     ]
