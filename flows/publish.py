@@ -12,7 +12,7 @@ import polars as pl
 from prefect.artifacts import create_table_artifact
 
 from flows.billing import StoredInputs
-from flows.report import publish_report
+from flows.run_report import publish_report
 from pipeline.catalog import CatalogFrames
 from pipeline.money import format_amount
 from rules.conflicts import offer_verdicts
@@ -40,7 +40,7 @@ class RunSummary:
     analyst_copy: str = ""
     seconds: float = 0.0
     minor_units: dict[str, int] = field(default_factory=dict)  # currency -> minor units
-    report: str = ""  # the HTML run report, once written (flows/report.py)
+    report: str = ""  # the HTML run report, once written (flows/run_report.py)
 
     @classmethod
     def of(

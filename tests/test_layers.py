@@ -111,3 +111,10 @@ def test_the_checks_see_an_arrow_up_and_a_clock(tmp_path: Path) -> None:
     )
     assert _imports(probe) & IMPURE_IMPORTS == {"store", "flows"}
     assert _clock_calls(probe) == ["probe.py:5 datetime.now()", "probe.py:5 date.today()"]
+
+
+def test_no_flow_module_shadows_a_top_level_package() -> None:
+    # Prefect loads a deployment's flow from its file with flows/ on sys.path (billrun serve):
+    # a flows/X.py named like a top-level package X would shadow it in the flow-run process.
+    flow_modules = {path.stem for path in (ROOT / "flows").glob("*.py")}
+    assert flow_modules & set(PACKAGES) == set()
