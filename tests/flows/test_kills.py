@@ -188,7 +188,8 @@ def kill_run(argv: list[str], env: dict[str, str], *, marker: Path | None, delay
             break
         time.sleep(0.05)
     running = proc.poll() is None
-    os.kill(proc.pid, signal.SIGKILL)
+    if running:  # a run that already ended (and was reaped by poll) has no pid left to kill
+        os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     return commands, tree, running
 
