@@ -245,6 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="configuration file (default ./billrun.toml if present)")
         p.set_defaults(uses_settings=True)
 
+    def add_run_budget(p: argparse.ArgumentParser) -> None:
+        # Unset flags fall back to $BILLRUN_MEMORY_GB / $BILLRUN_STAGING, billrun.toml, defaults.
+        p.add_argument("--memory-gb", type=float, metavar="GB",
+                       help="memory budget of the run; sets the number of shards (default 8)")
+        p.add_argument("--staging", metavar="DIR|URL",
+                       help="staging folder or fsspec URL (default <db>.staging beside the db)")
+
     p = add("load", cmd_load, "load catalog.yaml, accounts, assignments and usage from DIR")
     p.add_argument("dir", metavar="DIR")
     add_db(p)
@@ -265,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", metavar="DIR")
     add_db(p)
     p.add_argument("--conflict-policy", choices=("replace", "reject"))
+    add_run_budget(p)
     p.add_argument("--allow-future", action="store_true",
                    help="accept an --as-of beyond the horizon (finalizes periods not yet ended)")
     p.add_argument("--horizon-days", type=_days, metavar="N",
@@ -280,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", type=_period, required=True, metavar="YYYY-MM")
     add_db(p)
     p.add_argument("--conflict-policy", choices=("replace", "reject"))
+    add_run_budget(p)
 
     p = add("explain", _delegate("explain"), "the decisions, lines and counters of one invoice")
     p.add_argument("--account", required=True, metavar="ID")

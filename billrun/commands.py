@@ -153,6 +153,8 @@ def nightly(args: argparse.Namespace) -> int:
                 db=args.db,
                 input_dir=input_dir,
                 conflict_policy=getattr(args, "conflict_policy", None),
+                memory_gb=getattr(args, "memory_gb", None),
+                staging=getattr(args, "staging", None),
             )
         )
     if summary is not None:
@@ -179,6 +181,8 @@ def reprocess(args: argparse.Namespace) -> int:
                 period=args.period,
                 db=args.db,
                 conflict_policy=getattr(args, "conflict_policy", None),
+                memory_gb=getattr(args, "memory_gb", None),
+                staging=getattr(args, "staging", None),
             )
         )
     if summary is not None:

@@ -1,210 +1,251 @@
-"""Prefect tasks shared by the nightly and reprocess flows: read the inputs, bill shards.
+"""The coordinator shared by the nightly and reprocess flows (docs/RUNS.md, "Units of work").
 
-Thin on purpose: the one task calls the one pure function, `pipeline.billing.bill`. Shards are
-submitted to the flow's task runner (threads here, since Polars releases the GIL; a Dask task
-runner can take the same tasks unchanged).
+It reads what the plan needs, exports each unit's inputs from DuckDB to the run's staging
+folder (store/staging.py), and runs the units (flows/units.py) period by period, at most
+`concurrency` at a time, on the flow's task runner. It never holds a run's usage or lines:
+those go from DuckDB to Parquet to the units and back to DuckDB in the commit.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
 import polars as pl
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
+from prefect.futures import PrefectFuture, as_completed
 
 import store
 from flows import progress
-from pipeline.adjust import check_unique_line_keys
-from pipeline.billing import Bill, BillInputs, bill, settle
+from flows.units import UnitDone, UnitSpec, bill_unit
 from pipeline.catalog import Catalog, CatalogFrames, catalog_frames
-from pipeline.contracts import (
-    COUNTER_KEY,
-    COUNTER_SCHEMA,
-    DECISIONS_SCHEMA,
-    INVOICE_SCHEMA,
-    LIFECYCLE_SCHEMA,
-    LINE_SCHEMA,
-    typed,
-)
-from pipeline.counters import carry_counters, carry_parcels
-from pipeline.schedule import shard_of
-from pipeline.usage.rollover import PARCEL_SCHEMA
 from rules.promotions import with_verdicts
+from store import staging
 from store.clock import utc_now
+from store.duck import scalar
+from store.faults import checkpoint
 from store.results import (
-    read_counters_before,
+    BILLED_LINES_SQL,
+    COUNTER_VALUES_SQL,
+    COUNTERS_BEFORE_SQL,
+    PARCELS_BEFORE_SQL,
+    parcels_before_params,
     read_final_periods,
     read_first_activity,
-    read_locks,
-    read_parcels_before,
 )
 from store.runs import RunRecord, record_run
+from store.staging import Stage
 
-
-@task(name="bill-shard", cache_policy=NO_CACHE)
-def bill_shard(
-    inputs: BillInputs,
-    counters_before: pl.DataFrame,
-    period: str,
-    cutoff: date | None,
-    parcels_before: pl.DataFrame,
-) -> Bill:
-    """Decisions and charges of one shard of accounts for one period (no per-event detail:
-    `explain` recomputes it for the one account it shows)."""
-    return bill(inputs, period, cutoff, counters_before, parcels_before=parcels_before)
+# The memory budget (docs/RUNS.md, "Units of work"): 8 GB fits a 16 GB machine.
+DEFAULT_MEMORY_GB = 8.0
+DEFAULT_CONCURRENCY = 2  # the cores of the standard machine
+MIN_SHARDS = 2  # the shard count before budgets existed: small runs keep it
+# Peak working set of one unit per staged usage event and per assignment of its shard,
+# measured at 100k accounts (docs/RUNS.md gives the measurement).
+BYTES_PER_EVENT = 2_000
+BYTES_PER_ASSIGNMENT = 20_000
+# Of the budget, DuckDB's buffer pool gets this share; the concurrent units get the rest.
+DUCKDB_SHARE = 0.25
 
 
 @dataclass(frozen=True)
 class StoredInputs:
-    """What every billing run reads first: the current catalog, accounts and assignments."""
+    """What the coordinator reads to plan a run: the catalog (small) and the accounts' rows,
+    first activity and finalized periods (what `nightly_plan` / `reprocess_plan` need)."""
 
     catalog: Catalog
+    catalog_text: str
     policy: str
     frames: CatalogFrames
     accounts: pl.DataFrame
-    assignments: pl.DataFrame
     first_activity: pl.DataFrame
     finalized: pl.DataFrame
-    locks: pl.DataFrame
-
-    def bill_inputs(self) -> BillInputs:
-        """The inputs of `bill` for every account (usage is read period by period)."""
-        return BillInputs(
-            catalog=self.catalog, policy=self.policy, accounts=self.accounts,
-            assignments=self.assignments, locks=self.locks, frames=self.frames,
-        )
 
 
 def read_stored_inputs(con: Any, conflict_policy: str | None) -> StoredInputs:
-    """Read the stored inputs of a run; the run's policy overrides the catalog's."""
+    """Read the planning inputs of a run; the run's policy overrides the catalog's."""
     catalog = store.read_catalog(con)
     return StoredInputs(
         catalog=catalog,
+        catalog_text=store.read_catalog_text(con) or "",
         policy=conflict_policy or catalog.conflict_policy,
         frames=with_verdicts(catalog_frames(catalog)),
         accounts=store.read_accounts(con),
-        assignments=store.read_assignments(con),
         first_activity=read_first_activity(con),
         finalized=read_final_periods(con),
-        locks=read_locks(con),
     )
 
 
-def _in_shard(frame: pl.DataFrame, shard: int, shards: int) -> pl.DataFrame:
-    return frame.filter(shard_of(pl.col("account_id"), shards) == shard)
+def duckdb_memory_limit(memory_gb: float | None) -> str:
+    """DuckDB's share of the run's budget (it spills to disk beyond it)."""
+    budget = memory_gb or DEFAULT_MEMORY_GB
+    return f"{max(0.25, budget * DUCKDB_SHARE):.2f}GB"
 
 
-def bill_period(
-    inputs: BillInputs,
-    counters_before: pl.DataFrame,
-    period: str,
-    cutoff: date | None,
-    shards: int,
-    parcels_before: pl.DataFrame,
-) -> list[Bill]:
-    """Map `bill_shard` over account shards; the bills, in shard order."""
-    futures = []
-    for shard in range(shards):
-        ids = _in_shard(inputs.accounts.select("account_id").unique(), shard, shards)
-        futures.append(
-            bill_shard.submit(
-                inputs.of_accounts(ids), _in_shard(counters_before, shard, shards), period, cutoff,
-                _in_shard(parcels_before, shard, shards),
-            )
-        )
-    return [f.result() for f in futures]
+def choose_shards(
+    events_per_period: int, assignments: int, memory_gb: float | None, concurrency: int
+) -> int:
+    """The fewest shards (at least MIN_SHARDS) such that `concurrency` units of the largest
+    period fit the units' share of the memory budget."""
+    budget = (memory_gb or DEFAULT_MEMORY_GB) * (1 - DUCKDB_SHARE) * 2**30
+    need = concurrency * (events_per_period * BYTES_PER_EVENT + assignments * BYTES_PER_ASSIGNMENT)
+    return max(MIN_SHARDS, math.ceil(need / budget))
 
 
-@dataclass
-class PlanBill:
-    """The results of billing a whole plan, every period of it."""
+def _windows(plan: pl.DataFrame) -> pl.DataFrame:
+    """Each period's usage window: from its earliest start to its latest end (billing days)."""
+    return plan.group_by("period").agg(
+        pl.col("period_start").min().alias("start"), pl.col("period_end").max().alias("end")
+    ).sort("period")
 
-    decisions: pl.DataFrame  # of the plan's (account, period) groups
-    lifecycles: pl.DataFrame  # one per assignment of the accounts billed
-    charges: pl.DataFrame
-    invoices: pl.DataFrame
-    counters: pl.DataFrame  # counters_after with the `period` that produced them
+
+def largest_period_events(con: Any, windows: pl.DataFrame) -> int:
+    """The most usage events any one period of the plan reads (one DuckDB range join)."""
+    if windows.height == 0:
+        return 0
+    con.register("_windows", windows.to_arrow())
+    try:
+        return int(scalar(
+            con,
+            """SELECT coalesce(max(n), 0) FROM (
+                   SELECT w.period, count(*) AS n FROM usage u JOIN _windows w
+                   ON u.started_at >= CAST(w.start AS TIMESTAMP)
+                      AND u.started_at < CAST(w."end" AS TIMESTAMP)
+                   GROUP BY w.period)""",
+        ))
+    finally:
+        con.unregister("_windows")
+
+
+@dataclass(frozen=True)
+class RunStaged:
+    """What the units of a run did, in total (their outputs are in the staging folder)."""
+
+    stage: Stage
+    shards: int
     usage_events: int
-    parcels: pl.DataFrame = field(default_factory=pl.DataFrame)  # SPEC §7.3, every period
-    parcel_scope: pl.DataFrame = field(default_factory=pl.DataFrame)  # account_id, window_start
+    lines_computed: int
+    assignments: int
+    adjustments: int
 
 
-def bill_plan(
-    con: Any, inputs: BillInputs, plan: pl.DataFrame, shards: int
-) -> PlanBill:
-    """Bill every (account, period) of `plan` (which carries each group's `cutoff`), period by
-    period, so that never-reset counters carry from one period into the next."""
+def stage_and_bill(
+    con: Any,
+    stored: StoredInputs,
+    plan: pl.DataFrame,
+    stage: Stage,
+    *,
+    shards: int | None,
+    memory_gb: float | None,
+    concurrency: int,
+    lock_as_of: date | None,
+    reprocess: str | None = None,
+) -> RunStaged:
+    """Export the run's inputs and run its units: the settle round, then every period of
+    `plan` (which carries each group's `cutoff`) in order, each period's units after the
+    previous period's, so that never-reset counters carry from one period into the next.
+    `reprocess`: the period a reprocess recomputes (its units split drafts from finals)."""
     logger = get_run_logger()
-    bills: list[Bill] = []
-    counters = []
-    carried = pl.DataFrame()
-    carried_parcels = pl.DataFrame()
-    events = 0
-    periods = sorted(plan["period"].unique().to_list())
-    for index, period in enumerate(periods):
-        in_period = plan.filter(pl.col("period") == period)
-        usage = store.read_usage(
-            con, in_period["period_start"].min(), in_period["period_end"].max()
+    windows = _windows(plan)
+    assignments = int(scalar(con, "SELECT count(*) FROM assignments"))
+    if shards is None:
+        shards = choose_shards(
+            largest_period_events(con, windows), assignments, memory_gb, concurrency
         )
-        before = read_counters_before(con, period)
-        if carried.height:
-            before = carry_counters(before, carried)
-        parcels_before = carry_parcels(read_parcels_before(con, period), carried_parcels)
-        carried_parts, parcel_parts = [], []
-        for (cutoff,), scope in in_period.group_by(["cutoff"], maintain_order=True):
-            ids = scope.select("account_id")
-            scoped = replace(inputs, usage=usage).of_accounts(ids)
-            for part in bill_period(
-                scoped, before.join(ids, on="account_id", how="semi"), period, cutoff, shards,
-                parcels_before.join(ids, on="account_id", how="semi"),
-            ):
-                bills.append(part)
-                carried_parts.append(part.counters_after)
-                parcel_parts.append(part.parcels)
-        carried = concat_frames(carried_parts)
-        if carried.width:
-            carried = carried.sort(COUNTER_KEY)
-            counters.append(carried.with_columns(pl.lit(period).alias("period")))
-        carried_parcels = concat_frames(parcel_parts)
-        events += usage.height
-        logger.info("period %s: %d account(s), %d usage event(s) read",
-                    period, in_period.height, usage.height)
-        progress.advance("periods", index + 1, len(periods))
-
-    def gather(name: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-        # Typed even when nothing was billed (a run before any activity writes no line).
-        return concat_frames([getattr(b, name) for b in bills]) if bills else typed(
-            pl.DataFrame(), schema
-        )
-
-    lines = gather("charges", LINE_SCHEMA)
-    check_unique_line_keys(lines)
-    invoices = gather("invoices", INVOICE_SCHEMA)
-    lifecycles = gather("lifecycles", LIFECYCLE_SCHEMA)
-    # The assignments of accounts the plan does not bill (their activity starts later) are
-    # settled all the same, so the run records every life cycle, as it always has.
-    unplanned = inputs.assignments.join(plan, on="account_id", how="anti")
-    if unplanned.height:
-        rest = inputs.of_accounts(unplanned.select("account_id").unique())
-        lifecycles = concat_frames([lifecycles, settle(rest)])
-    return PlanBill(
-        decisions=gather("decisions", DECISIONS_SCHEMA),
-        lifecycles=lifecycles.unique("assignment_id", keep="first", maintain_order=True)
-        if lifecycles.height else lifecycles,
-        charges=lines,
-        invoices=invoices.sort("period", "account_id") if invoices.height else invoices,
-        counters=concat_frames(counters) if counters else typed(
-            pl.DataFrame(), {**COUNTER_SCHEMA, "period": pl.Utf8()}
-        ),
-        usage_events=events,
-        parcels=gather("parcels", PARCEL_SCHEMA),
-        parcel_scope=plan.select("account_id", pl.col("period_start").alias("window_start")),
+    logger.info("%d shard(s), %d unit(s) at a time", shards, concurrency)
+    shard = staging.shard_sql(shards)
+    con.register("_plan", plan.to_arrow())
+    try:
+        staging.write_text(stage, staging.CATALOG_FILE, stored.catalog_text)
+        staging.export(con, stage, "accounts", staging.ACCOUNTS_SQL.format(shard=shard), shards)
+        staging.export(con, stage, "assignments", staging.ASSIGNMENTS_SQL.format(shard=shard),
+                       shards)
+        staging.export(con, stage, "locks", staging.LOCKS_SQL.format(shard=staging.shard_sql(
+            shards, "a.account_id")), shards)
+        staging.export(con, stage, "unplanned", f"""SELECT DISTINCT account_id, {shard} AS shard
+            FROM assignments ANTI JOIN _plan USING (account_id)""", shards)
+        if reprocess:
+            _export_reprocess(con, stage, stored, reprocess, shards)
+        spec = UnitSpec(root=stage.root, run_id=stage.run_id, shard=0, period=None,
+                        previous_period=None, policy=stored.policy, lock_as_of=lock_as_of,
+                        reprocess=reprocess is not None)
+        done = _run_round(spec, shards, concurrency)
+        previous = None
+        for index, (period, start, end) in enumerate(windows.iter_rows()):
+            events = _export_period(con, stage, period, start, end, shards)
+            done += _run_round(replace(spec, period=period, previous_period=previous), shards,
+                               concurrency)
+            staging.remove(stage, f"inputs/usage/period={period}")  # done with: free the disk
+            previous = period
+            logger.info("period %s: %d account(s), %d usage event(s) read", period,
+                        plan.filter(pl.col("period") == period).height, events)
+            progress.advance("periods", index + 1, windows.height)
+    finally:
+        con.unregister("_plan")
+    return RunStaged(
+        stage=stage, shards=shards, usage_events=sum(d.usage_events for d in done),
+        lines_computed=sum(d.lines_computed for d in done), assignments=assignments,
+        adjustments=sum(d.rows["adjustments"] for d in done),
     )
+
+
+def _export_period(
+    con: Any, stage: Stage, period: str, start: date, end: date, shards: int
+) -> int:
+    """Just before a period's units run: its plan rows, usage, counters and parcels before."""
+    shard = staging.shard_sql(shards)
+    staging.export(con, stage, "plan", f"SELECT *, {shard} AS shard FROM _plan WHERE period = ?",
+                   shards, [period], period=period)
+    staging.export(con, stage, "counters_before",
+                   f"SELECT *, {shard} AS shard FROM ({COUNTERS_BEFORE_SQL})", shards, [period],
+                   period=period)
+    staging.export(con, stage, "parcels_before",
+                   f"SELECT *, {shard} AS shard FROM ({PARCELS_BEFORE_SQL})", shards,
+                   parcels_before_params(period), period=period)
+    return staging.export_usage(con, stage, period, start, end, shards)
+
+
+def _export_reprocess(
+    con: Any, stage: Stage, stored: StoredInputs, period: str, shards: int
+) -> None:
+    """What a reprocess compares with: the billed lines and stored counters of its period."""
+    shard = staging.shard_sql(shards)
+    con.register("_currencies",
+                 stored.frames.currencies.select("currency", "minor_units").to_arrow())
+    try:
+        staging.export(con, stage, "billed",
+                       f"SELECT *, {shard} AS shard FROM ({BILLED_LINES_SQL})", shards,
+                       [period, period])
+    finally:
+        con.unregister("_currencies")
+    staging.export(con, stage, "counter_values",
+                   f"SELECT *, {shard} AS shard FROM ({COUNTER_VALUES_SQL})", shards, [period],
+                   period=period)
+
+
+def _run_round(spec: UnitSpec, shards: int, concurrency: int) -> list[UnitDone]:
+    """Run the units of one period (every shard), at most `concurrency` in flight."""
+    done: list[UnitDone] = []
+    in_flight: list[PrefectFuture] = []
+    for shard in range(shards):
+        if len(in_flight) >= concurrency:
+            done.append(_first_done(in_flight))
+        in_flight.append(bill_unit.submit(replace(spec, shard=shard)))
+    while in_flight:
+        done.append(_first_done(in_flight))
+    if spec.period is not None:
+        checkpoint("mid-units")
+    return done
+
+
+def _first_done(in_flight: list[PrefectFuture]) -> UnitDone:
+    future = next(iter(as_completed(in_flight)))
+    in_flight.remove(future)
+    return future.result()
 
 
 @contextmanager
@@ -228,7 +269,13 @@ def failures_recorded(db: str, run: RunRecord) -> Iterator[None]:
         raise
 
 
-def concat_frames(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    """Concatenate non-empty frames (an empty list gives an empty frame)."""
-    frames = [f for f in frames if f.width]
-    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+@contextmanager
+def staged_run(root: str | None, db: str, run_id: str) -> Iterator[Stage]:
+    """The run's staging folder: leftovers of earlier (killed) runs removed first, this run's
+    folder removed when it ends, whether it succeeds or fails."""
+    stage = Stage(root or staging.default_root(db), run_id)
+    staging.start_clean(stage.root)
+    try:
+        yield stage
+    finally:
+        staging.remove_run(stage)

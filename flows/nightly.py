@@ -1,17 +1,28 @@
 """`billrun nightly --as-of D` (SPEC §5): load, settle, draft the open period, finalize the
-ended ones, write everything in one transaction, publish the analyst copy."""
+ended ones, write everything in one transaction, publish the analyst copy.
+
+The run is made of units of (period, shard) (flows/billing.py, flows/units.py): inputs are
+staged as Parquet, each unit bills one shard of one period, and the commit ingests the units'
+outputs in one DuckDB transaction (store/results.py)."""
 
 from __future__ import annotations
 
 from datetime import date
 
 from prefect import flow, get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
 
 import store
-from flows.billing import bill_plan, failures_recorded, read_stored_inputs
+from flows.billing import (
+    DEFAULT_CONCURRENCY,
+    duckdb_memory_limit,
+    failures_recorded,
+    read_stored_inputs,
+    stage_and_bill,
+    staged_run,
+)
 from flows.publish import RunSummary, finish_run, publish_artifacts
 from pipeline.schedule import nightly_plan, with_cutoffs
-from rules.lifecycle import new_locks
 from store.clock import utc_now
 from store.faults import checkpoint
 from store.results import ResultsBatch
@@ -19,62 +30,63 @@ from store.runlock import run_lock
 from store.runs import RunRecord, new_run_id
 
 
-@flow(name="billrun-nightly")
+@flow(name="billrun-nightly", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_CONCURRENCY))
 def nightly_flow(
     as_of: date,
     db: str = "billrun.duckdb",
     input_dir: str | None = None,
     conflict_policy: str | None = None,
-    shards: int = 2,
+    shards: int | None = None,
+    memory_gb: float | None = None,
+    staging: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
 ) -> RunSummary:
-    """Load new inputs, recompute every non-final period up to `as_of`, finalize ended ones."""
+    """Load new inputs, recompute every non-final period up to `as_of`, finalize ended ones.
+
+    `shards`: fixed shard count (tests); by default it follows from `memory_gb` (the budget,
+    8 GB by default). `staging`: the staging root (path or fsspec URL; default beside `db`).
+    `concurrency`: how many units run at once."""
     logger = get_run_logger()
     started = utc_now()  # the run's clock, read once, in UTC
     run_id = new_run_id("nightly", started)
     failed_run = RunRecord(run_id=run_id, kind="nightly", started_at=started, as_of=as_of)
-    with run_lock(db), failures_recorded(db, failed_run):
+    with run_lock(db), failures_recorded(db, failed_run), staged_run(staging, db, run_id) as stage:
         if input_dir:
             from flows.load import load_flow
 
             load_flow(input_dir, db)
-        con = store.connect(db)
+        con = store.connect(db, memory_limit=duckdb_memory_limit(memory_gb))
         try:
             stored = read_stored_inputs(con, conflict_policy)
             plan = with_cutoffs(
                 nightly_plan(stored.accounts, stored.first_activity, stored.finalized, as_of),
                 as_of,
             )
-            periods = sorted(plan["period"].unique().to_list())
             logger.info(
                 "nightly as of %s: %d account-periods over %d period(s), policy %s",
-                as_of, plan.height, len(periods), stored.policy,
+                as_of, plan.height, plan["period"].n_unique(), stored.policy,
             )
-            bill = bill_plan(con, stored.bill_inputs(), plan, shards)
+            staged = stage_and_bill(
+                con, stored, plan, stage, shards=shards, memory_gb=memory_gb,
+                concurrency=concurrency, lock_as_of=as_of,
+            )
             checkpoint("after-decisions")
             batch = ResultsBatch(
                 run=RunRecord(
                     run_id=run_id, kind="nightly", started_at=started, as_of=as_of,
-                    rows_in=stored.assignments.height + bill.usage_events,
-                    rows_out=bill.charges.height, finished_at=utc_now(),
+                    rows_in=staged.assignments + staged.usage_events,
+                    rows_out=staged.lines_computed, finished_at=utc_now(),
                 ),
-                scope=plan.select("account_id", "period", "status"),
-                charges=bill.charges,
-                invoices=bill.invoices,
-                decisions=bill.decisions,
-                counters=bill.counters,
-                parcels=bill.parcels,
-                parcel_scope=bill.parcel_scope,
-                locks=new_locks(bill.lifecycles, as_of),
-                lifecycles=bill.lifecycles,
+                stage=stage,
             )
         except BaseException:
             con.close()
             raise
-        changes, analyst = finish_run(con, db, batch, stored)
+        changes, analyst, totals = finish_run(con, db, batch, stored)
     summary = RunSummary.of(
-        run_id, "nightly", plan, batch, changes, analyst, started, adjustments=0,
+        run_id, "nightly", plan, totals, changes, analyst, started,
         currencies=stored.frames.currencies,
     )
-    publish_artifacts(summary, batch.charges)
+    publish_artifacts(summary, totals.revenue)
     logger.info("nightly %s done in %.1fs: %s", run_id, summary.seconds, changes)
     return summary

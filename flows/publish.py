@@ -17,7 +17,7 @@ from pipeline.catalog import CatalogFrames
 from pipeline.money import format_amount
 from rules.conflicts import offer_verdicts
 from store.clock import utc_now
-from store.results import ResultsBatch, write_results
+from store.results import ResultsBatch, StagedTotals, read_staged_totals, write_results
 from store.snapshot import publish_snapshot
 from store.views import create_views, write_catalog_tables
 
@@ -34,6 +34,7 @@ class RunSummary:
     finalized: int = 0
     charge_lines: int = 0
     adjustments: int = 0
+    # per currency: `currency, invoices, total_minor` of the invoices the run wrote
     invoices: pl.DataFrame = field(default_factory=pl.DataFrame)
     adjustment_lines: pl.DataFrame = field(default_factory=pl.DataFrame)
     changes: dict[str, int] = field(default_factory=dict)
@@ -48,14 +49,13 @@ class RunSummary:
         run_id: str,
         kind: str,
         plan: pl.DataFrame,
-        batch: ResultsBatch,
+        totals: StagedTotals,
         changes: dict[str, int],
         analyst: Path,
         started: datetime,
-        adjustments: int,
         currencies: pl.DataFrame,
     ) -> RunSummary:
-        """Summarize a written batch."""
+        """Summarize a committed run from its plan and the aggregates of its staged outputs."""
         return cls(
             run_id=run_id,
             kind=kind,
@@ -63,10 +63,10 @@ class RunSummary:
             account_periods=plan.height,
             drafts=plan.filter(pl.col("status") == "draft").height if plan.height else 0,
             finalized=plan.filter(pl.col("status") == "final").height if plan.height else 0,
-            charge_lines=batch.charges.height,
-            adjustments=adjustments,
-            invoices=batch.invoices,
-            adjustment_lines=batch.adjustments,
+            charge_lines=totals.charge_lines,
+            adjustments=totals.adjustments.height,
+            invoices=totals.invoices,
+            adjustment_lines=totals.adjustments,
             changes=changes,
             analyst_copy=str(Path(analyst).resolve()),
             seconds=(utc_now() - started).total_seconds(),
@@ -76,17 +76,19 @@ class RunSummary:
 
 def finish_run(
     con: Any, db: str, batch: ResultsBatch, stored: StoredInputs
-) -> tuple[dict[str, int], Path]:
-    """Write the run's batch in one transaction (catalog tables and views included), close the
-    connection and publish the analyst copy; returns what changed and the copy's path."""
+) -> tuple[dict[str, int], Path, StagedTotals]:
+    """Write the run's staged batch in one transaction (catalog tables and views included),
+    aggregate what the summary shows, close the connection and publish the analyst copy;
+    returns what changed, the copy's path and the aggregates."""
     try:
         refresh = catalog_and_views(
             stored.frames, stored.policy, offer_verdicts(stored.catalog, stored.policy)  # type: ignore[arg-type]
         )
         changes = write_results(con, batch, stored.frames.currencies, also=refresh)
+        totals = read_staged_totals(con, batch.stage)
     finally:
         con.close()
-    return changes, publish_snapshot(db, batch.run.run_id)
+    return changes, publish_snapshot(db, batch.run.run_id), totals
 
 
 def catalog_and_views(
@@ -102,35 +104,22 @@ def catalog_and_views(
     return refresh
 
 
-def revenue_by_addon(charges: pl.DataFrame) -> pl.DataFrame:
-    """Net amount (minor units) per period, add-on and currency of the lines a run computed."""
-    if charges.height == 0:
-        return pl.DataFrame()
-    return (
-        charges.group_by("period", "addon_id", "currency")
-        .agg(pl.col("amount_minor").sum().alias("net_minor"), pl.len().alias("lines"))
-        .sort("period", "addon_id", "currency", nulls_last=True)
-    )
-
-
 def invoice_totals(summary: RunSummary) -> dict[str, str]:
     """Per currency, the number of invoices the run wrote and their total, as people read it."""
     if summary.invoices.height == 0:
         return {}
-    totals = (
-        summary.invoices.group_by("currency")
-        .agg(n=pl.len(), total=pl.col("total_minor").sum())
-        .sort("currency")
-    )
     return {
         currency: f"{n:,} totalling "
         + format_amount(total, summary.minor_units[currency], currency, in_minor=True)
-        for currency, n, total in totals.iter_rows()
+        for currency, n, total in summary.invoices.select(
+            "currency", "invoices", "total_minor"
+        ).iter_rows()
     }
 
 
-def publish_artifacts(summary: RunSummary, charges: pl.DataFrame) -> None:
-    """Attach the run's summary and revenue by add-on to the flow run in Prefect."""
+def publish_artifacts(summary: RunSummary, revenue: pl.DataFrame) -> None:
+    """Attach the run's summary and revenue by add-on (`period, addon_id, currency, net_minor,
+    lines`, aggregated in DuckDB over the staged lines) to the flow run in Prefect."""
     rows = [
         {"measure": "run_id", "value": summary.run_id},
         {"measure": "periods", "value": ", ".join(summary.periods)},
@@ -148,7 +137,6 @@ def publish_artifacts(summary: RunSummary, charges: pl.DataFrame) -> None:
     create_table_artifact(
         key=f"{summary.kind}-summary", table=rows, description=f"billrun {summary.kind} run"
     )
-    revenue = revenue_by_addon(charges)
     if revenue.height:
         create_table_artifact(
             key=f"{summary.kind}-revenue-by-addon",

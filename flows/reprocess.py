@@ -1,44 +1,50 @@
 """`billrun reprocess --period P` (SPEC §5): recompute P from the stored inputs. A draft P is
-replaced; a finalized P is never rewritten: the difference becomes adjustment lines."""
+replaced; a finalized P is never rewritten: the difference becomes adjustment lines (each
+unit splits its shard: flows/units.py)."""
 
 from __future__ import annotations
 
 import polars as pl
 from prefect import flow, get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
 
 import store
-from flows.billing import bill_plan, failures_recorded, read_stored_inputs
+from flows.billing import (
+    DEFAULT_CONCURRENCY,
+    duckdb_memory_limit,
+    failures_recorded,
+    read_stored_inputs,
+    stage_and_bill,
+    staged_run,
+)
 from flows.publish import RunSummary, finish_run, publish_artifacts
-from pipeline.adjust import split_reprocess
-from pipeline.counters import counter_shift
 from pipeline.schedule import reprocess_plan, with_cutoffs
-from rules.lifecycle import new_locks
 from store.billed import require_billed
 from store.clock import utc_now
-from store.results import (
-    ResultsBatch,
-    last_nightly_as_of,
-    read_billed_lines,
-    read_counter_values,
-)
+from store.results import ResultsBatch, last_nightly_as_of
 from store.runlock import run_lock
 from store.runs import RunRecord, new_run_id
 
 
-@flow(name="billrun-reprocess")
+@flow(name="billrun-reprocess",
+      task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_CONCURRENCY))
 def reprocess_flow(
     period: str,
     db: str = "billrun.duckdb",
     conflict_policy: str | None = None,
-    shards: int = 2,
+    shards: int | None = None,
+    memory_gb: float | None = None,
+    staging: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
 ) -> RunSummary:
-    """Recompute `period` for every account; adjust finalized ones, replace drafts."""
+    """Recompute `period` for every account; adjust finalized ones, replace drafts (see
+    `nightly_flow` for `shards`, `memory_gb`, `staging` and `concurrency`)."""
     logger = get_run_logger()
     started = utc_now()  # the run's clock, read once, in UTC
     run_id = new_run_id("reprocess", started)
     failed_run = RunRecord(run_id=run_id, kind="reprocess", started_at=started, period=period)
-    with run_lock(db), failures_recorded(db, failed_run):
-        con = store.connect(db)
+    with run_lock(db), failures_recorded(db, failed_run), staged_run(staging, db, run_id) as stage:
+        con = store.connect(db, memory_limit=duckdb_memory_limit(memory_gb))
         try:
             require_billed(con, period)
             stored = read_stored_inputs(con, conflict_policy)
@@ -53,40 +59,26 @@ def reprocess_flow(
                 plan.filter(pl.col("status") == "final").height,
                 plan.filter(pl.col("status") == "draft").height,
             )
-            bill = bill_plan(con, stored.bill_inputs(), plan, shards)
-            split = split_reprocess(
-                plan, bill.charges, bill.invoices, bill.decisions,
-                read_billed_lines(con, period, stored.frames.currencies),
+            staged = stage_and_bill(
+                con, stored, plan, stage, shards=shards, memory_gb=memory_gb,
+                concurrency=concurrency, lock_as_of=as_of, reprocess=period,
             )
-            adjustments = split.adjustments
             batch = ResultsBatch(
                 run=RunRecord(
                     run_id=run_id, kind="reprocess", started_at=started, period=period,
-                    rows_in=stored.assignments.height + bill.usage_events,
-                    rows_out=bill.charges.height + adjustments.height, finished_at=utc_now(),
+                    rows_in=staged.assignments + staged.usage_events,
+                    rows_out=staged.lines_computed + staged.adjustments, finished_at=utc_now(),
                 ),
-                scope=split.scope,
-                charges=split.charges,
-                invoices=split.invoices,
-                decisions=split.decisions,
-                counters=bill.counters,
-                parcels=bill.parcels,
-                parcel_scope=bill.parcel_scope,
-                adjustments=adjustments,
-                locks=new_locks(bill.lifecycles, as_of) if as_of else pl.DataFrame(),
-                counter_shift=counter_shift(
-                    read_counter_values(con, period), bill.counters, period
-                ),
-                lifecycles=bill.lifecycles,
+                stage=stage,
             )
         except BaseException:
             con.close()
             raise
-        changes, analyst = finish_run(con, db, batch, stored)
+        changes, analyst, totals = finish_run(con, db, batch, stored)
     summary = RunSummary.of(
-        run_id, "reprocess", plan, batch, changes, analyst, started,
-        adjustments=adjustments.height, currencies=stored.frames.currencies,
+        run_id, "reprocess", plan, totals, changes, analyst, started,
+        currencies=stored.frames.currencies,
     )
-    publish_artifacts(summary, batch.charges)
+    publish_artifacts(summary, totals.revenue)
     logger.info("reprocess %s done in %.1fs: %s", period, summary.seconds, changes)
     return summary

@@ -37,14 +37,15 @@ def run_facts(summary: RunSummary) -> list[tuple[str, str]]:
         *((key.replace("_", " "), f"{value:,}") for key, value in summary.changes.items()),
         ("time", f"{summary.seconds:.1f} s"),
     ]
-    if summary.invoices.height:
-        for currency in sorted(summary.invoices["currency"].unique().to_list()):
-            rows = summary.invoices.filter(summary.invoices["currency"] == currency)
-            units = summary.minor_units.get(currency, 2)
-            total = Decimal(int(rows["total_minor"].sum())).scaleb(-units)
-            facts.append(
-                (f"invoices {currency} (this run)", f"{rows.height:,} totalling {total:,.{units}f}")
-            )
+    # `summary.invoices` holds one row per currency: how many invoices, and their total.
+    for currency, count, total_minor in summary.invoices.select(
+        "currency", "invoices", "total_minor"
+    ).iter_rows() if summary.invoices.height else []:
+        units = summary.minor_units.get(currency, 2)
+        total = Decimal(int(total_minor)).scaleb(-units)
+        facts.append(
+            (f"invoices {currency} (this run)", f"{count:,} totalling {total:,.{units}f}")
+        )
     return facts
 
 

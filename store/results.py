@@ -7,7 +7,7 @@ so a second run over the same inputs leaves every results table identical (run i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 import duckdb
@@ -17,6 +17,7 @@ from pipeline.contracts import COUNTER_KEY, DECISIONS_SCHEMA, LINE_KEY
 from store.duck import frame, scalar
 from store.faults import checkpoint
 from store.runs import RunRecord, record_run
+from store.staging import Stage, output_glob
 
 _LINE_COLUMNS = (
     "account_id, period, line_type, assignment_id, addon_id, service, destination_group, "
@@ -32,23 +33,13 @@ _LIFECYCLE_COLUMNS = (
 
 @dataclass
 class ResultsBatch:
-    """Everything one run writes. `scope` lists the (account, period) groups it recomputed, each
-    with the invoice status it leaves (`draft` or `final`)."""
+    """Everything one run writes: its `runs` row, and the staged Parquet outputs of its units
+    (store/staging.py, `units/<period>/<shard>/<name>.parquet`), which `write_results` ingests.
+    `scope` (one file per unit) lists the (account, period) groups the run recomputed, each with
+    the invoice status it leaves (`draft` or `final`)."""
 
     run: RunRecord
-    scope: pl.DataFrame  # account_id, period, status
-    charges: pl.DataFrame  # pipeline line schema (amount_minor, quantity_units)
-    invoices: pl.DataFrame  # account_id, period, currency, total_minor
-    decisions: pl.DataFrame  # decisions columns
-    counters: pl.DataFrame  # window key + value_units + period
-    adjustments: pl.DataFrame = field(default_factory=pl.DataFrame)  # line schema + reason
-    locks: pl.DataFrame = field(default_factory=pl.DataFrame)  # assignment_id, locked_start
-    counter_shift: pl.DataFrame = field(default_factory=pl.DataFrame)  # never-window deltas
-    lifecycles: pl.DataFrame = field(default_factory=pl.DataFrame)  # settled, one per assignment
-    # SPEC §7.3: rollover parcels left (PARCEL_SCHEMA), for the (account, window_start) groups of
-    # `parcel_scope`, which replace what was stored for those groups
-    parcels: pl.DataFrame = field(default_factory=pl.DataFrame)
-    parcel_scope: pl.DataFrame = field(default_factory=pl.DataFrame)  # account_id, window_start
+    stage: Stage
 
 
 def _minor_factor_sql(column: str) -> str:
@@ -66,10 +57,6 @@ def _amount_sql(minor: str = "amount_minor", units: str = "minor_units") -> str:
 _QUANTITY_SQL = "CAST(CAST(quantity_units AS DECIMAL(38,0)) * 0.000001 AS DECIMAL(38,6))"
 
 
-def _with_minor_units(frame: pl.DataFrame, currencies: pl.DataFrame) -> pl.DataFrame:
-    return frame.join(currencies.select("currency", "minor_units"), on="currency", how="left")
-
-
 def read_final_periods(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """`account_id, period` of every finalized (account, period), whether or not it had lines."""
     return frame(
@@ -84,26 +71,38 @@ def read_locks(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return frame(con, "SELECT assignment_id, locked_start FROM activation_locks")
 
 
+# The stored inputs a unit needs, as SQL: read whole by `explain`, exported by shard for units.
+COUNTERS_BEFORE_SQL = f"""SELECT {_COUNTER_KEY}, CAST(value * 1000000 AS BIGINT) AS value_units
+    FROM counter_periods
+    WHERE reset = 'never' AND period < ?
+    QUALIFY row_number() OVER (PARTITION BY {_COUNTER_KEY} ORDER BY period DESC) = 1"""
+COUNTER_VALUES_SQL = f"""SELECT {_COUNTER_KEY}, CAST(value * 1000000 AS BIGINT) AS value_units
+    FROM counter_periods WHERE period = ?"""
+
+
 def read_counters_before(con: duckdb.DuckDBPyConnection, period: str) -> pl.DataFrame:
     """Never-reset counters as they stood at the end of the latest period before `period`."""
-    return frame(
-        con,
-        f"""SELECT {_COUNTER_KEY}, CAST(value * 1000000 AS BIGINT) AS value_units
-            FROM counter_periods
-            WHERE reset = 'never' AND period < ?
-            QUALIFY row_number() OVER (PARTITION BY {_COUNTER_KEY} ORDER BY period DESC) = 1""",
-        [period],
-    )
+    return frame(con, COUNTERS_BEFORE_SQL, [period])
 
 
 def read_counter_values(con: duckdb.DuckDBPyConnection, period: str) -> pl.DataFrame:
     """Counter values stored for `period`, in pipeline units."""
-    return frame(
-        con,
-        f"""SELECT {_COUNTER_KEY}, CAST(value * 1000000 AS BIGINT) AS value_units
-            FROM counter_periods WHERE period = ?""",
-        [period],
-    )
+    return frame(con, COUNTER_VALUES_SQL, [period])
+
+
+BILLED_LINES_SQL = f"""WITH billed AS (
+        SELECT c.{_LINE_COLUMNS.replace(', ', ', c.')}, c.term_start, c.line_date
+        FROM charges c JOIN invoices i USING (account_id, period)
+        WHERE c.period = ? AND i.status = 'final'
+        UNION ALL
+        SELECT {_LINE_COLUMNS}, term_start, line_date FROM adjustments
+        WHERE period = ?)
+    SELECT b.* EXCLUDE (amount, quantity),
+           CAST(b.amount * 10000 AS BIGINT)
+             // CASE m.minor_units WHEN 0 THEN 10000 WHEN 1 THEN 1000
+                  WHEN 2 THEN 100 WHEN 3 THEN 10 ELSE 1 END AS amount_minor,
+           CAST(b.quantity * 1000000 AS BIGINT) AS quantity_units
+    FROM billed b JOIN _currencies m USING (currency)"""  # needs `_currencies` registered
 
 
 def read_billed_lines(
@@ -112,23 +111,7 @@ def read_billed_lines(
     """Final lines of `period` plus the adjustments already made to them, in pipeline units."""
     con.register("_currencies", currencies.select("currency", "minor_units").to_arrow())
     try:
-        return frame(
-            con,
-            f"""WITH billed AS (
-                    SELECT c.{_LINE_COLUMNS.replace(', ', ', c.')}, c.term_start, c.line_date
-                    FROM charges c JOIN invoices i USING (account_id, period)
-                    WHERE c.period = ? AND i.status = 'final'
-                    UNION ALL
-                    SELECT {_LINE_COLUMNS}, term_start, line_date FROM adjustments
-                    WHERE period = ?)
-                SELECT b.* EXCLUDE (amount, quantity),
-                       CAST(b.amount * 10000 AS BIGINT)
-                         // CASE m.minor_units WHEN 0 THEN 10000 WHEN 1 THEN 1000
-                              WHEN 2 THEN 100 WHEN 3 THEN 10 ELSE 1 END AS amount_minor,
-                       CAST(b.quantity * 1000000 AS BIGINT) AS quantity_units
-                FROM billed b JOIN _currencies m USING (currency)""",
-            [period, period],
-        )
+        return frame(con, BILLED_LINES_SQL, [period, period])
     finally:
         con.unregister("_currencies")
 
@@ -150,8 +133,10 @@ def last_nightly_as_of(con: duckdb.DuckDBPyConnection) -> date | None:
     return scalar(con, "SELECT max(as_of) FROM runs WHERE kind = 'nightly' AND status = 'success'")
 
 
-def _register(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
-    con.register(name, frame.to_arrow())
+def _staged_table(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> int:
+    """A temp table of staged rows (DuckDB spills it to disk beyond its memory limit)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+    return int(scalar(con, f"SELECT count(*) FROM {name}"))
 
 
 def _replace_changed_groups(
@@ -181,18 +166,15 @@ def _replace_changed_groups(
 
 
 def _stage_lines(
-    con: duckdb.DuckDBPyConnection, name: str, lines: pl.DataFrame, currencies: pl.DataFrame,
-    extra: str = "",
-) -> None:
-    _register(con, f"{name}_src", _with_minor_units(lines, currencies))
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {name} AS SELECT
-              account_id, period, line_type, assignment_id, addon_id, service, destination_group,
-              {_QUANTITY_SQL} AS quantity, {_amount_sql()} AS amount, currency, description,
-              term_start, line_date{extra}
-            FROM {name}_src"""
+    con: duckdb.DuckDBPyConnection, name: str, staged: str, extra: str = ""
+) -> int:
+    return _staged_table(
+        con, name,
+        f"""SELECT account_id, period, line_type, assignment_id, addon_id, service,
+              destination_group, {_QUANTITY_SQL} AS quantity, {_amount_sql()} AS amount,
+              currency, description, term_start, line_date{extra}
+            FROM {staged} LEFT JOIN _currencies USING (currency)""",
     )
-    con.unregister(f"{name}_src")
 
 
 def write_results(
@@ -201,52 +183,74 @@ def write_results(
     currencies: pl.DataFrame,
     also: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
 ) -> dict[str, int]:
-    """Write one run's results atomically (with `also`, e.g. the catalog tables, in the same
-    transaction) and its `runs` row (timestamps from `batch.run`); returns what changed."""
+    """Ingest one run's staged results in ONE transaction (with `also`, e.g. the catalog tables)
+    and write its `runs` row (timestamps from `batch.run`); returns what changed.
+
+    Nothing of the run's results passes through Python: each name is read by DuckDB from the
+    units' Parquet files, compared with what is stored in SQL, and written."""
     run_id = batch.run.run_id
     counts: dict[str, int] = {}
+
+    def staged(name: str) -> str:
+        return output_glob(con, batch.stage, name)
+
+    con.register("_currencies", currencies.select("currency", "minor_units").to_arrow())
     con.execute("BEGIN TRANSACTION")
     try:
-        _register(con, "_scope", batch.scope.select("account_id", "period", "status"))
-        _stage_lines(con, "_new_charges", batch.charges, currencies)
+        _staged_table(con, "_scope", f"SELECT account_id, period, status FROM {staged('scope')}")
+        _stage_lines(con, "_new_charges", staged("charges"))
         line_cols = f"{_LINE_COLUMNS}, term_start, line_date"
         counts["charge_groups_rewritten"] = _replace_changed_groups(
             con, "charges", line_cols, "_new_charges", run_id
         )
         checkpoint("mid-write")
 
-        invoices = _with_minor_units(batch.invoices, currencies).join(
-            batch.scope, on=["account_id", "period"], how="inner"
-        )
-        _register(con, "_new_invoices_src", invoices)
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _new_invoices AS SELECT account_id, period, currency,
-                  {_amount_sql('total_minor')} AS total, status FROM _new_invoices_src"""
+        _staged_table(
+            con, "_new_invoices",
+            f"""SELECT i.account_id, i.period, i.currency, {_amount_sql('total_minor')} AS total,
+                       s.status
+                FROM {staged('invoices')} i LEFT JOIN _currencies USING (currency)
+                JOIN _scope s USING (account_id, period)""",
         )
         counts["invoices_rewritten"] = _replace_changed_groups(
             con, "invoices", "account_id, period, currency, total, status", "_new_invoices", run_id
         )
 
-        _register(con, "_new_decisions", batch.decisions)
+        _staged_table(
+            con, "_new_decisions", f"SELECT {_DECISION_COLUMNS} FROM {staged('decisions')}"
+        )
         counts["decision_groups_rewritten"] = _replace_changed_groups(
             con, "decisions", _DECISION_COLUMNS, "_new_decisions", run_id
         )
+        checkpoint("mid-commit")
 
-        if batch.adjustments.height:
-            _stage_lines(con, "_new_adjustments", batch.adjustments, currencies, ", reason")
+        adjustments = _stage_lines(con, "_new_adjustments", staged("adjustments"), ", reason")
+        if adjustments:
             con.execute(
                 f"INSERT INTO adjustments BY NAME SELECT *, '{run_id}' AS run_id "
                 f"FROM _new_adjustments"
             )
-        counts["adjustments"] = batch.adjustments.height
+        counts["adjustments"] = adjustments
 
-        counts["counters_written"] = _write_counters(con, batch, run_id)
-        if batch.parcel_scope.height:
-            counts["parcels_rewritten"] = _write_parcels(con, batch, run_id)
-        if batch.lifecycles.height:
-            counts["lifecycles_rewritten"] = _write_lifecycles(con, batch.lifecycles, run_id)
-        if batch.locks.height:
-            _register(con, "_new_locks", batch.locks)
+        counts["counters_written"] = _write_counters(con, staged, run_id)
+        if _staged_table(con, "_parcel_scope",
+                         f"SELECT account_id, window_start FROM {staged('parcel_scope')}"):
+            counts["parcels_rewritten"] = _write_parcels(con, staged, run_id)
+        # One life cycle per assignment: the one of the first period that billed it (the
+        # settle round, period null, has only accounts no period billed).
+        if _staged_table(
+            con, "_new_lifecycles",
+            f"""SELECT {_LIFECYCLE_COLUMNS}, period FROM {staged('lifecycles')}
+                QUALIFY row_number() OVER (PARTITION BY assignment_id
+                                           ORDER BY period NULLS LAST) = 1""",
+        ):
+            counts["lifecycles_rewritten"] = _write_lifecycles(con, run_id)
+        if _staged_table(
+            con, "_new_locks",
+            f"""SELECT n.assignment_id, n.locked_start FROM {staged('locks')} n
+                SEMI JOIN _new_lifecycles k ON n.assignment_id = k.assignment_id
+                  AND n.period IS NOT DISTINCT FROM k.period""",
+        ):
             con.execute(
                 f"""INSERT INTO activation_locks
                     SELECT n.assignment_id, n.locked_start, '{run_id}' FROM _new_locks n
@@ -262,20 +266,23 @@ def write_results(
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    finally:
+        con.unregister("_currencies")
     # Fold the WAL into the file so the analyst snapshot copied next is self-contained.
     con.execute("CHECKPOINT")
     return counts
 
 
-def _write_counters(con: duckdb.DuckDBPyConnection, batch: ResultsBatch, run_id: str) -> int:
+def _write_counters(
+    con: duckdb.DuckDBPyConnection, staged: Callable[[str], str], run_id: str
+) -> int:
     """Upsert counter windows and per-period values whose value changed; shift later periods of
     never-reset windows by the change reprocessing made (roll-forward)."""
-    counters = batch.counters.select(*COUNTER_KEY, "value_units", "period")
-    _register(con, "_new_counters_src", counters)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _new_counters AS SELECT {_COUNTER_KEY}, period,
+    written = _staged_table(
+        con, "_new_counters",
+        f"""SELECT {_COUNTER_KEY}, period,
               CAST(CAST(value_units AS DECIMAL(38,0)) * 0.000001 AS DECIMAL(38,6)) AS value
-            FROM _new_counters_src"""
+            FROM {staged('counters')}""",
     )
     con.execute(
         f"""INSERT OR REPLACE INTO counter_periods BY NAME
@@ -283,8 +290,7 @@ def _write_counters(con: duckdb.DuckDBPyConnection, batch: ResultsBatch, run_id:
             LEFT JOIN counter_periods c USING ({_COUNTER_KEY}, period)
             WHERE c.value IS DISTINCT FROM n.value"""
     )
-    if batch.counter_shift.height:
-        _register(con, "_shift", batch.counter_shift)
+    if _staged_table(con, "_shift", f"SELECT * FROM {staged('counter_shift')}"):
         con.execute(
             f"""UPDATE counter_periods c SET
                   value = c.value + CAST(CAST(s.delta_units AS DECIMAL(38,0)) * 0.000001
@@ -309,45 +315,43 @@ def _write_counters(con: duckdb.DuckDBPyConnection, batch: ResultsBatch, run_id:
             LEFT JOIN discount_counters d USING ({_COUNTER_KEY})
             WHERE d.value IS DISTINCT FROM l.value OR d.period IS DISTINCT FROM l.period"""
     )
-    return counters.height
+    return written
 
 
 _PARCEL_KEY = ("account_id, service, destination_group, threshold_type, window_start, "
                "granted_window_start")
 
 
+PARCELS_BEFORE_SQL = f"""SELECT {_PARCEL_KEY}, expires_after_window_start,
+           CAST(remaining * 1000000 AS BIGINT) AS remaining_units
+    FROM quota_rollovers WHERE window_start >= ? AND window_start < ?"""
+
+
+def parcels_before_params(period: str) -> list[date]:
+    """The window starts of the period before `period` (any billing day): [previous, first)."""
+    first = date(int(period[:4]), int(period[5:]), 1)
+    previous = date(first.year - (first.month == 1), (first.month - 2) % 12 + 1, 1)
+    return [previous, first]
+
+
 def read_parcels_before(con: duckdb.DuckDBPyConnection, period: str) -> pl.DataFrame:
     """Rollover parcels left at the end of the period before `period` (any billing day), in
     pipeline units (`remaining_units`)."""
-    first = date(int(period[:4]), int(period[5:]), 1)
-    previous = date(first.year - (first.month == 1), (first.month - 2) % 12 + 1, 1)
-    return frame(
-        con,
-        f"""SELECT {_PARCEL_KEY}, expires_after_window_start,
-                   CAST(remaining * 1000000 AS BIGINT) AS remaining_units
-            FROM quota_rollovers WHERE window_start >= ? AND window_start < ?
-            ORDER BY {_PARCEL_KEY}""",
-        [previous, first],
-    )
+    return frame(con, f"{PARCELS_BEFORE_SQL} ORDER BY {_PARCEL_KEY}", parcels_before_params(period))
 
 
-def _write_parcels(con: duckdb.DuckDBPyConnection, batch: ResultsBatch, run_id: str) -> int:
-    """Replace the parcels of the recomputed (account, window_start) groups; rows that did not
-    change keep their run_id, so unchanged inputs change nothing."""
-    _register(con, "_parcel_scope", batch.parcel_scope.select("account_id", "window_start"))
+def _write_parcels(
+    con: duckdb.DuckDBPyConnection, staged: Callable[[str], str], run_id: str
+) -> int:
+    """Replace the parcels of the recomputed (account, window_start) groups (`_parcel_scope`);
+    rows that did not change keep their run_id, so unchanged inputs change nothing."""
     columns = f"{_PARCEL_KEY}, expires_after_window_start, remaining"
-    parcels = batch.parcels if batch.parcels.width else pl.DataFrame(schema={
-        "account_id": pl.Utf8, "service": pl.Utf8, "destination_group": pl.Utf8,
-        "threshold_type": pl.Utf8, "window_start": pl.Date, "granted_window_start": pl.Date,
-        "expires_after_window_start": pl.Date, "remaining_units": pl.Int64,
-    })
-    _register(con, "_new_parcels_src", parcels)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _new_parcels AS
-            SELECT {_PARCEL_KEY}, expires_after_window_start,
+    _staged_table(
+        con, "_new_parcels",
+        f"""SELECT {_PARCEL_KEY}, expires_after_window_start,
                    CAST(CAST(remaining_units AS DECIMAL(18,0)) * 0.000001 AS DECIMAL(18,6))
                      AS remaining
-            FROM _new_parcels_src"""
+            FROM {staged('parcels')}""",
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _gone_parcels AS
@@ -365,9 +369,8 @@ def _write_parcels(con: duckdb.DuckDBPyConnection, batch: ResultsBatch, run_id: 
     return int(scalar(con, "SELECT count(*) FROM _gone_parcels"))
 
 
-def _write_lifecycles(con: duckdb.DuckDBPyConnection, lifecycles: pl.DataFrame, run_id: str) -> int:
-    """Replace the settled life cycles whose content changed (idempotent, like the rest)."""
-    _register(con, "_new_lifecycles", lifecycles.select(_LIFECYCLE_COLUMNS.split(", ")))
+def _write_lifecycles(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    """Replace the settled life cycles (`_new_lifecycles`) whose content changed (idempotent)."""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _changed_lifecycles AS
             SELECT {_LIFECYCLE_COLUMNS} FROM _new_lifecycles
@@ -415,3 +418,36 @@ def _check_invariants(con: duckdb.DuckDBPyConnection) -> None:
         bad = scalar(con, sql)
         if bad:
             raise InvariantError(f"{name}: {bad} row(s)")
+
+
+@dataclass(frozen=True)
+class StagedTotals:
+    """Small aggregates of a run's staged outputs, for its summary and artifacts: the
+    coordinator never reads a whole run's lines."""
+
+    charge_lines: int
+    invoices: pl.DataFrame  # currency, invoices, total_minor
+    revenue: pl.DataFrame  # period, addon_id, currency, net_minor, lines
+    adjustments: pl.DataFrame  # the adjustment lines (differences only: few)
+
+
+def read_staged_totals(con: duckdb.DuckDBPyConnection, stage: Stage) -> StagedTotals:
+    """Aggregate the staged charges and invoices of a run in DuckDB."""
+    charges = output_glob(con, stage, "charges")
+    return StagedTotals(
+        charge_lines=int(scalar(con, f"SELECT count(*) FROM {charges}")),
+        invoices=frame(
+            con,
+            f"""SELECT currency, count(*) AS invoices, CAST(sum(total_minor) AS BIGINT)
+                       AS total_minor
+                FROM {output_glob(con, stage, 'invoices')} GROUP BY currency ORDER BY currency""",
+        ),
+        revenue=frame(
+            con,
+            f"""SELECT period, addon_id, currency, CAST(sum(amount_minor) AS BIGINT) AS net_minor,
+                       CAST(count(*) AS UINTEGER) AS lines
+                FROM {charges} GROUP BY ALL
+                ORDER BY period NULLS LAST, addon_id NULLS LAST, currency NULLS LAST""",
+        ),
+        adjustments=frame(con, f"SELECT * FROM {output_glob(con, stage, 'adjustments')}"),
+    )
