@@ -166,14 +166,15 @@ def stage_and_bill(
                        shards)
         staging.export(con, stage, "locks", staging.LOCKS_SQL.format(shard=staging.shard_sql(
             shards, "a.account_id")), shards)
-        staging.export(con, stage, "unplanned", f"""SELECT DISTINCT account_id, {shard} AS shard
-            FROM assignments ANTI JOIN _plan USING (account_id)""", shards)
+        unplanned = staging.export(con, stage, "unplanned", f"""SELECT DISTINCT account_id,
+            {shard} AS shard FROM assignments ANTI JOIN _plan USING (account_id)""", shards)
         if reprocess:
             _export_reprocess(con, stage, stored, reprocess, shards)
         spec = UnitSpec(root=stage.root, run_id=stage.run_id, shard=0, period=None,
                         previous_period=None, policy=stored.policy, lock_as_of=lock_as_of,
                         reprocess=reprocess is not None)
-        done = _run_round(spec, shards, concurrency)
+        # The settle round; also run when nothing else would, so the commit finds every output.
+        done = _run_round(spec, shards, concurrency) if unplanned or plan.height == 0 else []
         previous = None
         for index, (period, start, end) in enumerate(windows.iter_rows()):
             events = _export_period(con, stage, period, start, end, shards)

@@ -126,7 +126,8 @@ def test_kill_at_a_random_moment_of_the_units_or_the_commit(
 ) -> None:
     expected, span = reference
     delay = random.Random(f"{SEED}-units-{draw}").uniform(0, span)
-    what = f"killed {delay:.2f} s after its units started, of {span:.1f} s (BILLRUN_KILL_SEED={SEED})"
+    what = (f"killed {delay:.2f} s after its units started, of {span:.1f} s "
+            f"(BILLRUN_KILL_SEED={SEED})")
     db = fresh(base, tmp_path)
     before = dump(db)
     tag = uuid.uuid4().hex
