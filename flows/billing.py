@@ -45,9 +45,9 @@ DEFAULT_MEMORY_GB = 8.0
 DEFAULT_CONCURRENCY = 2  # the cores of the standard machine
 MIN_SHARDS = 2  # the shard count before budgets existed: small runs keep it
 # Peak working set of one unit per staged usage event and per assignment of its shard,
-# measured at 100k accounts (docs/RUNS.md gives the measurement).
-BYTES_PER_EVENT = 2_000
-BYTES_PER_ASSIGNMENT = 20_000
+# measured on one period of 20k accounts, rounded up (docs/RUNS.md, "Units of work").
+BYTES_PER_EVENT = 500
+BYTES_PER_ASSIGNMENT = 2_500
 # Of the budget, DuckDB's buffer pool gets this share; the concurrent units get the rest.
 DUCKDB_SHARE = 0.25
 

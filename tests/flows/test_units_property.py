@@ -79,10 +79,12 @@ def test_one_shard_and_many_shards_give_identical_tables(data: tuple[int, int, i
         base, as_of = loaded(Path(tmp), seed, accounts, months)
         one, many = copy(base, "one.duckdb"), copy(base, "many.duckdb")
         nightly_flow(as_of=as_of, db=str(one), shards=1)
-        summary = nightly_flow(as_of=as_of, db=str(many), shards=3, concurrency=3)
+        # ... and staged through an fsspec URL rather than a plain path
+        stage = f"file://{tmp}/stage"
+        summary = nightly_flow(as_of=as_of, db=str(many), shards=3, concurrency=3, staging=stage)
         assert len(summary.periods) >= months  # a catch-up of several periods
         assert results(one) == results(many)
-        assert not Path(f"{many}.staging").exists()  # the run removed its staging folder
+        assert not Path(f"{tmp}/stage").exists()  # the run removed its staging folder
 
 
 def in_memory(db: Path, as_of: date) -> dict[str, pl.DataFrame]:
