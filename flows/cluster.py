@@ -100,6 +100,22 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
+LOOPBACK = ("127.", "localhost", "::1")
+
+
+def _check_reachable(spec: ClusterSpec) -> None:
+    """Remote workers report to the API URL the coordinator uses (Prefect sends its settings
+    with every task): a loopback URL is then this machine for us and their own for them."""
+    api = urlsplit(_worker_env()["PREFECT_API_URL"]).hostname or ""
+    scheduler = urlsplit(spec.address or "").hostname or ""
+    if api.startswith(LOOPBACK) and not scheduler.startswith(LOOPBACK):
+        raise ClusterSpecError(
+            f"the workers of {spec.address} cannot reach the Prefect API at "
+            f"{_worker_env()['PREFECT_API_URL']} (this machine only): run a Prefect server they "
+            "reach and set PREFECT_API_URL to its address"
+        )
+
+
 def _no_api_error(spec: ClusterSpec) -> ClusterSpecError:
     return ClusterSpecError(
         f"{spec.describe()} needs a Prefect API server that its workers report to "
@@ -124,6 +140,7 @@ def task_runner(spec: ClusterSpec | str | None, concurrency: int) -> TaskRunner:
         # Without an API each worker would start its own temporary Prefect server.
         raise _no_api_error(spec)
     if spec.kind == "address":
+        _check_reachable(spec)
         return DaskTaskRunner(address=spec.address)
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",

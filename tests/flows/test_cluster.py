@@ -91,10 +91,17 @@ def test_no_cluster_is_bounded_threads_in_this_process() -> None:
 
 
 def test_an_address_connects_to_that_scheduler() -> None:
-    runner = task_runner("tls://sched.example.com:8786", 2)
+    # The session's API listens on 127.0.0.1: a scheduler on this machine can use it.
+    runner = task_runner("tcp://127.0.0.1:8786", 2)
     assert isinstance(runner, DaskTaskRunner)
-    assert runner.address == "tls://sched.example.com:8786"
+    assert runner.address == "tcp://127.0.0.1:8786"
     assert runner.cluster_kwargs == {}  # nothing is started: the cluster is the operator's
+
+
+def test_remote_workers_cannot_report_to_a_loopback_prefect_api() -> None:
+    with pytest.raises(ClusterSpecError) as caught:
+        task_runner("tls://sched.example.com:8786", 2)
+    assert "cannot reach the Prefect API at http://127.0.0.1:" in str(caught.value)
 
 
 def task_runs_of(flow_run_name: str) -> tuple[str, dict[str, tuple[str, int]]]:
