@@ -26,6 +26,11 @@ if __name__ == "__main__":
 from prefect import flow, task  # noqa: E402
 
 
+def plain(i: int) -> int:
+    """The same, as a plain function for Dask alone."""
+    return i
+
+
 @task
 def tiny(i: int) -> int:
     """The smallest unit: its argument back."""
@@ -48,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import bench_cluster  # by module name, so that workers import the task, not __main__
-    from distributed import LocalCluster
+    from distributed import Client, LocalCluster
 
     from flows.cluster import THREADS_PER_WORKER, task_runner
 
@@ -56,10 +61,18 @@ def main() -> None:
     cluster = LocalCluster(n_workers=args.workers, processes=True,
                            threads_per_worker=THREADS_PER_WORKER, dashboard_address=None)
     up = time.perf_counter() - started
+    # Dask alone, without Prefect: the same tiny function, as a plain Dask task.
+    with Client(cluster) as client:
+        client.gather(client.map(bench_cluster.plain, range(args.workers * 4)))  # warm up
+        started = time.perf_counter()
+        client.gather(client.map(bench_cluster.plain, range(args.tasks), pure=False))
+        plain_s = time.perf_counter() - started
     started = time.perf_counter()
     cluster.close()
     down = time.perf_counter() - started
     print(f"LocalCluster of {args.workers} processes: start {up:.2f} s, close {down:.2f} s")
+    print(f"   dask alone: {args.tasks} tiny tasks in {plain_s:.2f} s "
+          f"({1000 * plain_s / args.tasks:.1f} ms per task)")
 
     for spec in (None, f"local:{args.workers}"):
         runner = task_runner(spec, args.workers)
