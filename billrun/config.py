@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     @field_validator("cluster")
     @classmethod
     def _cluster(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         # The one parser of cluster specs is the one the runs use (flows/cluster.py).
         from flows.cluster import parse_cluster
 
