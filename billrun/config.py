@@ -18,7 +18,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -94,7 +93,9 @@ class Settings(BaseSettings):
         None, description="overrides the catalog's conflict policy"
     )
     memory_gb: float | None = Field(None, gt=0, le=4096, description="memory budget of a run")
-    cluster: str | None = Field(None, description="scheduler address, e.g. tcp://host:8786")
+    cluster: str | None = Field(
+        None, description="local:N, or a Dask scheduler address, e.g. tcp://host:8786"
+    )
     staging: str | None = Field(None, min_length=1, description="staging folder or URL")
     as_of_horizon_days: int = Field(
         1, ge=0, le=366, description="how many days past today --as-of may be"
@@ -110,13 +111,10 @@ class Settings(BaseSettings):
     def _cluster(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value if "://" in value else f"tcp://{value}")
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if not parts.hostname or port is None:
-            raise ValueError(f"{value!r} is not an address host:port (e.g. tcp://host:8786)")
+        # The one parser of cluster specs is the one the runs use (flows/cluster.py).
+        from flows.cluster import parse_cluster
+
+        parse_cluster(value)
         return value
 
     @field_validator("as_of_horizon_days", mode="before")
