@@ -155,12 +155,25 @@ def _stage_usage(
     return Staged(reason, tuple(sources.header_of(file)))
 
 
+def load_memory_limit() -> str:
+    """DuckDB's memory cap for a load: `BILLRUN_LOAD_MEMORY_LIMIT`, else half the run's memory
+    budget (`BILLRUN_MEMORY_GB`), else 4 GB; the staged usage spills to disk beyond it."""
+    explicit = os.environ.get("BILLRUN_LOAD_MEMORY_LIMIT")
+    if explicit:
+        return explicit
+    budget = os.environ.get("BILLRUN_MEMORY_GB")
+    return f"{max(float(budget) / 2, 0.5):g}GB" if budget else "4GB"
+
+
 @flow(name="billrun-load", persist_result=False, validate_parameters=False)
 def load_flow(input_dir: str, db: str) -> LoadReport:
     """Load the inputs in `input_dir` into the DuckDB file `db`, and return the report."""
     logger = get_run_logger()
     logger.info(f"loading {input_dir} into {db}")
-    con = store.connect(db, memory_limit=os.environ.get("BILLRUN_LOAD_MEMORY_LIMIT", "1GB"))
+    con = store.connect(db, memory_limit=load_memory_limit())
+    # Past the limit DuckDB spills the staged usage beside the database, not into /tmp.
+    spill = str(Path(db).with_name(Path(db).name + ".tmp")).replace("'", "''")
+    con.execute(f"SET temp_directory = '{spill}'")
     try:
         report = load_directory(con, input_dir, now=utc_now(), log=logger.info)
     finally:
