@@ -15,13 +15,11 @@ from flows import prefect_env, progress
 from pipeline.catalog import Catalog, CatalogError, parse_catalog
 from pipeline.validate import (
     Validated,
-    raw_text_of,
     rejected_whole,
     validate_accounts,
     validate_assignments,
-    validate_usage,
 )
-from store import FileBatch, LoadBatch, LoadReport, sources
+from store import FileBatch, LoadBatch, LoadReport, Staged, sources
 from store.clock import utc_now
 
 prefect_env.configure()
@@ -42,7 +40,7 @@ def load_directory(
     catalog_text = sources.read_catalog_text(inputs.catalog) if inputs.catalog else None
     catalog = _catalog(con, catalog_text, inputs)
     files: list[FileBatch] = []
-    known = store.read_account_ids(con)
+    known = store.read_account_ids(con)  # for assignments; usage is checked against the store
 
     accounts_file = inputs.get("accounts")
     if accounts_file is not None and catalog is not None and sources.missing_columns(accounts_file):
@@ -81,10 +79,8 @@ def load_directory(
     usage_file = inputs.get("usage")
     if usage_file is not None:
         files.append(
-            FileBatch(
-                "usage", usage_file.source, _usage_or_rejected(usage_file, known, log),
-                raw_lines=lambda lines: _raw_lines(usage_file, lines),
-            )
+            FileBatch("usage", usage_file.source, stage=lambda c, t: _stage_usage(
+                c, usage_file, t, log))
         )
 
     source = inputs.catalog.name if inputs.catalog else sources.CATALOG_NAME
@@ -135,40 +131,38 @@ def _rejected_chunks(
         )
 
 
-def _usage_or_rejected(
-    file: sources.InputFile, known: pl.Series, log: Callable[[str], None]
-) -> Iterator[Validated]:
-    """The usage chunks, or the whole file rejected when its header lacks a column. Lazy: the
-    header is read while the store stages the file, so an unreadable one fails the load there
-    and is recorded as a failed run."""
-    if sources.missing_columns(file):
-        empty = validate_usage(sources.empty_frame("usage"), source=file.source,
-                               account_ids=known).valid
-        yield from _rejected_chunks(file, empty, log)
-    else:
-        yield from _usage_chunks(file, known)
-
-
-def _usage_chunks(file: sources.InputFile, known: pl.Series) -> Iterator[Validated]:
-    """Validate the usage file batch by batch, so memory stays bounded, reporting progress (in
-    bytes of the file; the command that runs the flow draws it)."""
+def _stage_usage(
+    con: duckdb.DuckDBPyConnection, file: sources.InputFile, table: str,
+    log: Callable[[str], None],
+) -> Staged:
+    """Copy the usage file into DuckDB as text (the store checks it there). Called by the store
+    while it stages, so that an unreadable header fails the load there, recorded as failed."""
+    missing = sources.missing_columns(file)
     what = f"loading {file.source}"
-    for batch in sources.iter_batches(file):
-        yield validate_usage(batch.frame, source=file.source, account_ids=known)
-        done = batch.done if file.format == "csv" else batch.done / batch.total * file.size
-        progress.advance(what, int(done), int(file.size))
+    sources.stage_raw(
+        con, file, table, strict=not missing,
+        progress=lambda done, total: progress.advance(
+            what, int(done if file.format == "csv" else done / max(total, 1) * file.size),
+            int(file.size),
+        ),
+    )
+    if not missing:
+        return Staged()
+    log(f"{file.source}: header lacks {', '.join(missing)}: every row is rejected")
+    reason = "; ".join(
+        f"{c}: required column missing from the header of {file.source}" for c in missing
+    )
+    return Staged(reason, tuple(sources.header_of(file)))
 
 
-def _raw_lines(file: sources.InputFile, lines: pl.Series) -> pl.DataFrame:
-    """The original text of some lines of `file`: a second, bounded pass over the file, made
-    only when the store rejects rows itself (ids met before), stopping after the last line."""
-    last = lines.max()
-    parts = []
-    for batch in sources.iter_batches(file):
-        parts.append(raw_text_of(batch.frame, lines))
-        if (batch.frame["line"].max() or 0) >= last:
-            break
-    return pl.concat(parts) if parts else pl.DataFrame(schema={"line": pl.Int64, "raw": pl.String})
+def load_memory_limit() -> str:
+    """DuckDB's memory cap for a load: `BILLRUN_LOAD_MEMORY_LIMIT`, else half the run's memory
+    budget (`BILLRUN_MEMORY_GB`), else 4 GB; the staged usage spills to disk beyond it."""
+    explicit = os.environ.get("BILLRUN_LOAD_MEMORY_LIMIT")
+    if explicit:
+        return explicit
+    budget = os.environ.get("BILLRUN_MEMORY_GB")
+    return f"{max(float(budget) / 2, 0.5):g}GB" if budget else "4GB"
 
 
 @flow(name="billrun-load", persist_result=False, validate_parameters=False)
@@ -176,7 +170,10 @@ def load_flow(input_dir: str, db: str) -> LoadReport:
     """Load the inputs in `input_dir` into the DuckDB file `db`, and return the report."""
     logger = get_run_logger()
     logger.info(f"loading {input_dir} into {db}")
-    con = store.connect(db, memory_limit=os.environ.get("BILLRUN_LOAD_MEMORY_LIMIT", "1GB"))
+    con = store.connect(db, memory_limit=load_memory_limit())
+    # Past the limit DuckDB spills the staged usage beside the database, not into /tmp.
+    spill = str(Path(db).with_name(Path(db).name + ".tmp")).replace("'", "''")
+    con.execute(f"SET temp_directory = '{spill}'")
     try:
         report = load_directory(con, input_dir, now=utc_now(), log=logger.info)
     finally:

@@ -1,4 +1,6 @@
-"""Validation of the bulk inputs (SPEC §2): pure and vectorized, frames in and frames out.
+"""Validation of the accounts and assignments inputs (SPEC §2): pure and vectorized, frames in
+and frames out. The usage file, too large for memory, is checked in SQL where DuckDB staged it
+(`store/checks.py`).
 
 Each `validate_*` takes the all-string frame that `store.sources` reads (a `line` column, the
 input's columns, `_extra`) and returns `Validated(valid, rejected)`:
@@ -8,8 +10,7 @@ input's columns, `_extra`) and returns `Validated(valid, rejected)`:
 - `rejected`: `source, line, reason, raw`. The reason lists every problem of the row, each as
   `field: problem`, joined by `; `. No row is ever dropped: `valid` + `rejected` = the input.
 
-Decimals are parsed exactly with string operations into integers scaled by 10^6, never through a
-binary float. Nothing here reads a file, opens a database or asks for today's date.
+Nothing here reads a file, opens a database or asks for today's date.
 """
 
 from __future__ import annotations
@@ -18,16 +19,13 @@ from typing import NamedTuple
 
 import polars as pl
 
-from pipeline.bounds import MAX_ASSIGNMENT_QUANTITY, MAX_USAGE_UNITS, MAX_USAGE_VALUE
-from pipeline.catalog import UNIT_SCALE, Catalog
+from pipeline.bounds import MAX_ASSIGNMENT_QUANTITY
+from pipeline.catalog import Catalog
 from pipeline.contracts import INPUT_COLUMNS, REJECTED_SCHEMA
 
 STATUSES = ("active", "suspended", "closed")
 EXTRA = "_extra"
-# DECIMAL(18,6) holds 12 integer digits.
-MAX_INT_DIGITS = 18 - UNIT_SCALE
 
-_DECIMAL = r"^([+-]?)(\d*)(?:\.(\d*))?$"
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
 _TIMESTAMP = (
     r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?"
@@ -76,34 +74,6 @@ class Parsed(NamedTuple):
     prepare: list[pl.Expr]
     value: pl.Expr
     checks: list[Check]
-
-
-def parse_units(name: str) -> Parsed:
-    """A decimal text as Int64 scaled by 10^6, exactly (string operations, never a float)."""
-    text, held = _c(name), f"_{name}_parts"
-    parts = _c(held)
-    sign, whole = parts.struct.field("1"), parts.struct.field("2")
-    written = parts.struct.field("3").fill_null("")
-    # Trailing zeros carry no precision: `1.50000000` (a DECIMAL(18,8) column) is 1.5 exactly.
-    frac = written.str.strip_chars_end("0")
-    # A match always captures the sign group (maybe empty); a decimal needs at least one digit.
-    matched = sign.is_not_null() & ((whole.str.len_bytes() + written.str.len_bytes()) > 0)
-    too_precise = matched & (frac.str.len_bytes() > UNIT_SCALE)
-    too_large = matched & (whole.str.strip_chars_start("0").str.len_bytes() > MAX_INT_DIGITS)
-    magnitude = whole.replace("", "0").cast(pl.Int64, strict=False) * (10**UNIT_SCALE) + (
-        frac.str.pad_end(UNIT_SCALE, "0").cast(pl.Int64, strict=False)
-    )
-    ok = matched & ~too_precise & ~too_large
-    units = pl.when(ok).then(pl.when(sign == "-").then(-magnitude).otherwise(magnitude))
-    return Parsed(
-        [text.str.extract_groups(_DECIMAL).alias(held)],
-        units,
-        [
-            _check(text.is_not_null() & ~matched, _quoted(name, "'{}' is not a decimal number")),
-            _check(too_precise, _quoted(name, f"'{{}}' has more than {UNIT_SCALE} decimals")),
-            _check(too_large, _quoted(name, "'{}' is too large")),
-        ],
-    )
 
 
 def parse_whole(name: str) -> Parsed:
@@ -212,14 +182,6 @@ def raw_text(columns: list[str]) -> pl.Expr:
         pl.when(pl.col(EXTRA).is_not_null())
         .then(pl.concat_str([row, field(pl.col(EXTRA))], separator=","))
         .otherwise(row)
-    )
-
-
-def raw_text_of(rows: pl.DataFrame, lines: pl.Series) -> pl.DataFrame:
-    """`line, raw` for the given lines of a frame as read (for rows the store rejects)."""
-    columns = [c for c in rows.columns if c not in ("line", EXTRA)]
-    return rows.filter(pl.col("line").is_in(lines.implode())).select(
-        pl.col("line").cast(pl.Int64), raw_text(columns).alias("raw")
     )
 
 
@@ -495,53 +457,3 @@ def validate_assignments(
         _c("_assigned_at").alias("assigned_at"), _c("_quantity").alias("quantity"),
     ]
     return _split(parsed, checks, typed, ASSIGNMENT_COLUMNS, source)
-
-
-# ---------------------------------------------------------------------------------------------
-# Usage
-
-
-USAGE_COLUMNS = list(INPUT_COLUMNS["usage"])
-
-
-def validate_usage(raw: pl.DataFrame, *, source: str, account_ids: pl.Series) -> Validated:
-    """Validate usage events (xDRs, already rated); quantity and amount become `*_units`."""
-    started, quantity, amount = fields = (
-        parse_timestamp("started_at"), parse_units("quantity"), parse_units("amount"),
-    )
-    parsed = _prepared(raw, *fields).with_columns(
-        started.value.alias("_started_at"),
-        quantity.value.alias("quantity_units"),
-        amount.value.alias("amount_units"),
-        first_line(["event_id"]),
-    )
-    checks = [
-        *_row_checks(USAGE_COLUMNS),
-        _required("event_id"),
-        _required("account_id"),
-        _known("account_id", account_ids, "account"),
-        _required("service"),
-        _required("destination_group"),
-        _required("started_at"),
-        *started.checks,
-        _required("quantity"),
-        *quantity.checks,
-        _check(_c("quantity_units") < 0, _quoted("quantity", "'{}' is negative")),
-        _check(
-            _c("quantity_units") > MAX_USAGE_UNITS,
-            _quoted("quantity", f"'{{}}' is more than {MAX_USAGE_VALUE}"),
-        ),
-        _required("amount"),
-        *amount.checks,
-        _check(_c("amount_units") < 0, _quoted("amount", "'{}' is negative")),
-        _check(
-            _c("amount_units") > MAX_USAGE_UNITS,
-            _quoted("amount", f"'{{}}' is more than {MAX_USAGE_VALUE}"),
-        ),
-        _duplicate(["event_id"], "event_id", pl.format("'{}'", _c("event_id"))),
-    ]
-    typed = [
-        "event_id", "account_id", "service", "destination_group",
-        _c("_started_at").alias("started_at"), "quantity_units", "amount_units",
-    ]
-    return _split(parsed, checks, typed, USAGE_COLUMNS, source)

@@ -24,8 +24,9 @@ import duckdb
 import polars as pl
 
 from pipeline.catalog import Catalog, parse_catalog
-from pipeline.contracts import INPUT_COLUMNS, REJECTED_SCHEMA
+from pipeline.contracts import INPUT_COLUMNS
 from pipeline.validate import Validated
+from store import checks
 from store.clock import Clock, utc_now
 from store.runs import RunRecord, new_run_id, record_run
 
@@ -52,18 +53,28 @@ class FileStats:
 
 
 @dataclass(frozen=True)
-class FileBatch:
-    """One input file's validated chunks, consumed lazily while the load stages them.
+class Staged:
+    """What staging a file's raw rows found: when its header lacks required columns, the reason
+    each of its rows is rejected with, and the file's own columns (in its order) for their text."""
 
-    `raw_lines(lines)` returns `line, raw` (the original text) of the given lines: the store
-    asks for it only for rows it rejects itself (an event id met before), which it finds once
-    the whole file is staged, when the chunks are long gone.
+    missing_reason: str | None = None
+    header: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FileBatch:
+    """One input file of a load.
+
+    Accounts and assignments come as validated chunks, consumed lazily while the load stages
+    them. Usage comes as `stage(con, table)`, which copies the file's rows, as text, into the
+    temporary table `table` (`store.sources.stage_raw`); the store then checks them in SQL
+    (`store.checks`), inside DuckDB, since a usage file may not fit in memory.
     """
 
     kind: str
     source: str
-    chunks: Iterable[Validated]
-    raw_lines: Callable[[pl.Series], pl.DataFrame] | None = None
+    chunks: Iterable[Validated] = ()
+    stage: Callable[[duckdb.DuckDBPyConnection, str], Staged] | None = None
 
 
 @dataclass(frozen=True)
@@ -131,10 +142,6 @@ _STAGING_DDL = {
     "_staging_assignments": (
         f"SELECT {', '.join(ASSIGNMENT_FIELDS)}, source, line FROM assignment_versions"
     ),
-    "_staging_usage": (
-        "SELECT event_id, account_id, service, destination_group, started_at, quantity, amount, "
-        "source, line FROM usage"
-    ),
     "_staging_rejected": "SELECT source, line, reason, raw FROM rejected_rows",
 }
 _STAGE_KIND = {"accounts": "_staging_accounts", "assignments": "_staging_assignments"}
@@ -165,9 +172,7 @@ def load_batch(
             for chunk in file.chunks:
                 _stage_chunk(con, file, chunk, stats)
             if file.kind == "usage":
-                _settle_usage_keys(con, file, stats)
-        if not any(f.kind == "usage" for f in batch.files):
-            con.execute("CREATE OR REPLACE TEMP TABLE _usage_clash (line BIGINT, state VARCHAR)")
+                _stage_usage(con, file, stats)
         con.execute("BEGIN TRANSACTION")
         try:
             _publish(con, batch, report, clock)
@@ -195,31 +200,33 @@ def load_batch(
 
 
 def _drop_staging(con: duckdb.DuckDBPyConnection) -> None:
-    for name in [*_STAGING_DDL, "_accounts", "_assignments", "_usage_repeats", "_usage_clash"]:
+    for name in [*_STAGING_DDL, "_accounts", "_assignments", "_usage_repeats", "_usage_clash",
+                 _CHECKED_USAGE, "_known_accounts", f"{_RAW_USAGE}_rows"]:
         try:
             con.execute(f"DROP TABLE IF EXISTS {name}")
         except duckdb.Error:
             pass  # scratch only; the next load replaces it
+    try:
+        con.execute(f"DROP VIEW IF EXISTS {_RAW_USAGE}")
+    except duckdb.Error:
+        pass
 
 
 def _stage_chunk(
     con: duckdb.DuckDBPyConnection, file: FileBatch, chunk: Validated, stats: FileStats
 ) -> None:
-    """Stage one validated chunk: its good rows and every rejected row, with counts."""
+    """Stage one validated chunk (accounts or assignments): its good and rejected rows."""
     stats.rows_in += chunk.valid.height + chunk.rejected.height
-    if file.kind == "usage":
-        late = _stage_usage(con, chunk, file.source, stats)
-    else:
-        fields = ACCOUNT_FIELDS if file.kind == "accounts" else ASSIGNMENT_FIELDS
+    fields = ACCOUNT_FIELDS if file.kind == "accounts" else ASSIGNMENT_FIELDS
+    _insert_frame(
+        con, _STAGE_KIND[file.kind],
+        chunk.valid.select(*fields, pl.lit(file.source).alias("source"), "line"),
+    )
+    stats.rejected += chunk.rejected.height
+    if chunk.rejected.height:
         _insert_frame(
-            con, _STAGE_KIND[file.kind],
-            chunk.valid.select(*fields, pl.lit(file.source).alias("source"), "line"),
+            con, "_staging_rejected", chunk.rejected.select("source", "line", "reason", "raw")
         )
-        late = _no_rejects()
-    rejected = pl.concat([chunk.rejected, late], how="vertical_relaxed")
-    stats.rejected += rejected.height
-    if rejected.height:
-        _insert_frame(con, "_staging_rejected", rejected.select("source", "line", "reason", "raw"))
 
 
 def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
@@ -230,99 +237,87 @@ def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFram
         con.unregister("_frame")
 
 
-def _stage_usage(
-    con: duckdb.DuckDBPyConnection, chunk: Validated, source: str, stats: FileStats
-) -> pl.DataFrame:
-    """Stage a chunk's good events as they are; keys are checked once all are staged."""
-    # Units are exact integers of 10^-6: multiplying by a DECIMAL keeps the result a DECIMAL
-    # (dividing would turn it into a DOUBLE).
-    con.register("_batch_usage", chunk.valid)
-    try:
-        con.execute(
-            """INSERT INTO _staging_usage
-               SELECT event_id, account_id, service, destination_group, started_at,
-                      CAST(quantity_units * 0.000001 AS DECIMAL(18,6)),
-                      CAST(amount_units * 0.000001 AS DECIMAL(18,6)), ?, line
-               FROM _batch_usage""",
-            [source],
-        )
-    finally:
-        con.unregister("_batch_usage")
-    stats.loaded += chunk.valid.height
-    return _no_rejects()
+_RAW_USAGE = "_raw_usage"
+_CHECKED_USAGE = "_usage_checked"
 
 
-def _settle_usage_keys(
-    con: duckdb.DuckDBPyConnection, file: FileBatch, stats: FileStats
-) -> None:
-    """Once the whole file is staged, find the events whose id was met before, in one pass:
-    a later copy within the file is a duplicate; an id loaded earlier with the same values is
-    unchanged, with other values it is rejected. Set-based, so a 50M-row file costs one
-    aggregate and one join, not one join per batch."""
+def _stage_usage(con: duckdb.DuckDBPyConnection, file: FileBatch, stats: FileStats) -> None:
+    """Stage the usage file as text, check every row in SQL, and settle the event ids met
+    before: a later copy within the file is a duplicate (one of the checks); an id loaded
+    earlier with the same values is unchanged, with other values it is rejected. Set-based: a
+    50M-row file costs a few passes inside DuckDB, and only the rejected rows are worded."""
+    if file.stage is None:
+        raise ValueError(f"{file.source}: a usage file is staged, not given as chunks")
+    staged = file.stage(con, _RAW_USAGE)
+    checks.define_macros(con)
+    if staged.missing_reason is not None:
+        _reject_whole(con, file.source, staged, stats)
+        return
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _usage_repeats AS
-           SELECT event_id, min(line) AS first_line FROM _staging_usage
-           GROUP BY event_id HAVING count(*) > 1"""
+        """CREATE OR REPLACE TEMP TABLE _known_accounts AS
+           SELECT account_id FROM accounts UNION SELECT account_id FROM _staging_accounts"""
     )
+    checks.check_usage(con, _RAW_USAGE, "_known_accounts", _CHECKED_USAGE)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _usage_clash AS
-            SELECT s.line, s.event_id,
-                   CASE WHEN s.line > d.first_line THEN 'duplicate'
-                        WHEN u.event_id IS NULL THEN 'new'
-                        WHEN {_same(USAGE_FIELDS, 'u', 's')} THEN 'same'
-                        ELSE 'conflict' END AS state,
-                   CASE WHEN s.line > d.first_line THEN d.first_line ELSE u.line END
-                     AS first_line,
-                   u.source AS first_source
-            FROM _staging_usage s
-            LEFT JOIN _usage_repeats d ON d.event_id = s.event_id
-            LEFT JOIN usage u ON u.event_id = s.event_id
-            WHERE d.event_id IS NOT NULL OR u.event_id IS NOT NULL"""
+            SELECT c.line, c.event_id,
+                   CASE WHEN {_same(USAGE_FIELDS, 'u', 'c')} THEN 'same' ELSE 'conflict' END
+                     AS state,
+                   u.line AS first_line, u.source AS first_source
+            FROM {_CHECKED_USAGE} c JOIN usage u ON u.event_id = c.event_id
+            WHERE c._bad = 0"""
     )
-    # Only the rejected rows come back to Python; unchanged ones are merely counted.
-    stats.unchanged += _rows(con, "SELECT count(*) FROM _usage_clash WHERE state = 'same'")[0][0]
-    rejected = _frame(
+    rows_in, bad = _rows(
+        con, f"SELECT count(*), count(*) FILTER (WHERE _bad <> 0) FROM {_CHECKED_USAGE}"
+    )[0]
+    same, conflict = _rows(
         con,
-        "SELECT line, event_id, state, first_line, first_source FROM _usage_clash "
-        "WHERE state IN ('duplicate', 'conflict') ORDER BY line",
+        "SELECT count(*) FILTER (WHERE state = 'same'), "
+        "count(*) FILTER (WHERE state = 'conflict') FROM _usage_clash",
+    )[0]
+    stats.rows_in += rows_in
+    stats.rejected += bad + conflict
+    stats.loaded += rows_in - bad - conflict
+    stats.unchanged += same
+    reasons = checks.usage_reasons(_RAW_USAGE, _CHECKED_USAGE)
+    con.execute(
+        f"INSERT INTO _staging_rejected SELECT ?, line, reason, raw FROM ({reasons})",
+        [file.source],
     )
-    if rejected.height:
-        raw = file.raw_lines(rejected["line"]) if file.raw_lines is not None else None
-        rejects = _usage_rejects(rejected, raw, file.source)
-        stats.loaded -= rejects.height
-        stats.rejected += rejects.height
-        _insert_frame(con, "_staging_rejected", rejects)
+    con.execute(
+        f"""INSERT INTO _staging_rejected
+            SELECT ?, r.line,
+                   'event_id: duplicate event_id ' || _quoted(x._id)
+                   || ' (already loaded from ' || x.first_source || ' line ' || x.first_line
+                   || ' with other values)',
+                   {checks.raw_text(list(INPUT_COLUMNS["usage"]))}
+            FROM {_RAW_USAGE} r
+            JOIN (SELECT line AS _line, event_id AS _id, first_source, first_line
+                  FROM _usage_clash WHERE state = 'conflict') x ON r.line = x._line""",
+        [file.source],
+    )
 
 
-def _usage_rejects(clash: pl.DataFrame, raw: pl.DataFrame | None, source: str) -> pl.DataFrame:
-    """Rejected rows for events whose id was met before, with their original text."""
-    reason = (
-        pl.when(pl.col("state") == "duplicate")
-        .then(
-            pl.format(
-                "event_id: duplicate event_id '{}' (first at line {})",
-                pl.col("event_id"), pl.col("first_line"),
-            )
-        )
-        .otherwise(
-            pl.format(
-                "event_id: duplicate event_id '{}' (already loaded from {} line {} with other "
-                "values)",
-                pl.col("event_id"), pl.col("first_source"), pl.col("first_line"),
-            )
-        )
+def _reject_whole(
+    con: duckdb.DuckDBPyConnection, source: str, staged: Staged, stats: FileStats
+) -> None:
+    """A file whose header lacks required columns: every physical row is rejected, re-joined
+    from the file's own columns in its order (SPEC §2: nothing of it is billed, nothing lost)."""
+    present = [c for c in staged.header if c in INPUT_COLUMNS["usage"]]
+    con.execute(
+        f"""INSERT INTO _staging_rejected
+            SELECT ?, line, ?, {checks.raw_text(present, extra=False)} FROM {_RAW_USAGE}""",
+        [source, staged.missing_reason],
     )
-    out = clash.with_columns(reason.alias("reason"))
-    if raw is not None:
-        out = out.join(raw.select("line", "raw"), on="line", how="left")
-    else:
-        out = out.with_columns(pl.lit(None, pl.String).alias("raw"))
-    return out.sort("line").select(
-        pl.lit(source, pl.String).alias("source"),
-        pl.col("line").cast(pl.Int64),
-        "reason",
-        pl.col("raw").fill_null(""),
+    count = _rows(con, f"SELECT count(*) FROM {_RAW_USAGE}")[0][0]
+    stats.rows_in += count
+    stats.rejected += count
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {_CHECKED_USAGE} AS
+            SELECT line, event_id, account_id, service, destination_group, started_at,
+                   quantity, amount, 0 AS _bad FROM usage LIMIT 0"""
     )
+    con.execute("CREATE OR REPLACE TEMP TABLE _usage_clash (line BIGINT, state VARCHAR)")
 
 
 def _publish(
@@ -336,15 +331,17 @@ def _publish(
             _publish_accounts(con, rep, stats)
         elif stats.kind == "assignments":
             _publish_assignments(con, rep, stats)
-    con.execute(
-        """INSERT INTO usage
-           SELECT s.event_id, s.account_id, s.service, s.destination_group, s.started_at,
-                  s.quantity, s.amount, s.source, s.line, ?, ?
-           FROM _staging_usage s
-           WHERE NOT EXISTS (
-               SELECT 1 FROM _usage_clash c WHERE c.line = s.line AND c.state <> 'new')""",
-        [rep.run_id, rep.started_at],
-    )
+    usage = next((f for f in rep.files if f.kind == "usage"), None)
+    if usage is not None:
+        con.execute(
+            f"""INSERT INTO usage
+                SELECT s.event_id, s.account_id, s.service, s.destination_group, s.started_at,
+                       s.quantity, s.amount, ?, s.line, ?, ?
+                FROM {_CHECKED_USAGE} s
+                WHERE s._bad = 0
+                  AND NOT EXISTS (SELECT 1 FROM _usage_clash c WHERE c.line = s.line)""",
+            [usage.source, rep.run_id, rep.started_at],
+        )
     con.execute(
         """INSERT INTO rejected_rows
            SELECT DISTINCT r.source, r.line, r.reason, r.raw, ?, ?
@@ -450,10 +447,6 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) 
 
 def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:
     return con.sql(sql, params=params).pl()
-
-
-def _no_rejects() -> pl.DataFrame:
-    return pl.DataFrame(schema=REJECTED_SCHEMA)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,23 +1,33 @@
-"""Input files (SPEC §2): find them in a drop folder and read them as all-string frames.
+"""Input files (SPEC §2): find them in a drop folder and read them as all-string rows.
 
-This is the only module, with the catalog file read, that opens input files. Every frame it yields
-has the file's expected columns as String (null for an empty or missing field), a `line` column
-(Int64) and an `_extra` column: the first surplus field of a row that had more fields than the
-header, null otherwise. Validation, not reading, decides what a bad row is, so a ragged or blank
-row is still handed over with its line number instead of stopping the read.
+This is the only module, with the catalog file read, that opens input files. Every frame or table
+it yields has the file's expected columns as text (null for an empty or missing field, surrounding
+spaces trimmed), a `line` column (BIGINT) and an `_extra` column: the first surplus field of a row
+that had more fields than the header, null otherwise. Validation, not reading, decides what a bad
+row is, so a ragged or blank row is still handed over with its line number instead of stopping
+the read.
 
-Large files are read in bounded batches: CSV in byte blocks cut on a record boundary (never inside
-a quoted field), Parquet by row groups through pyarrow, so memory does not grow with the file.
+Two readers give the same rows (tests/store/test_sources_fast.py compares them):
+- `stage_raw` lets DuckDB's parallel CSV reader copy a regular CSV file into a scratch table,
+  with `line` taken from the row's position (rowid). That is the physical line only when every
+  record is one line, so the file's line ends are counted alongside; a quoted line break, a blank
+  line (DuckDB skips those), a row with two surplus fields or bytes that are not UTF-8 make it
+  fall back to the block reader below, which stages the same table.
+- `iter_batches` reads in bounded batches: CSV in byte blocks cut on a record boundary (never
+  inside a quoted field), Parquet by row groups through pyarrow, so memory does not grow with the
+  file.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 
@@ -296,3 +306,116 @@ def _iter_parquet(file: InputFile, strict: bool = True) -> Iterator[Batch]:
         )
         done += frame.height
         yield Batch(_conform(frame, file.kind, header), done, total)
+
+
+# ---------------------------------------------------------------------------------------------
+# Staging a file as an all-text DuckDB table
+
+# What Polars' `strip_chars()` trims (Unicode White_Space), so that both readers trim alike.
+_WHITESPACE = "".join(
+    chr(c) for c in (
+        *range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029,
+        0x202F, 0x205F, 0x3000,
+    )
+)
+_COUNT_BLOCK = 8 << 20
+
+
+def stage_raw(
+    con: duckdb.DuckDBPyConnection, file: InputFile, table: str, *, strict: bool = True,
+    progress: Callable[[int, int], None] = lambda _done, _total: None,
+) -> None:
+    """Make `table` (a temporary view over `<table>_rows`) hold `file`: `line`, the kind's
+    columns as trimmed text (null when empty or absent), `_extra`; rows in file order.
+    `strict=False` takes a file that lacks required columns too (they come as null), so that its
+    rows can be rejected whole. `drop_raw` removes both."""
+    rows = f"{table}_rows"
+    if file.format == "csv":
+        header, _ = _read_header(file)
+        _check_header(file, header, strict)
+        if _stage_csv_natively(con, file, rows, header):
+            # The reader keeps the file's order, so a row's rowid is its record's position.
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT rowid + 2 AS line, * FROM {rows}"
+            )
+            progress(file.size, file.size)
+            return
+    columns = ", ".join(f"{c} VARCHAR" for c in COLUMNS[file.kind])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {rows} (line BIGINT, {columns}, {EXTRA} VARCHAR)")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM {rows}")
+    for batch in iter_batches(file, strict=strict):
+        con.register("_raw_batch", batch.frame)
+        try:
+            con.execute(f"INSERT INTO {rows} SELECT * FROM _raw_batch")
+        finally:
+            con.unregister("_raw_batch")
+        progress(batch.done, batch.total)
+
+
+def drop_raw(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Remove what `stage_raw` made."""
+    con.execute(f"DROP VIEW IF EXISTS {table}")
+    con.execute(f"DROP TABLE IF EXISTS {table}_rows")
+
+
+def _stage_csv_natively(
+    con: duckdb.DuckDBPyConnection, file: InputFile, rows: str, header: list[str]
+) -> bool:
+    """Copy the file with DuckDB's parallel reader into `rows` (no line column: the rowid is the
+    record's position) when every record of the file is one physical line; False otherwise."""
+    names = [f"c{i}" for i in range(len(header))]
+    spec = ", ".join(f"'{n}': 'VARCHAR'" for n in [*names, EXTRA])
+    by_name = dict(zip(header, names, strict=True))
+    select = ", ".join(
+        f"{_trimmed(by_name[c])} AS {c}" if c in by_name else f"CAST(NULL AS VARCHAR) AS {c}"
+        for c in COLUMNS[file.kind]
+    )
+    lines: list[int] = []
+    counter = threading.Thread(target=lambda: lines.append(_count_lines(file.path)))
+    counter.start()
+    try:
+        # null_padding keeps short rows (and gives `_extra` to a row with one surplus field); the
+        # parallel reader refuses a quoted line break with it, a case for the block reader.
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {rows} AS
+                SELECT {select}, {_trimmed(EXTRA)} AS {EXTRA}
+                FROM read_csv('{_sql_path(file.path)}', auto_detect = false, header = false,
+                    skip = 1, columns = {{{spec}}}, delim = ',', quote = '"', escape = '"',
+                    null_padding = true)"""
+        )
+    except duckdb.Error:
+        return False
+    finally:
+        counter.join()
+    staged = con.execute(f"SELECT count(*) FROM {rows}").fetchall()[0][0]
+    # DuckDB skips blank lines; a record that spans lines would shift the later ones.
+    return lines[0] == staged + 1
+
+
+def _trimmed(column: str) -> str:
+    """SQL: the value trimmed, null when empty. DuckDB's trim is slow, so it runs only on values
+    that may need it: a first character that is not printable ASCII, any non-ASCII character,
+    or a last character that is ASCII white space."""
+    chars = "'" + _WHITESPACE + "'"
+    ends = " OR ".join(
+        ["(" + column + " LIKE '% ')"] + [f"suffix({column}, chr({c}))" for c in range(9, 14)]
+    )
+    return (
+        f"CASE WHEN NOT (ascii({column}) BETWEEN 33 AND 126) "
+        f"OR strlen({column}) <> length({column}) OR {ends} "
+        f"THEN nullif(trim({column}, {chars}), '') ELSE {column} END"
+    )
+
+
+def _count_lines(path: Path) -> int:
+    """Physical lines of the file (a last line without a line end counts too)."""
+    count, last = 0, b"\n"
+    with path.open("rb", buffering=0) as fh:
+        while block := fh.read(_COUNT_BLOCK):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")

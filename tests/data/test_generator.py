@@ -10,8 +10,9 @@ import pytest
 
 from data.generator import generate
 from pipeline.catalog import parse_catalog
-from pipeline.validate import validate_accounts, validate_assignments, validate_usage
+from pipeline.validate import Validated, validate_accounts, validate_assignments
 from store import sources
+from store.checks import check_usage_frame
 
 N = 1500
 
@@ -45,7 +46,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pl.DataFrame]:
     assignments = validate_assignments(
         frames["assignments"], catalog, source="assignments.csv", account_ids=known
     )
-    usage = validate_usage(frames["usage"], source="usage.csv", account_ids=known)
+    usage = Validated(*check_usage_frame(frames["usage"], source="usage.csv", account_ids=known))
     offers = pl.DataFrame(
         [(m.id, a) for m in catalog.main_products for a in m.available_addons],
         schema=["main_product_id", "addon_id"], orient="row",

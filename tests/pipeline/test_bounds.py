@@ -13,7 +13,8 @@ import yaml
 
 from pipeline.bounds import MAX_ASSIGNMENT_QUANTITY, MAX_FEE
 from pipeline.catalog import CatalogError, parse_catalog
-from pipeline.validate import validate_assignments, validate_usage
+from pipeline.validate import validate_assignments
+from store.checks import check_usage_frame
 from store.sources import COLUMNS, EXTRA
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "catalog.yaml"
@@ -96,6 +97,6 @@ def test_usage_value_bound(field: str, text: str, reason: str | None) -> None:
     for col in [*COLUMNS["usage"], EXTRA]:
         data[col] = [row.get(col)]
     schema = {"line": pl.Int64, **{c: pl.String for c in data if c != "line"}}
-    out = validate_usage(pl.DataFrame(data, schema=schema), source="usage.csv",
-                         account_ids=pl.Series("account_id", ["A1"]))
-    assert out.rejected["reason"].to_list() == ([] if reason is None else [reason])
+    _, rejected = check_usage_frame(pl.DataFrame(data, schema=schema), source="usage.csv",
+                                    account_ids=pl.Series("account_id", ["A1"]))
+    assert rejected["reason"].to_list() == ([] if reason is None else [reason])

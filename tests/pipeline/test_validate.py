@@ -5,19 +5,20 @@ from __future__ import annotations
 from datetime import date, datetime
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.catalog import UNIT, parse_catalog
 from pipeline.validate import (
+    Validated,
     parse_timestamp,
-    parse_units,
     validate_accounts,
     validate_assignments,
-    validate_usage,
 )
+from store import checks
 from store.sources import COLUMNS, EXTRA
 
 CATALOG = parse_catalog(
@@ -51,6 +52,22 @@ def event(**over: str | None) -> dict[str, str | None]:
     base = {"event_id": "E1", "account_id": "A1", "service": "voice", "destination_group": "US",
             "started_at": "2026-01-05 10:00:00", "quantity": "1.5", "amount": "0.03"}
     return {**base, **over}
+
+
+def validate_usage(rows: pl.DataFrame, *, source: str, account_ids: pl.Series) -> Validated:
+    """The usage rules are SQL (store/checks.py): the same checks, over the frame."""
+    return Validated(*checks.check_usage_frame(rows, source=source, account_ids=account_ids))
+
+
+def sql(expression: str, value: str) -> tuple:
+    """One row of `expression` over `x = value`, with the usage checks' parsers."""
+    con = duckdb.connect()
+    try:
+        checks.define_macros(con)
+        return con.execute(f"SELECT {expression} FROM (SELECT CAST(? AS VARCHAR) AS x)",
+                           [value]).fetchall()[0]
+    finally:
+        con.close()
 
 
 def reasons(result) -> list[str]:  # noqa: ANN001
@@ -276,21 +293,22 @@ def test_usage_duplicates_and_counts() -> None:
     ],
 )
 def test_decimals_are_parsed_exactly(text: str, units: int) -> None:
-    parsed = parse_units("q")
-    flags = [c.fill_null(False).alias(f"c{i}") for i, (c, _) in enumerate(parsed.checks)]
-    frame = pl.DataFrame({"q": [text]}).with_columns(parsed.prepare)
-    out = frame.select(parsed.value.alias("u"), *flags)
-    assert out.row(0) == (units, False, False, False)
+    # The value, then the three checks of a decimal (not a decimal, too precise, too large).
+    out = sql(
+        "CAST(CAST(_dec(x) AS DECIMAL(38,6)) * 1000000 AS BIGINT), NOT _dec_form(x), "
+        "_dec_precise(x), _dec_large(x)",
+        text,
+    )
+    assert out == (units, False, False, False)
 
 
+@settings(deadline=None)  # one in-memory DuckDB per example
 @given(st.integers(min_value=0, max_value=10**18 - 1), st.integers(min_value=0, max_value=6))
 def test_any_decimal_text_round_trips(units: int, decimals: int) -> None:
     scaled = units - units % 10 ** (6 - decimals)
     whole, frac = divmod(scaled, UNIT)
     text = f"{whole}.{frac:06d}"[: len(str(whole)) + 1 + decimals].rstrip(".")
-    parsed = parse_units("q")
-    frame = pl.DataFrame({"q": [text]}).with_columns(parsed.prepare)
-    assert frame.select(parsed.value).item() == scaled
+    assert sql("CAST(CAST(_dec(x) AS DECIMAL(38,6)) * 1000000 AS BIGINT)", text)[0] == scaled
 
 
 @pytest.mark.parametrize(
@@ -308,3 +326,22 @@ def test_timestamps(text: str, expected: datetime | None) -> None:
     parsed = parse_timestamp("t")
     frame = pl.DataFrame({"t": [text]}).with_columns(parsed.prepare)
     assert frame.select(parsed.value).item() == expected
+    # The usage file's started_at is read by the SQL twin of the same rule.
+    assert sql("_ts(x)", text)[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-01-05 10:00:00+02:00", datetime(2026, 1, 5, 8)),
+        ("2026-01-05T10:00:00-0530", datetime(2026, 1, 5, 15, 30)),
+        ("2026-01-05 10:00:00.000001+00:00", datetime(2026, 1, 5, 10, 0, 0, 1)),
+        ("2026-02-30 10:00:00", None),
+        ("2026-01-05 10:00:00+24:00", None),
+    ],
+)
+def test_timestamp_offsets_convert_to_utc(text: str, expected: datetime | None) -> None:
+    parsed = parse_timestamp("t")
+    frame = pl.DataFrame({"t": [text]}).with_columns(parsed.prepare)
+    assert frame.select(parsed.value).item() == expected
+    assert sql("_ts(x)", text)[0] == expected

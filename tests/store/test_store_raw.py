@@ -14,8 +14,8 @@ import pytest
 import store
 from data.generator import generate
 from flows.load import load_directory
-from pipeline.validate import validate_usage
-from store import FileBatch, LoadBatch, sources
+from store import FileBatch, LoadBatch, Staged, sources
+from store.checks import check_usage_frame
 
 Write = Callable[[Path, str, str], Path]
 CATALOG = (Path(__file__).resolve().parents[2] / "data" / "sample" / "catalog.yaml").read_text()
@@ -198,29 +198,38 @@ def test_a_later_usage_file_may_not_change_a_loaded_event(
     ]
 
 
-def _chunks(frames: list[pl.DataFrame]) -> list:
-    known = pl.Series("account_id", ["A1"])
-    return [validate_usage(f, source="usage.csv", account_ids=known) for f in frames]
+def _usage_stage(
+    tmp_path: Path, write: Write, rows: list[str], fail: Exception | None = None
+) -> Callable[[duckdb.DuckDBPyConnection, str], Staged]:
+    """A usage file of `rows` (events of A1), staged as the load stages it; `fail` raises
+    once the rows are staged."""
+    header = "event_id,account_id,service,destination_group,started_at,quantity,amount"
+    path = write(tmp_path / "usage_drop", "usage.csv", "\n".join([header, *rows]) + "\n")
+    file = sources.InputFile("usage", path)
+
+    def stage(con: duckdb.DuckDBPyConnection, table: str) -> Staged:
+        sources.stage_raw(con, file, table)
+        if fail is not None:
+            raise fail
+        return Staged()
+
+    return stage
 
 
-def _usage_raw(lines: list[int], ids: list[str]) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "line": lines, "event_id": ids, "account_id": ["A1"] * len(ids),
-            "service": ["sms"] * len(ids), "destination_group": ["ANY"] * len(ids),
-            "started_at": ["2026-01-05 10:00:00"] * len(ids), "quantity": ["1"] * len(ids),
-            "amount": ["0.05"] * len(ids), "_extra": [None] * len(ids),
-        },
-        schema_overrides={"_extra": pl.String},
-    )
+def _event(event_id: str) -> str:
+    return f"{event_id},A1,sms,ANY,2026-01-05 10:00:00,1,0.05"
 
 
-def test_a_duplicate_in_a_later_batch_of_the_same_file_is_rejected_on_every_load(
-    con: duckdb.DuckDBPyConnection,
+def test_a_duplicate_later_in_the_same_file_is_rejected_on_every_load(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, write: Write
 ) -> None:
+    write(tmp_path / "accounts", "catalog.yaml", CATALOG)
+    write(tmp_path / "accounts", "accounts.csv", ACCOUNTS)
+    load_directory(con, tmp_path / "accounts")
+    stage = _usage_stage(tmp_path, write, [_event("E1"), _event("E2"), _event("E1")])
+
     def batch() -> LoadBatch:
-        chunks = _chunks([_usage_raw([2, 3], ["E1", "E2"]), _usage_raw([4], ["E1"])])
-        return LoadBatch(CATALOG, files=[FileBatch("usage", "usage.csv", chunks)])
+        return LoadBatch(CATALOG, files=[FileBatch("usage", "usage.csv", stage=stage)])
 
     for round_no in range(2):
         stats = store.load_batch(con, batch()).files[0]
@@ -230,14 +239,14 @@ def test_a_duplicate_in_a_later_batch_of_the_same_file_is_rejected_on_every_load
     ]
 
 
-def test_a_failed_load_writes_nothing_but_its_run(con: duckdb.DuckDBPyConnection) -> None:
-    def exploding() -> Iterator:
-        yield from _chunks([_usage_raw([2], ["E1"])])
-        raise RuntimeError("disk on fire")
+def test_a_failed_load_writes_nothing_but_its_run(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, write: Write
+) -> None:
+    exploding = _usage_stage(tmp_path, write, [_event("E1")], fail=RuntimeError("disk on fire"))
 
     with pytest.raises(RuntimeError, match="disk on fire"):
         store.load_batch(con, LoadBatch(CATALOG, files=[FileBatch("usage", "usage.csv",
-                                                                   exploding())]))
+                                                                   stage=exploding)]))
     assert con.execute("SELECT count(*) FROM usage").fetchall() == [(0,)]
     assert con.execute("SELECT count(*) FROM catalog_versions").fetchall() == [(0,)]
     runs = store.read_runs(con)
@@ -355,8 +364,8 @@ def test_bytes_that_are_not_utf8_reject_the_row_only(tmp_path: Path, write: Writ
     path.write_bytes(path.read_bytes().replace(b"INTL", b"IN\xffTL"))
     file = sources.find_inputs(tmp_path).get("usage")
     assert file is not None
-    out = validate_usage(
+    valid, rejected = check_usage_frame(
         sources.read_all(file), source="usage.csv", account_ids=pl.Series(["A1", "A2"])
     )
-    assert out.valid.height == 2
-    assert out.rejected["reason"].to_list() == ["row: not valid UTF-8 text"]
+    assert valid.height == 2
+    assert rejected["reason"].to_list() == ["row: not valid UTF-8 text"]
