@@ -92,6 +92,19 @@ def _table(title: str, frame: pl.DataFrame) -> Table:
     return table
 
 
+def _decided_at(con: duckdb.DuckDBPyConnection, period: str) -> str:
+    """How the decisions of `period` are found: `<=` in a billed period, else `=`.
+
+    A run stores an assignment's rows only while they say something new (docs/RULES.md
+    "Stored rows"): in a billed period without rows of an assignment, its rows are, word for
+    word, those of the latest period before it that has them (shown with that `decided_in`).
+    A period never billed has no decisions of its own to stand for.
+    """
+    from store.billed import billed_range
+
+    return "<=" if billed_range(con).holds(period) else "="
+
+
 def explain_frames(
     con: duckdb.DuckDBPyConnection, account_id: str, period: str
 ) -> dict[str, pl.DataFrame]:
@@ -107,8 +120,10 @@ def explain_frames(
             args,
         ),
         "decisions": q(
-            "SELECT assignment_id, rule, outcome, reason, effective_start, effective_end "
-            "FROM decisions WHERE account_id = ? AND period = ? "
+            "SELECT assignment_id, rule, outcome, reason, effective_start, effective_end, "
+            "period AS decided_in "
+            f"FROM decisions WHERE account_id = ? AND period {_decided_at(con, period)} ? "
+            "QUALIFY period = max(period) OVER (PARTITION BY assignment_id) "
             "ORDER BY assignment_id, rule",
             args,
         ),

@@ -63,7 +63,7 @@ class BillInputs:
 class Bill:
     """What one bill settles and computes (docs/CONTRACTS.md)."""
 
-    decisions: pl.DataFrame  # DECISIONS_SCHEMA, of `period`
+    decisions: pl.DataFrame  # DECISIONS_SCHEMA, of `period`: the rows a run stores
     lifecycles: pl.DataFrame  # LIFECYCLE_SCHEMA, one per assignment
     charges: pl.DataFrame  # LINE_SCHEMA
     invoices: pl.DataFrame  # INVOICE_SCHEMA
@@ -89,10 +89,12 @@ def bill(
     previous period left (SPEC §7.3), the quota counterpart of `counters_before`. `detail` adds
     the per-event parts `explain` shows.
     """
+    # Only the decision rows a run stores: not those an earlier period holds word for word
+    # (rules.decide.still_told, docs/RULES.md "Stored rows").
     settled = decide(
         inputs.catalog, inputs.accounts, inputs.assignments, [period],
         inputs.policy,  # type: ignore[arg-type]
-        inputs.locks,
+        inputs.locks, stored_only=True,
     )
     charged = compute_charges(
         inputs.catalog_frames(), inputs.accounts, settled.lifecycles, inputs.usage,

@@ -19,7 +19,7 @@ import polars as pl
 
 from pipeline.catalog import Catalog
 from pipeline.contracts import DECISIONS_SCHEMA, LIFECYCLE_SCHEMA, OPEN_END
-from pipeline.periods import period_end_expr, period_start_expr
+from pipeline.periods import period_end_expr, period_start_expr, shift_period
 from rules import conflicts, eligibility, lifecycle
 from rules.situations import (
     account_history,
@@ -274,14 +274,34 @@ def _settle(
     return work, rows
 
 
+def still_told(period: str) -> pl.Expr:
+    """True for the assignments whose rows a run stores in `period` (docs/RULES.md, "Stored
+    rows"): those whose life does not end before the previous period starts.
+
+    An assignment's end is `eff_end` (open: never), and for one that never takes part its
+    start (`eff_end` is set to it). Its rows are stored in every period up to the first one
+    that starts on or after that end: there it is expired, or past its start, for the first
+    time. Later periods would only repeat those rows, word for word: `billrun explain` reads
+    the latest rows of each assignment at or before the period it shows.
+    """
+    previous_start = period_start_expr(shift_period(period, -1), pl.col("billing_day"))
+    return pl.col("eff_end").is_null() | (pl.col("eff_end") > previous_start)
+
+
 def _period_rows(
-    catalog: Catalog, work: pl.DataFrame, static: pl.DataFrame, period: str
+    catalog: Catalog, work: pl.DataFrame, static: pl.DataFrame, period: str,
+    stored_only: bool = False,
 ) -> pl.DataFrame:
     """Every decision row of one period, keyed by seq: the settled rows, plus the state.
 
     The period's bounds are those of `pipeline.periods.account_periods` (the billing day of the
     account's earliest row), computed on the billing day already joined to each assignment.
+    `stored_only`: only the rows of the assignments `still_told` in the period.
     """
+    if stored_only:
+        told = work.select("seq", still_told(period).alias("_told")).filter("_told")
+        work = work.join(told.select("seq"), on="seq", how="semi", maintain_order="left")
+        static = static.join(told.select("seq"), on="seq", how="semi", maintain_order="left")
     frame = _rows(
         work, "takes_part", "seq", "eff_start", "eff_end",
         period_start_expr(period, pl.col("billing_day")).alias("period_start"),
@@ -322,8 +342,14 @@ def decide(
     periods: list[str],
     policy: Policy,
     locks: pl.DataFrame | None = None,
+    *,
+    stored_only: bool = False,
 ) -> RulesResult:
-    """Settle eligibility, ends, conflicts and life cycle (SPEC §3) for each of `periods`."""
+    """Settle eligibility, ends, conflicts and life cycle (SPEC §3) for each of `periods`.
+
+    Every row of every period by default; `stored_only`: only those a run stores (`still_told`),
+    which leaves out the rows an earlier period already holds word for word.
+    """
     if policy not in ("replace", "reject"):
         raise ValueError(f"conflict policy {policy!r} is not replace or reject")
     if assignments.get_column("assignment_id").n_unique() != assignments.height:
@@ -334,7 +360,7 @@ def decide(
         raise RuntimeError("rules work frame is not in seq order")  # seq is used as row index
     ids, owners = work.get_column("assignment_id"), work.get_column("account_id")
     frames = [
-        _period_rows(catalog, work, static, p).with_columns(pl.lit(p).alias("period"))
+        _period_rows(catalog, work, static, p, stored_only).with_columns(pl.lit(p).alias("period"))
         for p in periods
     ]
     decisions = (
