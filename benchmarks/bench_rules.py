@@ -5,7 +5,7 @@ prints the total time, the rules engine's share, the number of situations and fa
 the decision rows and the peak RSS.
 
     .venv/bin/python benchmarks/bench_rules.py [--accounts N] [--assignments N] [--seed S]
-        [--bill [--events N]] [--runs R]
+        [--bill [--events N]] [--runs R] [--stored-rows 2025-03,2026-03,2027-03]
 
 `--bill` also times `pipeline.billing.bill` of the same period, with `--events` usage events per
 account in it (48 by default, as at 1M accounts with ~48M events). `--runs` repeats each timed
@@ -246,6 +246,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=48,
                         help="usage events per account in the period, for --bill")
     parser.add_argument("--runs", type=int, default=1, help="repeat each step, keep the best")
+    parser.add_argument("--stored-rows", default="",
+                        help="comma-separated periods: decision rows per period, every row "
+                             "(decide) against the rows a run stores (stored_only)")
     args = parser.parse_args()
 
     catalog = parse_catalog(CATALOG.read_text())
@@ -280,6 +283,16 @@ def main() -> None:
     print("  ineligible by rule: " + "; ".join(
         f"{rule}={n:,}" for rule, n in ineligible.sort("len", descending=True).rows()
     ))
+    for period in filter(None, args.stored_rows.split(",")):
+        rows = [
+            decide(catalog, accounts, assignments, [period], args.policy, stored_only=only)
+            .decisions.group_by("outcome").len()
+            for only in (False, True)
+        ]
+        both = rows[0].join(rows[1], on="outcome", how="left", suffix="_stored").fill_null(0)
+        full, kept = int(both["len"].sum()), int(both["len_stored"].sum())
+        print(f"decision rows {period}: {full:,} -> {kept:,} stored ({kept / full:.0%}); " +
+              ", ".join(f"{o} {n:,} -> {k:,}" for o, n, k in both.sort("outcome").rows()))
     if args.bill:
         usage = make_usage(accounts, args.period, args.events, args.seed)
         inputs = BillInputs(catalog=catalog, policy=args.policy, accounts=accounts,
