@@ -335,6 +335,68 @@ def _period_rows(
     )
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """Every assignment settled once, before any period: what `state_periods` states per period.
+
+    `work` is the rules' work frame (one row per assignment, in seq order), `static` the
+    period-free decision rows keyed by seq. Settling does not depend on the period, so a caller
+    that bills several periods of the same inputs may settle once (`BillInputs.settlement`).
+    """
+
+    work: pl.DataFrame
+    static: pl.DataFrame
+
+    @property
+    def lifecycles(self) -> pl.DataFrame:
+        """One settled life cycle per assignment (LIFECYCLE_SCHEMA), in assignment order."""
+        return self.work.select(list(LIFECYCLES_SCHEMA)).cast(LIFECYCLES_SCHEMA)
+
+
+# The work columns that stating a period reads (the rest only serve the settlement).
+_STATE_COLUMNS = ["seq", "assignment_id", "account_id", "takes_part", "eff_start", "eff_end",
+                  "billing_day"]
+
+
+def settle(
+    catalog: Catalog,
+    accounts: pl.DataFrame,
+    assignments: pl.DataFrame,
+    policy: Policy,
+    locks: pl.DataFrame | None = None,
+) -> Settlement:
+    """Settle eligibility, ends and conflicts (SPEC §3) of every assignment, once."""
+    if policy not in ("replace", "reject"):
+        raise ValueError(f"conflict policy {policy!r} is not replace or reject")
+    if assignments.get_column("assignment_id").n_unique() != assignments.height:
+        raise ValueError("assignments hold more than one row for an assignment_id")
+    history = account_history(accounts)
+    work, static = _settle(catalog, history, assignments, policy, locks)
+    if not work.get_column("seq").equals(pl.Series("seq", range(work.height), pl.UInt32)):
+        raise RuntimeError("rules work frame is not in seq order")  # seq is used as row index
+    keep = dict.fromkeys([*_STATE_COLUMNS, *LIFECYCLES_SCHEMA])
+    return Settlement(work=work.select(list(keep)), static=static)
+
+
+def state_periods(
+    catalog: Catalog, settlement: Settlement, periods: list[str], *, stored_only: bool = False
+) -> pl.DataFrame:
+    """The decision rows (DECISIONS_SCHEMA) of each of `periods`: the settled rows and the
+    state of each assignment in the period (`stored_only`: see `decide`)."""
+    work, static = settlement.work, settlement.static
+    ids, owners = work.get_column("assignment_id"), work.get_column("account_id")
+    frames = [
+        _period_rows(catalog, work, static, p, stored_only).with_columns(pl.lit(p).alias("period"))
+        for p in periods
+    ]
+    if not frames:
+        return pl.DataFrame(schema=DECISIONS_SCHEMA)
+    return pl.concat(frames).with_columns(
+        pl.lit(ids).gather(pl.col("seq")).alias("assignment_id"),
+        pl.lit(owners).gather(pl.col("seq")).alias("account_id"),
+    ).select(list(DECISIONS_SCHEMA)).cast(DECISIONS_SCHEMA)
+
+
 def decide(
     catalog: Catalog,
     accounts: pl.DataFrame,
@@ -350,26 +412,8 @@ def decide(
     Every row of every period by default; `stored_only`: only those a run stores (`still_told`),
     which leaves out the rows an earlier period already holds word for word.
     """
-    if policy not in ("replace", "reject"):
-        raise ValueError(f"conflict policy {policy!r} is not replace or reject")
-    if assignments.get_column("assignment_id").n_unique() != assignments.height:
-        raise ValueError("assignments hold more than one row for an assignment_id")
-    history = account_history(accounts)
-    work, static = _settle(catalog, history, assignments, policy, locks)
-    if not work.get_column("seq").equals(pl.Series("seq", range(work.height), pl.UInt32)):
-        raise RuntimeError("rules work frame is not in seq order")  # seq is used as row index
-    ids, owners = work.get_column("assignment_id"), work.get_column("account_id")
-    frames = [
-        _period_rows(catalog, work, static, p, stored_only).with_columns(pl.lit(p).alias("period"))
-        for p in periods
-    ]
-    decisions = (
-        pl.concat(frames).with_columns(
-            pl.lit(ids).gather(pl.col("seq")).alias("assignment_id"),
-            pl.lit(owners).gather(pl.col("seq")).alias("account_id"),
-        ).select(list(DECISIONS_SCHEMA)).cast(DECISIONS_SCHEMA)
-        if frames
-        else pl.DataFrame(schema=DECISIONS_SCHEMA)
+    settlement = settle(catalog, accounts, assignments, policy, locks)
+    return RulesResult(
+        decisions=state_periods(catalog, settlement, periods, stored_only=stored_only),
+        lifecycles=settlement.lifecycles,
     )
-    lifecycles = work.select(list(LIFECYCLES_SCHEMA)).cast(LIFECYCLES_SCHEMA)
-    return RulesResult(decisions=decisions, lifecycles=lifecycles)
