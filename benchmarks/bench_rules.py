@@ -5,7 +5,7 @@ prints the total time, the rules engine's share, the number of situations and fa
 the decision rows and the peak RSS.
 
     .venv/bin/python benchmarks/bench_rules.py [--accounts N] [--assignments N] [--seed S]
-        [--bill [--events N]] [--runs R] [--stored-rows 2025-03,2026-03,2027-03]
+        [--bill [--events N] [--settled]] [--runs R] [--stored-rows 2025-03,2026-03,2027-03]
 
 `--bill` also times `pipeline.billing.bill` of the same period, with `--events` usage events per
 account in it (48 by default, as at 1M accounts with ~48M events). `--runs` repeats each timed
@@ -246,6 +246,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=48,
                         help="usage events per account in the period, for --bill")
     parser.add_argument("--runs", type=int, default=1, help="repeat each step, keep the best")
+    parser.add_argument("--settled", action="store_true",
+                        help="with --bill: also time bill on inputs settled once "
+                             "(BillInputs.with_settlement), as each period after the first "
+                             "of a catch-up can")
     parser.add_argument("--stored-rows", default="",
                         help="comma-separated periods: decision rows per period, every row "
                              "(decide) against the rows a run stores (stored_only)")
@@ -306,6 +310,15 @@ def main() -> None:
               f"{args.runs}), peak RSS {peak:,.0f} MiB; {billed.charges.height:,} lines, "
               f"{billed.invoices.height:,} invoices, {billed.decisions.height:,} decision rows "
               f"stored")
+    if args.bill and args.settled:
+        once, seconds, peak = best_of(args.runs, inputs.with_settlement)
+        print(f"settle once: {seconds:.2f} s, peak RSS {peak:,.0f} MiB")
+        _, seconds, peak = best_of(
+            args.runs,
+            lambda: bill(once, args.period, None, pl.DataFrame(schema=COUNTER_INPUT_SCHEMA)),
+        )
+        print(f"bill on settled inputs ({args.period}): {seconds:.2f} s (best of {args.runs}), "
+              f"peak RSS {peak:,.0f} MiB")
     high = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"process high-water RSS {high:,.0f} MiB; load average before/after: {load:.2f}/"
           f"{os.getloadavg()[0]:.2f}")
