@@ -4,31 +4,44 @@ Builds the inputs in memory (vectorized, seeded) over the sample catalog, runs `
 prints the total time, the rules engine's share, the number of situations and facts asserted,
 the decision rows and the peak RSS.
 
-    /tmp/venv/bin/python benchmarks/bench_rules.py [--accounts N] [--assignments N] [--seed S]
+    .venv/bin/python benchmarks/bench_rules.py [--accounts N] [--assignments N] [--seed S]
+        [--bill [--events N] [--settled]] [--runs R] [--stored-rows 2025-03,2026-03,2027-03]
+
+`--bill` also times `pipeline.billing.bill` of the same period, with `--events` usage events per
+account in it (48 by default, as at 1M accounts with ~48M events). `--runs` repeats each timed
+step and keeps the best (the machine is shared). Peak RSS is sampled during each step.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import sys
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.billing import BillInputs, bill
 from pipeline.catalog import Catalog, parse_catalog
-from pipeline.contracts import COUNTER_INPUT_SCHEMA, USAGE_SCHEMA
+from pipeline.contracts import COUNTER_INPUT_SCHEMA, first_billing_days
+from pipeline.periods import period_start_expr
 from rules import decide, engine
 
 CATALOG = ROOT / "data" / "sample" / "catalog.yaml"
 FIRST_DAY = date(2024, 1, 1)
+T = TypeVar("T")
 
 
 def _draw(n: int, seed: int, salt: int, modulo: int) -> pl.Expr:
@@ -143,6 +156,76 @@ def make_assignments(catalog: Catalog, accounts: pl.DataFrame, n: int, seed: int
     ).sort("assignment_id")
 
 
+# (service, destination_group, largest quantity in units of 10^-6, price per unit in 10^-6)
+SERVICES = [
+    ("voice", "US", 20_000_000, 100_000),
+    ("voice", "INTL", 30_000_000, 250_000),
+    ("voice", "ROAM", 15_000_000, 500_000),
+    ("data", "ANY", 400_000_000, 10_000),
+    ("sms", "ANY", 1_000_000, 50_000),
+]
+
+
+def make_usage(accounts: pl.DataFrame, period: str, per_account: int, seed: int) -> pl.DataFrame:
+    """`per_account` events per account, each inside the account's `period` (USAGE_SCHEMA)."""
+    kinds = pl.DataFrame(SERVICES, schema=["service", "destination_group", "most", "price"],
+                         orient="row")
+    starts = first_billing_days(accounts).select(
+        "account_id", period_start_expr(period, pl.col("billing_day")).alias("period_start")
+    ).sort("account_id")
+    n = starts.height * per_account
+    kind = _draw(n, seed, 31, kinds.height)
+    quantity = _draw(n, seed, 32, 1 << 30) % pl.lit(kinds["most"]).gather(kind) + 1
+    return pl.select(
+        (pl.lit("EV") + pl.int_range(0, n).cast(pl.Utf8).str.zfill(10)).alias("event_id"),
+        pl.lit(starts["account_id"]).gather(pl.int_range(0, n) // per_account).alias("account_id"),
+        pl.lit(kinds["service"]).gather(kind).alias("service"),
+        pl.lit(kinds["destination_group"]).gather(kind).alias("destination_group"),
+        (pl.lit(starts["period_start"]).gather(pl.int_range(0, n) // per_account)
+         .cast(pl.Datetime("us")) + pl.duration(seconds=_draw(n, seed, 33, 28 * 86400)))
+        .alias("started_at"),
+        quantity.alias("quantity_units"),
+        (quantity * pl.lit(kinds["price"]).gather(kind) // 1_000_000).alias("amount_units"),
+    )
+
+
+class PeakRss:
+    """Samples this process's RSS in a thread while the block runs; `peak` in MiB."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._proc = psutil.Process()
+
+    def __enter__(self) -> PeakRss:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss / 2**20)
+            time.sleep(0.02)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss / 2**20)
+
+
+def best_of(runs: int, step: Callable[[], T]) -> tuple[T, float, float]:
+    """Run `step` `runs` times: its last result, the best wall seconds, the highest peak RSS."""
+    best, peak, result = float("inf"), 0.0, None
+    for _ in range(runs):
+        gc.collect()
+        with PeakRss() as rss:
+            began = time.perf_counter()
+            result = step()
+            best = min(best, time.perf_counter() - began)
+        peak = max(peak, rss.peak)
+    return result, best, peak  # type: ignore[return-value]
+
+
 def _cpu_seconds() -> float:
     """User + system CPU time of this process so far (all threads)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -150,7 +233,7 @@ def _cpu_seconds() -> float:
 
 
 def main() -> None:
-    """Build the inputs, run decide for one period, print the numbers."""
+    """Build the inputs, run decide (and bill) for one period, print the numbers."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--assignments", type=int, default=2_500_000)
@@ -159,7 +242,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--bill", action="store_true",
                         help="also time the whole pure unit of work, pipeline.billing.bill "
-                             "(decide, then the fee lines; no usage)")
+                             "(decide, then the fee and usage lines)")
+    parser.add_argument("--events", type=int, default=48,
+                        help="usage events per account in the period, for --bill")
+    parser.add_argument("--runs", type=int, default=1, help="repeat each step, keep the best")
+    parser.add_argument("--settled", action="store_true",
+                        help="with --bill: also time bill on inputs settled once "
+                             "(BillInputs.with_settlement), as each period after the first "
+                             "of a catch-up can")
+    parser.add_argument("--stored-rows", default="",
+                        help="comma-separated periods: decision rows per period, every row "
+                             "(decide) against the rows a run stores (stored_only)")
     args = parser.parse_args()
 
     catalog = parse_catalog(CATALOG.read_text())
@@ -169,21 +262,22 @@ def main() -> None:
     assignments = make_assignments(catalog, accounts, args.assignments, args.seed)
     built = time.perf_counter() - began
     print(f"inputs: {accounts.height:,} account rows, {assignments.height:,} assignments "
-          f"built in {built:.1f} s")
+          f"built in {built:.1f} s; {pl.thread_pool_size()} Polars threads")
 
     engine.reset_stats()
     cpu_before = _cpu_seconds()
-    began = time.perf_counter()
-    result = decide(catalog, accounts, assignments, [args.period], args.policy)
-    total = time.perf_counter() - began
-    cpu = _cpu_seconds() - cpu_before
+    result, total, peak = best_of(
+        args.runs, lambda: decide(catalog, accounts, assignments, [args.period], args.policy)
+    )
+    cpu = (_cpu_seconds() - cpu_before) / args.runs
     stats = engine.STATS
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     billable = result.lifecycles["billable"].sum()
-    print(f"decide ({args.period}, {args.policy}): {total:.2f} s total "
-          f"({cpu:.1f} s CPU over all threads)")
-    print(f"  rules engine: {stats['seconds']:.2f} s in {int(stats['sessions'])} sessions, "
-          f"{int(stats['situations']):,} situations, {int(stats['facts']):,} facts asserted")
+    print(f"decide ({args.period}, {args.policy}): {total:.2f} s (best of {args.runs}; "
+          f"{cpu:.1f} s CPU a run over all threads), peak RSS {peak:,.0f} MiB")
+    print(f"  rules engine: {stats['seconds'] / args.runs:.2f} s a run in "
+          f"{int(stats['sessions']) // args.runs} sessions, "
+          f"{int(stats['situations']) // args.runs:,} situations, "
+          f"{int(stats['facts']) // args.runs:,} facts asserted")
     print(f"  decisions: {result.decisions.height:,} rows; lifecycles: "
           f"{result.lifecycles.height:,} rows ({billable:,} billable)")
     print("  outcomes: " + ", ".join(
@@ -193,15 +287,41 @@ def main() -> None:
     print("  ineligible by rule: " + "; ".join(
         f"{rule}={n:,}" for rule, n in ineligible.sort("len", descending=True).rows()
     ))
-    print(f"  peak RSS: {peak:,.0f} MiB; load average before/after: {load:.2f}/"
-          f"{os.getloadavg()[0]:.2f}")
+    for period in filter(None, args.stored_rows.split(",")):
+        rows = [
+            decide(catalog, accounts, assignments, [period], args.policy, stored_only=only)
+            .decisions.group_by("outcome").len()
+            for only in (False, True)
+        ]
+        both = rows[0].join(rows[1], on="outcome", how="left", suffix="_stored").fill_null(0)
+        full, kept = int(both["len"].sum()), int(both["len_stored"].sum())
+        print(f"decision rows {period}: {full:,} -> {kept:,} stored ({kept / full:.0%}); " +
+              ", ".join(f"{o} {n:,} -> {k:,}" for o, n, k in both.sort("outcome").rows()))
     if args.bill:
+        usage = make_usage(accounts, args.period, args.events, args.seed)
         inputs = BillInputs(catalog=catalog, policy=args.policy, accounts=accounts,
-                            assignments=assignments, usage=pl.DataFrame(schema=USAGE_SCHEMA))
-        began = time.perf_counter()
-        billed = bill(inputs, args.period, None, pl.DataFrame(schema=COUNTER_INPUT_SCHEMA))
-        print(f"bill ({args.period}): {time.perf_counter() - began:.2f} s, "
-              f"{billed.charges.height:,} lines, {billed.invoices.height:,} invoices")
+                            assignments=assignments, usage=usage)
+        inputs = replace(inputs, frames=inputs.catalog_frames())
+        billed, seconds, peak = best_of(
+            args.runs,
+            lambda: bill(inputs, args.period, None, pl.DataFrame(schema=COUNTER_INPUT_SCHEMA)),
+        )
+        print(f"bill ({args.period}, {usage.height:,} events): {seconds:.2f} s (best of "
+              f"{args.runs}), peak RSS {peak:,.0f} MiB; {billed.charges.height:,} lines, "
+              f"{billed.invoices.height:,} invoices, {billed.decisions.height:,} decision rows "
+              f"stored")
+    if args.bill and args.settled:
+        once, seconds, peak = best_of(args.runs, inputs.with_settlement)
+        print(f"settle once: {seconds:.2f} s, peak RSS {peak:,.0f} MiB")
+        _, seconds, peak = best_of(
+            args.runs,
+            lambda: bill(once, args.period, None, pl.DataFrame(schema=COUNTER_INPUT_SCHEMA)),
+        )
+        print(f"bill on settled inputs ({args.period}): {seconds:.2f} s (best of {args.runs}), "
+              f"peak RSS {peak:,.0f} MiB")
+    high = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"process high-water RSS {high:,.0f} MiB; load average before/after: {load:.2f}/"
+          f"{os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import polars as pl
@@ -13,6 +15,9 @@ from pipeline.contracts import COUNTER_KEY
 from pipeline.money import format_amount
 from store.duck import frame, scalar
 from store.snapshot import analyst_path
+
+if TYPE_CHECKING:
+    from pipeline.billing import BillInputs
 
 # One account's counter window: the counter key without the account.
 _WINDOW = ", ".join(c for c in COUNTER_KEY if c != "account_id")
@@ -92,6 +97,19 @@ def _table(title: str, frame: pl.DataFrame) -> Table:
     return table
 
 
+def _decided_at(con: duckdb.DuckDBPyConnection, period: str) -> str:
+    """How the decisions of `period` are found: `<=` in a billed period, else `=`.
+
+    A run stores an assignment's rows only while they say something new (docs/RULES.md
+    "Stored rows"): in a billed period without rows of an assignment, its rows are, word for
+    word, those of the latest period before it that has them (shown with that `decided_in`).
+    A period never billed has no decisions of its own to stand for.
+    """
+    from store.billed import billed_range
+
+    return "<=" if billed_range(con).holds(period) else "="
+
+
 def explain_frames(
     con: duckdb.DuckDBPyConnection, account_id: str, period: str
 ) -> dict[str, pl.DataFrame]:
@@ -100,6 +118,7 @@ def explain_frames(
         return frame(con, sql, params)
 
     args = [account_id, period]
+    told = _decided_at(con, period)
     frames = {
         "invoice": q(
             "SELECT account_id, period, currency, total, status, run_id FROM invoices "
@@ -107,8 +126,10 @@ def explain_frames(
             args,
         ),
         "decisions": q(
-            "SELECT assignment_id, rule, outcome, reason, effective_start, effective_end "
-            "FROM decisions WHERE account_id = ? AND period = ? "
+            "SELECT assignment_id, rule, outcome, reason, effective_start, effective_end, "
+            "period AS decided_in "
+            f"FROM decisions WHERE account_id = ? AND period {told} ? "
+            "QUALIFY period = max(period) OVER (PARTITION BY assignment_id) "
             "ORDER BY assignment_id, rule",
             args,
         ),
@@ -156,6 +177,11 @@ def explain_frames(
             [account_id, period, account_id, period],
         ),
     }
+    if told == "<=":
+        decisions = frames["decisions"]
+        frames["decisions"] = pl.concat(
+            [decisions, _never_stored(con, account_id, period, decisions)]
+        )
     return frames
 
 
@@ -169,21 +195,19 @@ def event_detail(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -
     return recomputed_detail(con, account_id, period)[0]
 
 
-def recomputed_detail(
-    con: duckdb.DuckDBPyConnection, account_id: str, period: str
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The per-event tier parts and the rollover parcels (available, used, left: SPEC §7.3) of
-    one account and period, recomputed from the stored inputs."""
+def _account_inputs(
+    con: duckdb.DuckDBPyConnection, account_id: str, period: str, *, with_usage: bool
+) -> BillInputs | None:
+    """The stored inputs of `bill` for one account (its usage of `period` if `with_usage`), or
+    None for an account without rows."""
     import store
-    from pipeline.billing import BillInputs, bill
+    from pipeline.billing import BillInputs
     from pipeline.periods import account_periods
-    from pipeline.schedule import cutoff_for
-    from store.results import last_nightly_as_of, read_counters_before, read_parcels_before
 
     catalog = store.read_catalog(con)
     accounts = store.read_accounts(con).filter(pl.col("account_id") == account_id)
     if accounts.height == 0:
-        return pl.DataFrame(), pl.DataFrame()
+        return None
     locks = frame(
         con,
         "SELECT l.assignment_id, l.locked_start FROM activation_locks l "
@@ -194,20 +218,64 @@ def recomputed_detail(
     policy = scalar(con, "SELECT conflict_policy FROM catalog_settings") or (
         catalog.conflict_policy
     )
-    bounds = account_periods(accounts, period).row(0, named=True)
-    status = scalar(
-        con, "SELECT status FROM invoices WHERE account_id = ? AND period = ?",
-        [account_id, period],
-    )
     inputs = BillInputs(
         catalog=catalog,
         policy=policy,
         accounts=accounts,
         assignments=store.read_assignments(con).filter(pl.col("account_id") == account_id),
-        usage=store.read_usage(con, bounds["period_start"], bounds["period_end"]).filter(
-            pl.col("account_id") == account_id
-        ),
         locks=locks,
+    )
+    if not with_usage:
+        return inputs
+    bounds = account_periods(accounts, period).row(0, named=True)
+    usage = store.read_usage(con, bounds["period_start"], bounds["period_end"])
+    return replace(inputs, usage=usage.filter(pl.col("account_id") == account_id))
+
+
+def _never_stored(
+    con: duckdb.DuckDBPyConnection, account_id: str, period: str, decisions: pl.DataFrame
+) -> pl.DataFrame:
+    """Decision rows of `period`, recomputed from the stored inputs, of the account's
+    assignments that have no stored row at or before it (`decided_in` "recomputed").
+
+    Rows are stored from an assignment's first billed period on; one loaded after the periods
+    of its whole life were final has none, so its rows are worked out here (docs/RULES.md).
+    """
+    from rules import decide
+
+    known = decisions.get_column("assignment_id").unique()
+    missing = frame(
+        con, "SELECT assignment_id FROM assignments WHERE account_id = ?", [account_id]
+    ).filter(~pl.col("assignment_id").is_in(known.implode()))
+    inputs = _account_inputs(con, account_id, period, with_usage=False) if missing.height else None
+    if inputs is None:
+        return decisions.clear()
+    rows = decide(
+        inputs.catalog, inputs.accounts, inputs.assignments, [period],
+        inputs.policy,  # type: ignore[arg-type]
+        inputs.locks,
+    ).decisions.join(missing, on="assignment_id", how="semi")
+    return rows.select(
+        *(c for c in decisions.columns if c != "decided_in"),
+        pl.lit("recomputed").alias("decided_in"),
+    ).cast(decisions.schema)
+
+
+def recomputed_detail(
+    con: duckdb.DuckDBPyConnection, account_id: str, period: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The per-event tier parts and the rollover parcels (available, used, left: SPEC §7.3) of
+    one account and period, recomputed from the stored inputs."""
+    from pipeline.billing import bill
+    from pipeline.schedule import cutoff_for
+    from store.results import last_nightly_as_of, read_counters_before, read_parcels_before
+
+    inputs = _account_inputs(con, account_id, period, with_usage=True)
+    if inputs is None:
+        return pl.DataFrame(), pl.DataFrame()
+    status = scalar(
+        con, "SELECT status FROM invoices WHERE account_id = ? AND period = ?",
+        [account_id, period],
     )
     before = read_counters_before(con, period).filter(pl.col("account_id") == account_id)
     parcels_before = read_parcels_before(con, period).filter(pl.col("account_id") == account_id)

@@ -20,6 +20,8 @@ from pipeline.catalog import Catalog, CatalogFrames, catalog_frames
 from pipeline.charges import compute_charges
 from pipeline.contracts import LOCK_SCHEMA
 from rules import decide
+from rules.decide import Settlement, state_periods
+from rules.decide import settle as settle_assignments
 from rules.promotions import with_verdicts
 
 
@@ -35,12 +37,24 @@ class BillInputs:
     usage: pl.DataFrame = field(default_factory=pl.DataFrame)
     locks: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=LOCK_SCHEMA))
     frames: CatalogFrames | None = None  # the catalog as frames; built from `catalog` if None
+    # The assignments settled once (`with_settlement`), for billing several periods of these
+    # same inputs; settled by each `bill` if None. Not carried to a subset (`of_accounts`).
+    settlement: Settlement | None = None
 
     def catalog_frames(self) -> CatalogFrames:
         """The catalog as frames (those given, else built)."""
         return self.frames if self.frames is not None else with_verdicts(
             catalog_frames(self.catalog)
         )
+
+    def with_settlement(self) -> BillInputs:
+        """The same inputs with their assignments settled once: each `bill` of a period then
+        only states the period (settling is most of the rules' work, and period-free)."""
+        return replace(self, settlement=settle_assignments(
+            self.catalog, self.accounts, self.assignments,
+            self.policy,  # type: ignore[arg-type]
+            self.locks,
+        ))
 
     def of_accounts(self, ids: pl.DataFrame) -> BillInputs:
         """The same inputs restricted to the accounts of `ids` (`account_id`)."""
@@ -56,6 +70,7 @@ class BillInputs:
             assignments=assignments,
             usage=usage,
             locks=locks,
+            settlement=None,
         )
 
 
@@ -63,7 +78,7 @@ class BillInputs:
 class Bill:
     """What one bill settles and computes (docs/CONTRACTS.md)."""
 
-    decisions: pl.DataFrame  # DECISIONS_SCHEMA, of `period`
+    decisions: pl.DataFrame  # DECISIONS_SCHEMA, of `period`: the rows a run stores
     lifecycles: pl.DataFrame  # LIFECYCLE_SCHEMA, one per assignment
     charges: pl.DataFrame  # LINE_SCHEMA
     invoices: pl.DataFrame  # INVOICE_SCHEMA
@@ -89,18 +104,21 @@ def bill(
     previous period left (SPEC §7.3), the quota counterpart of `counters_before`. `detail` adds
     the per-event parts `explain` shows.
     """
-    settled = decide(
-        inputs.catalog, inputs.accounts, inputs.assignments, [period],
+    settled = inputs.settlement or settle_assignments(
+        inputs.catalog, inputs.accounts, inputs.assignments,
         inputs.policy,  # type: ignore[arg-type]
         inputs.locks,
     )
+    lifecycles = settled.lifecycles
     charged = compute_charges(
-        inputs.catalog_frames(), inputs.accounts, settled.lifecycles, inputs.usage,
+        inputs.catalog_frames(), inputs.accounts, lifecycles, inputs.usage,
         counters_before, period, cutoff, detail=detail, parcels_before=parcels_before,
     )
     return Bill(
-        decisions=settled.decisions,
-        lifecycles=settled.lifecycles,
+        # Only the decision rows a run stores: not those an earlier period holds word for word
+        # (rules.decide.still_told, docs/RULES.md "Stored rows").
+        decisions=state_periods(inputs.catalog, settled, [period], stored_only=True),
+        lifecycles=lifecycles,
         charges=charged.charges,
         invoices=charged.invoices,
         counters_after=charged.counters_after,

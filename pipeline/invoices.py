@@ -36,8 +36,9 @@ def is_silent() -> pl.Expr:
 
 def invoice_lines(parts: list[pl.DataFrame]) -> pl.DataFrame:
     """Concatenate the modules' lines, drop the silent ones, sort by the line key."""
-    lines = pl.concat([as_lines(p).collect() for p in parts] or [empty_lines()])
-    return lines.filter(~is_silent()).sort(LINE_ORDER, nulls_last=True)
+    # One lazy plan: the casts, the filter and the sort run in one pass over the lines.
+    lines = pl.concat([as_lines(p) for p in parts] or [empty_lines().lazy()])
+    return lines.filter(~is_silent()).sort(LINE_ORDER, nulls_last=True).collect()
 
 
 def invoices(lines: pl.DataFrame) -> pl.DataFrame:

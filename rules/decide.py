@@ -19,7 +19,7 @@ import polars as pl
 
 from pipeline.catalog import Catalog
 from pipeline.contracts import DECISIONS_SCHEMA, LIFECYCLE_SCHEMA, OPEN_END
-from pipeline.periods import period_end_expr, period_start_expr
+from pipeline.periods import period_end_expr, period_start_expr, shift_period
 from rules import conflicts, eligibility, lifecycle
 from rules.situations import (
     account_history,
@@ -274,14 +274,34 @@ def _settle(
     return work, rows
 
 
+def still_told(period: str) -> pl.Expr:
+    """True for the assignments whose rows a run stores in `period` (docs/RULES.md, "Stored
+    rows"): those whose life does not end before the previous period starts.
+
+    An assignment's end is `eff_end` (open: never), and for one that never takes part its
+    start (`eff_end` is set to it). Its rows are stored in every period up to the first one
+    that starts on or after that end: there it is expired, or past its start, for the first
+    time. Later periods would only repeat those rows, word for word: `billrun explain` reads
+    the latest rows of each assignment at or before the period it shows.
+    """
+    previous_start = period_start_expr(shift_period(period, -1), pl.col("billing_day"))
+    return pl.col("eff_end").is_null() | (pl.col("eff_end") > previous_start)
+
+
 def _period_rows(
-    catalog: Catalog, work: pl.DataFrame, static: pl.DataFrame, period: str
+    catalog: Catalog, work: pl.DataFrame, static: pl.DataFrame, period: str,
+    stored_only: bool = False,
 ) -> pl.DataFrame:
     """Every decision row of one period, keyed by seq: the settled rows, plus the state.
 
     The period's bounds are those of `pipeline.periods.account_periods` (the billing day of the
     account's earliest row), computed on the billing day already joined to each assignment.
+    `stored_only`: only the rows of the assignments `still_told` in the period.
     """
+    if stored_only:
+        told = work.select("seq", still_told(period).alias("_told")).filter("_told")
+        work = work.join(told.select("seq"), on="seq", how="semi", maintain_order="left")
+        static = static.join(told.select("seq"), on="seq", how="semi", maintain_order="left")
     frame = _rows(
         work, "takes_part", "seq", "eff_start", "eff_end",
         period_start_expr(period, pl.col("billing_day")).alias("period_start"),
@@ -315,15 +335,37 @@ def _period_rows(
     )
 
 
-def decide(
+@dataclass(frozen=True)
+class Settlement:
+    """Every assignment settled once, before any period: what `state_periods` states per period.
+
+    `work` is the rules' work frame (one row per assignment, in seq order), `static` the
+    period-free decision rows keyed by seq. Settling does not depend on the period, so a caller
+    that bills several periods of the same inputs may settle once (`BillInputs.settlement`).
+    """
+
+    work: pl.DataFrame
+    static: pl.DataFrame
+
+    @property
+    def lifecycles(self) -> pl.DataFrame:
+        """One settled life cycle per assignment (LIFECYCLE_SCHEMA), in assignment order."""
+        return self.work.select(list(LIFECYCLES_SCHEMA)).cast(LIFECYCLES_SCHEMA)
+
+
+# The work columns that stating a period reads (the rest only serve the settlement).
+_STATE_COLUMNS = ["seq", "assignment_id", "account_id", "takes_part", "eff_start", "eff_end",
+                  "billing_day"]
+
+
+def settle(
     catalog: Catalog,
     accounts: pl.DataFrame,
     assignments: pl.DataFrame,
-    periods: list[str],
     policy: Policy,
     locks: pl.DataFrame | None = None,
-) -> RulesResult:
-    """Settle eligibility, ends, conflicts and life cycle (SPEC §3) for each of `periods`."""
+) -> Settlement:
+    """Settle eligibility, ends and conflicts (SPEC §3) of every assignment, once."""
     if policy not in ("replace", "reject"):
         raise ValueError(f"conflict policy {policy!r} is not replace or reject")
     if assignments.get_column("assignment_id").n_unique() != assignments.height:
@@ -332,18 +374,46 @@ def decide(
     work, static = _settle(catalog, history, assignments, policy, locks)
     if not work.get_column("seq").equals(pl.Series("seq", range(work.height), pl.UInt32)):
         raise RuntimeError("rules work frame is not in seq order")  # seq is used as row index
+    keep = dict.fromkeys([*_STATE_COLUMNS, *LIFECYCLES_SCHEMA])
+    return Settlement(work=work.select(list(keep)), static=static)
+
+
+def state_periods(
+    catalog: Catalog, settlement: Settlement, periods: list[str], *, stored_only: bool = False
+) -> pl.DataFrame:
+    """The decision rows (DECISIONS_SCHEMA) of each of `periods`: the settled rows and the
+    state of each assignment in the period (`stored_only`: see `decide`)."""
+    work, static = settlement.work, settlement.static
     ids, owners = work.get_column("assignment_id"), work.get_column("account_id")
     frames = [
-        _period_rows(catalog, work, static, p).with_columns(pl.lit(p).alias("period"))
+        _period_rows(catalog, work, static, p, stored_only).with_columns(pl.lit(p).alias("period"))
         for p in periods
     ]
-    decisions = (
-        pl.concat(frames).with_columns(
-            pl.lit(ids).gather(pl.col("seq")).alias("assignment_id"),
-            pl.lit(owners).gather(pl.col("seq")).alias("account_id"),
-        ).select(list(DECISIONS_SCHEMA)).cast(DECISIONS_SCHEMA)
-        if frames
-        else pl.DataFrame(schema=DECISIONS_SCHEMA)
+    if not frames:
+        return pl.DataFrame(schema=DECISIONS_SCHEMA)
+    return pl.concat(frames).with_columns(
+        pl.lit(ids).gather(pl.col("seq")).alias("assignment_id"),
+        pl.lit(owners).gather(pl.col("seq")).alias("account_id"),
+    ).select(list(DECISIONS_SCHEMA)).cast(DECISIONS_SCHEMA)
+
+
+def decide(
+    catalog: Catalog,
+    accounts: pl.DataFrame,
+    assignments: pl.DataFrame,
+    periods: list[str],
+    policy: Policy,
+    locks: pl.DataFrame | None = None,
+    *,
+    stored_only: bool = False,
+) -> RulesResult:
+    """Settle eligibility, ends, conflicts and life cycle (SPEC §3) for each of `periods`.
+
+    Every row of every period by default; `stored_only`: only those a run stores (`still_told`),
+    which leaves out the rows an earlier period already holds word for word.
+    """
+    settlement = settle(catalog, accounts, assignments, policy, locks)
+    return RulesResult(
+        decisions=state_periods(catalog, settlement, periods, stored_only=stored_only),
+        lifecycles=settlement.lifecycles,
     )
-    lifecycles = work.select(list(LIFECYCLES_SCHEMA)).cast(LIFECYCLES_SCHEMA)
-    return RulesResult(decisions=decisions, lifecycles=lifecycles)
