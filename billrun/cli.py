@@ -319,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accounts", type=_positive, default=20_000, metavar="N")
     p.add_argument("--out", metavar="DIR")
     p.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    # Not a setting (no BILLRUN_CLUSTER here): a bench measures exactly what its line says.
+    p.add_argument("--cluster", metavar="local:N|ADDRESS",
+                   help="run the billing steps' units on this cluster (see nightly --cluster)")
     return parser
 
 

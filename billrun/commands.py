@@ -263,11 +263,14 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
-    """`billrun bench [--accounts N] [--out DIR] [--format F]`: each step beside DuckDB's floor."""
+    """`billrun bench [--accounts N] [--out DIR] [--format F] [--cluster C]`: each step beside
+    DuckDB's floor."""
     from billrun.bench import main as run_bench
 
     # Every step runs as its own `billrun` process, which sets up Prefect for itself.
     argv = ["--accounts", str(args.accounts), "--format", getattr(args, "format", "csv")]
     if getattr(args, "out", None):
         argv += ["--out", args.out]
+    if getattr(args, "cluster", None):
+        argv += ["--cluster", args.cluster]
     return run_bench(argv)
