@@ -65,6 +65,8 @@ class Step:
     output: str
     left_behind: int
     pids: dict[int, float]
+    coordinator_bytes: int = 0  # peak RSS of the step's own process
+    worker_bytes: dict[int, int] | None = None  # pid -> peak RSS of each Dask worker process
 
     @property
     def gib(self) -> float:
@@ -78,6 +80,8 @@ class TreeSampler:
     def __init__(self) -> None:
         self.peak = 0
         self.seen: dict[int, float] = {}  # pid -> create_time, to end leftovers safely
+        self.peaks: dict[int, int] = {}  # pid -> its own peak RSS
+        self.workers: set[int] = set()  # pids of Dask worker processes (spawned by a Nanny)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -91,9 +95,13 @@ class TreeSampler:
                 tree = [me]
             for proc in tree:
                 try:
-                    total += proc.memory_info().rss
-                    if proc.pid != me.pid:
-                        self.seen.setdefault(proc.pid, proc.create_time())
+                    rss = proc.memory_info().rss
+                    total += rss
+                    self.peaks[proc.pid] = max(self.peaks.get(proc.pid, 0), rss)
+                    if proc.pid != me.pid and proc.pid not in self.seen:
+                        self.seen[proc.pid] = proc.create_time()
+                        if is_dask_worker(proc):
+                            self.workers.add(proc.pid)
                 except psutil.Error:
                     continue  # it ended between the listing and the read
             self.peak = max(self.peak, total)
@@ -106,6 +114,12 @@ class TreeSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def is_dask_worker(proc: psutil.Process) -> bool:
+    """A LocalCluster worker: a multiprocessing spawn child (not the resource tracker)."""
+    line = " ".join(proc.cmdline())
+    return "spawn_main" in line and "resource_tracker" not in line
 
 
 def end_leftovers(seen: dict[int, float]) -> int:
@@ -130,11 +144,14 @@ def run_step(label: str, argv: list[str], log: Path, env: dict[str, str]) -> Ste
     """Run `argv` as a child process, measuring wall time and the tree's peak RSS."""
     with log.open("w") as out, TreeSampler() as sampler:
         started = time.perf_counter()
-        code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        code = child.wait()
         seconds = time.perf_counter() - started
     left = end_leftovers(sampler.seen)
     shown = " ".join(argv[2:] if argv[1:2] == ["-m"] else argv)
-    return Step(label, shown, seconds, sampler.peak, code, log.read_text(), left, sampler.seen)
+    return Step(label, shown, seconds, sampler.peak, code, log.read_text(), left, sampler.seen,
+                coordinator_bytes=sampler.peaks.get(child.pid, 0),
+                worker_bytes={p: sampler.peaks[p] for p in sampler.workers})
 
 
 class Bench:
@@ -157,6 +174,10 @@ class Bench:
         # Every process the steps started (pid -> create time), for a check that none is left.
         (self.work / "pids.json").write_text(json.dumps(self.pids))
         print(f"  {label:<44} {step.seconds:8.2f} s {step.gib:7.2f} GiB", flush=True)
+        if step.worker_bytes:
+            print(f"    coordinator {step.coordinator_bytes / 2**30:.2f} GiB; "
+                  f"{len(step.worker_bytes)} worker process(es), largest "
+                  f"{max(step.worker_bytes.values()) / 2**30:.2f} GiB", flush=True)
         if step.left_behind:
             print(f"    ended {step.left_behind} process(es) the step left behind", flush=True)
         if step.code != 0:
@@ -196,12 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="working folder (default: a temporary one)")
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--cluster", help="local:N or a Dask scheduler, for the billing steps")
     args = parser.parse_args(argv)
     work = Path(args.out or tempfile.mkdtemp(prefix="billrun-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     for stale in work.glob("*.duckdb*"):
         stale.unlink()
     command = f"billrun bench --accounts {args.accounts} --format {args.format}"
+    if args.cluster:
+        command += f" --cluster {args.cluster}"
     print(f"{command}: working in {work}")
     print(f"machine: {machine()}", flush=True)
     bench = Bench(work, args.format)
@@ -230,6 +254,8 @@ Row = tuple[str, Step, list[Floor]]
 
 def _steps(bench: Bench, args: argparse.Namespace) -> list[Row]:
     work, fmt, db = bench.work, bench.fmt, str(bench.db)
+    # The billing steps (nightly, reprocess) run their units on the cluster, if one is given.
+    cluster = ["--cluster", args.cluster] if args.cluster else []
     gen, first, second = work / "generated", work / "drop1", work / "drop2"
     print("\nsteps (each one process tree: wall, peak RSS of the tree)")
     generate = bench.run(
@@ -248,11 +274,11 @@ def _steps(bench: Bench, args: argparse.Namespace) -> list[Row]:
                                   str(work / "floor.duckdb"), *files)
 
     nightly = bench.run(f"nightly --as-of {FIRST_AS_OF} (first, catch-up)", "nightly",
-                        "--as-of", FIRST_AS_OF, "--db", db)
+                        "--as-of", FIRST_AS_OF, "--db", db, *cluster)
     group_step, group = bench.floor("floor: DuckDB GROUP BY of all usage", "group", db)
 
     increment = bench.run(f"nightly --as-of {LAST_DAY} --input drop2", "nightly",
-                          "--as-of", LAST_DAY, "--input", str(second), "--db", db)
+                          "--as-of", LAST_DAY, "--input", str(second), "--db", db, *cluster)
     day_read_step, day_read = bench.floor(f"floor: DuckDB read_{fmt} of drop2", "read",
                                           str(work / "floor.duckdb"),
                                           str(second / f"usage.{fmt}"))
@@ -260,7 +286,7 @@ def _steps(bench: Bench, args: argparse.Namespace) -> list[Row]:
                                 LAST_DAY, "2026-02-01")
 
     reprocess = bench.run(f"reprocess --period {REPROCESS} (finalized)", "reprocess",
-                          "--period", REPROCESS, "--db", db)
+                          "--period", REPROCESS, "--db", db, *cluster)
     window_step, window = bench.floor(f"floor: DuckDB GROUP BY of {REPROCESS}'s usage", "group",
                                       db, *REPROCESS_WINDOW)
     print(f"    usage rows stored: {group['rows']:,} in {group['groups']:,} groups; "
@@ -308,6 +334,14 @@ def _print_table(rows: list[Row], command: str) -> None:
                   f"| {step.seconds / max(f.seconds, 1e-9):.1f}× |")
     print(f"| one-day increment / first nightly | {increment.seconds / nightly_seconds:.2f} "
           "| | | | | |")
+    print("\n| step | wall | peak RSS, tree | peak RSS, coordinator | Dask workers | peak RSS, "
+          "largest worker |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, step, _ in rows:
+        workers = step.worker_bytes or {}
+        largest = f"{max(workers.values()) / 2**30:.2f} GiB" if workers else "–"
+        print(f"| {name} | {step.seconds:.1f} s | {step.gib:.2f} GiB "
+              f"| {step.coordinator_bytes / 2**30:.2f} GiB | {len(workers)} | {largest} |")
 
 
 if __name__ == "__main__":

@@ -246,11 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(uses_settings=True)
 
     def add_run_budget(p: argparse.ArgumentParser) -> None:
-        # Unset flags fall back to $BILLRUN_MEMORY_GB / $BILLRUN_STAGING, billrun.toml, defaults.
+        # Unset flags fall back to $BILLRUN_MEMORY_GB / _STAGING / _CLUSTER, billrun.toml, defaults.
         p.add_argument("--memory-gb", type=float, metavar="GB",
                        help="memory budget of the run; sets the number of shards (default 8)")
         p.add_argument("--staging", metavar="DIR|URL",
-                       help="staging folder or fsspec URL (default <db>.staging beside the db)")
+                       help="staging folder or fsspec URL (default <db>.staging beside the db); "
+                       "with --cluster ADDRESS, one every worker reaches")
+        p.add_argument("--cluster", metavar="local:N|ADDRESS",
+                       help="run the units on a LocalCluster of N worker processes or on the "
+                       "Dask scheduler at ADDRESS, e.g. tcp://10.0.0.5:8786 (default: threads)")
 
     p = add("load", cmd_load, "load catalog.yaml, accounts, assignments and usage from DIR")
     p.add_argument("dir", metavar="DIR")
@@ -315,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accounts", type=_positive, default=20_000, metavar="N")
     p.add_argument("--out", metavar="DIR")
     p.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    # Not a setting (no BILLRUN_CLUSTER here): a bench measures exactly what its line says.
+    p.add_argument("--cluster", metavar="local:N|ADDRESS",
+                   help="run the billing steps' units on this cluster (see nightly --cluster)")
     return parser
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -116,6 +117,28 @@ def _print_run_summary(summary: object) -> None:
     console.print(table)
 
 
+def _on_runner(flow: Any, args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The flow on the task runner of `args.cluster` (unchanged without one), and the staging
+    root to give it. On a cluster a local root is made absolute (workers resolve paths from
+    their own working folder); without --staging it is the default beside the db, which only
+    workers on this machine or on a shared filesystem see (README, "Running on a cluster")."""
+    from flows.billing import DEFAULT_CONCURRENCY
+    from flows.cluster import parse_cluster, task_runner
+    from store.staging import default_root
+
+    cluster = getattr(args, "cluster", None)
+    staging = getattr(args, "staging", None)
+    spec = parse_cluster(cluster)
+    if spec.kind == "threads":
+        return flow, staging
+    root = staging or default_root(args.db)
+    if "://" not in root:
+        root = str(Path(root).expanduser().resolve())
+    runner = task_runner(spec, DEFAULT_CONCURRENCY)
+    err_console.print(f"billrun: units run on {spec.describe()}")
+    return flow.with_options(task_runner=runner), root
+
+
 def nightly(args: argparse.Namespace) -> int:
     """`billrun nightly --as-of D [--input DIR] [--db FILE] [--conflict-policy P]`."""
     try:
@@ -145,16 +168,20 @@ def nightly(args: argparse.Namespace) -> int:
     connect()
     from flows.nightly import nightly_flow
 
+    try:
+        flow, staging = _on_runner(nightly_flow, args)
+    except ValueError as exc:  # ClusterSpecError: no API the workers reach
+        return _bad_argument(str(exc))
     started = time.monotonic()
     with _progress_bar("nightly"):
         code, summary = _guarded(
-            lambda: nightly_flow(
+            lambda: flow(
                 as_of=as_of,
                 db=args.db,
                 input_dir=input_dir,
                 conflict_policy=getattr(args, "conflict_policy", None),
                 memory_gb=getattr(args, "memory_gb", None),
-                staging=getattr(args, "staging", None),
+                staging=staging,
             )
         )
     if summary is not None:
@@ -175,14 +202,18 @@ def reprocess(args: argparse.Namespace) -> int:
     connect()
     from flows.reprocess import reprocess_flow
 
+    try:
+        flow, staging = _on_runner(reprocess_flow, args)
+    except ValueError as exc:  # ClusterSpecError: no API the workers reach
+        return _bad_argument(str(exc))
     with _progress_bar("reprocess"):
         code, summary = _guarded(
-            lambda: reprocess_flow(
+            lambda: flow(
                 period=args.period,
                 db=args.db,
                 conflict_policy=getattr(args, "conflict_policy", None),
                 memory_gb=getattr(args, "memory_gb", None),
-                staging=getattr(args, "staging", None),
+                staging=staging,
             )
         )
     if summary is not None:
@@ -232,11 +263,14 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
-    """`billrun bench [--accounts N] [--out DIR] [--format F]`: each step beside DuckDB's floor."""
+    """`billrun bench [--accounts N] [--out DIR] [--format F] [--cluster C]`: each step beside
+    DuckDB's floor."""
     from billrun.bench import main as run_bench
 
     # Every step runs as its own `billrun` process, which sets up Prefect for itself.
     argv = ["--accounts", str(args.accounts), "--format", getattr(args, "format", "csv")]
     if getattr(args, "out", None):
         argv += ["--out", args.out]
+    if getattr(args, "cluster", None):
+        argv += ["--cluster", args.cluster]
     return run_bench(argv)

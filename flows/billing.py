@@ -21,6 +21,7 @@ from prefect.futures import PrefectFuture, as_completed
 
 import store
 from flows import progress
+from flows.cluster import cluster_shards
 from flows.units import UnitDone, UnitSpec, bill_unit
 from pipeline.catalog import Catalog, CatalogFrames, catalog_frames
 from rules.promotions import with_verdicts
@@ -144,11 +145,13 @@ def stage_and_bill(
     concurrency: int,
     lock_as_of: date | None,
     reprocess: str | None = None,
+    on_cluster: bool = False,
 ) -> RunStaged:
     """Export the run's inputs and run its units: the settle round, then every period of
     `plan` (which carries each group's `cutoff`) in order, each period's units after the
     previous period's, so that never-reset counters carry from one period into the next.
-    `reprocess`: the period a reprocess recomputes (its units split drafts from finals)."""
+    `reprocess`: the period a reprocess recomputes (its units split drafts from finals).
+    `on_cluster`: `concurrency` is a Dask cluster's slots; the shards fill whole rounds."""
     logger = get_run_logger()
     windows = _windows(plan)
     assignments = int(scalar(con, "SELECT count(*) FROM assignments"))
@@ -156,6 +159,8 @@ def stage_and_bill(
         shards = choose_shards(
             largest_period_events(con, windows), assignments, memory_gb, concurrency
         )
+        if on_cluster:
+            shards = cluster_shards(shards, concurrency)
     logger.info("%d shard(s), %d unit(s) at a time", shards, concurrency)
     shard = staging.shard_sql(shards)
     con.register("_plan", plan.to_arrow())

@@ -26,6 +26,7 @@ workers also inherit our environment, with the API URL set explicitly (see `_wor
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
@@ -101,6 +102,9 @@ def _worker_env() -> dict[str, str]:
 
 
 LOOPBACK = ("127.", "localhost", "::1")
+# How long a run waits for a scheduler's first worker before it fails (a cluster with no
+# worker would otherwise hold the run forever).
+WORKER_WAIT_SECONDS = 120
 
 
 def _check_reachable(spec: ClusterSpec) -> None:
@@ -154,3 +158,28 @@ def task_runner(spec: ClusterSpec | str | None, concurrency: int) -> TaskRunner:
         },
     )
 
+
+
+def dask_slots() -> int | None:
+    """Inside a flow: how many units its Dask cluster runs at once (the workers' threads), or
+    None when the flow runs on threads. It starts the runner's client (and a LocalCluster)
+    now rather than at the first submit, and waits for the workers: all of a LocalCluster's,
+    at least one of a scheduler's."""
+    from prefect.context import FlowRunContext
+    from prefect_dask import DaskTaskRunner
+
+    context = FlowRunContext.get()
+    runner = context.task_runner if context else None
+    if not isinstance(runner, DaskTaskRunner):
+        return None
+    client = runner.client
+    wanted = runner.cluster_kwargs.get("n_workers") if runner.cluster_kwargs else None
+    client.wait_for_workers(wanted or 1, timeout=WORKER_WAIT_SECONDS)
+    return max(1, sum(client.nthreads().values()))
+
+
+def cluster_shards(fewest: int, slots: int) -> int:
+    """Shards of a run on a cluster: every Prefect task costs about 1 s of orchestration on
+    Dask, so fewer, larger units: at least one per worker slot, and whole rounds of `slots`
+    (20 units on 16 slots would leave 12 idle in the second round; 32 smaller ones do not)."""
+    return math.ceil(max(fewest, slots) / slots) * slots

@@ -21,6 +21,7 @@ from flows.billing import (
     stage_and_bill,
     staged_run,
 )
+from flows.cluster import dask_slots
 from flows.publish import RunSummary, finish_run, publish_artifacts
 from pipeline.schedule import nightly_plan, with_cutoffs
 from store.clock import utc_now
@@ -66,9 +67,14 @@ def nightly_flow(
                 "nightly as of %s: %d account-periods over %d period(s), policy %s",
                 as_of, plan.height, plan["period"].n_unique(), stored.policy,
             )
+            # On a Dask task runner (`billrun --cluster`), its workers' slots set how many
+            # units run at once; on threads, `concurrency` does.
+            slots = dask_slots()
+            if slots is not None:
+                logger.info("units on a Dask cluster of %d worker slot(s)", slots)
             staged = stage_and_bill(
                 con, stored, plan, stage, shards=shards, memory_gb=memory_gb,
-                concurrency=concurrency, lock_as_of=as_of,
+                concurrency=slots or concurrency, lock_as_of=as_of, on_cluster=slots is not None,
             )
             checkpoint("after-decisions")
             batch = ResultsBatch(

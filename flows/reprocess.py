@@ -17,6 +17,7 @@ from flows.billing import (
     stage_and_bill,
     staged_run,
 )
+from flows.cluster import dask_slots
 from flows.publish import RunSummary, finish_run, publish_artifacts
 from pipeline.schedule import reprocess_plan, with_cutoffs
 from store.billed import require_billed
@@ -59,9 +60,15 @@ def reprocess_flow(
                 plan.filter(pl.col("status") == "final").height,
                 plan.filter(pl.col("status") == "draft").height,
             )
+            # On a Dask task runner (`billrun --cluster`), its workers' slots set how many
+            # units run at once; on threads, `concurrency` does.
+            slots = dask_slots()
+            if slots is not None:
+                logger.info("units on a Dask cluster of %d worker slot(s)", slots)
             staged = stage_and_bill(
                 con, stored, plan, stage, shards=shards, memory_gb=memory_gb,
-                concurrency=concurrency, lock_as_of=as_of, reprocess=period,
+                concurrency=slots or concurrency, lock_as_of=as_of, reprocess=period,
+                on_cluster=slots is not None,
             )
             batch = ResultsBatch(
                 run=RunRecord(

@@ -26,6 +26,7 @@ from pipeline.counters import carry_counters, carry_parcels, counter_shift
 from rules.lifecycle import new_locks
 from rules.promotions import with_verdicts
 from store import staging
+from store.faults import die_once
 from store.staging import SETTLE, Stage, input_folder
 
 _PARCEL_ORDER = ["account_id", "service", "destination_group", "threshold_type", "window_start",
@@ -100,6 +101,7 @@ def run_unit(spec: UnitSpec) -> UnitDone:
         outputs, events, computed = _settle(spec, inputs), 0, 0
     else:
         outputs, events, computed = _bill_period(spec, inputs, spec.period)
+    die_once("mid-unit")  # a test's worker kill (store/faults.py); inert otherwise
     rows = staging.write_outputs(spec.stage, spec.folder, spec.shard, outputs)
     return UnitDone(spec.period, spec.shard, spec.folder, rows, events, computed)
 
