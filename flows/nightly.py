@@ -15,6 +15,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 import store
 from flows.billing import (
     DEFAULT_CONCURRENCY,
+    commit_memory_limit,
     duckdb_memory_limit,
     failures_recorded,
     read_stored_inputs,
@@ -88,7 +89,9 @@ def nightly_flow(
         except BaseException:
             con.close()
             raise
-        changes, analyst, totals = finish_run(con, db, batch, stored)
+        changes, analyst, totals = finish_run(
+            con, db, batch, stored, memory_limit=commit_memory_limit(memory_gb)
+        )
     summary = RunSummary.of(
         run_id, "nightly", plan, totals, changes, analyst, started,
         currencies=stored.frames.currencies,

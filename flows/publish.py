@@ -75,12 +75,15 @@ class RunSummary:
 
 
 def finish_run(
-    con: Any, db: str, batch: ResultsBatch, stored: StoredInputs
+    con: Any, db: str, batch: ResultsBatch, stored: StoredInputs, memory_limit: str | None = None
 ) -> tuple[dict[str, int], Path, StagedTotals]:
     """Write the run's staged batch in one transaction (catalog tables and views included),
     aggregate what the summary shows, close the connection and publish the analyst copy;
-    returns what changed, the copy's path and the aggregates."""
+    returns what changed, the copy's path and the aggregates. `memory_limit`: DuckDB's cap
+    while it commits."""
     try:
+        if memory_limit:
+            con.execute(f"SET memory_limit = '{memory_limit}'")
         refresh = catalog_and_views(
             stored.frames, stored.policy, offer_verdicts(stored.catalog, stored.policy)  # type: ignore[arg-type]
         )
