@@ -50,8 +50,12 @@ def test_bench_prints_every_step_and_floor_and_leaves_no_process(tmp_path: Path)
         assert re.search(rf"^    floor: {floor} +{NUMBER} s +x{NUMBER}$", summary, re.M), floor
     assert re.search(rf"one-day increment / first nightly: {NUMBER}", summary)
     # The Markdown block: one row per step, one more per extra floor, and the ratio row.
-    table = [line for line in out[out.index("Markdown"):].splitlines() if line.startswith("| ")]
+    blocks = out[out.index("Markdown"):].split("\n\n")
+    tables = [[line for line in b.splitlines() if line.startswith("| ")] for b in blocks]
+    table, per_process = [t for t in tables if t][:2]
     assert len(table) == 1 + 1 + 5 + 1 + 1  # header, rule, 5 steps, 1 extra floor, ratio
+    # Then each step's peak RSS per process (coordinator, Dask workers): header, rule, 5 steps.
+    assert len(per_process) == 1 + 1 + 5
     assert "2 cores" in out or f"{os.cpu_count()} cores" in out
     assert "processes left behind by the steps: 0" in out
 
