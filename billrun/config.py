@@ -5,8 +5,8 @@ sources are pydantic-settings sources, so the precedence is the library's, not h
 setting also records where its value came from, for `billrun config`. A bad value anywhere is a
 `ConfigError` that names the key and its source (the CLI turns it into exit 2).
 
-`memory_gb`, `cluster` and `staging` are validated and passed on as plain values; they take
-effect with the scale and scale-out work (nothing reads them yet).
+`memory_gb` (the run's budget: shards and DuckDB's share), `cluster` (flows/cluster.py) and
+`staging` (store/staging.py) are passed to `nightly` and `reprocess` (docs/RUNS.md, README).
 """
 
 from __future__ import annotations
