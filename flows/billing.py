@@ -84,16 +84,15 @@ def read_stored_inputs(con: Any, conflict_policy: str | None) -> StoredInputs:
     )
 
 
-def duckdb_memory_limit(memory_gb: float | None) -> str:
-    """DuckDB's share of the run's budget (it spills to disk beyond it)."""
+def duckdb_memory_limit(memory_gb: float | None, share: float = DUCKDB_SHARE) -> str:
+    """DuckDB's `share` of the run's budget (it spills to disk beyond it)."""
     budget = memory_gb or DEFAULT_MEMORY_GB
-    return f"{max(0.25, budget * DUCKDB_SHARE):.2f}GB"
+    return f"{max(0.25, budget * share):.2f}GB"
 
 
 def commit_memory_limit(memory_gb: float | None) -> str:
     """DuckDB's share of the budget while the run commits (the units are done by then)."""
-    budget = memory_gb or DEFAULT_MEMORY_GB
-    return f"{max(0.25, budget * COMMIT_SHARE):.2f}GB"
+    return duckdb_memory_limit(memory_gb, COMMIT_SHARE)
 
 
 def choose_shards(
