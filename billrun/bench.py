@@ -176,8 +176,8 @@ class Bench:
         print(f"  {label:<44} {step.seconds:8.2f} s {step.gib:7.2f} GiB", flush=True)
         if step.worker_bytes:
             print(f"    coordinator {step.coordinator_bytes / 2**30:.2f} GiB; "
-                  f"{len(step.worker_bytes)} worker process(es), largest "
-                  f"{max(step.worker_bytes.values()) / 2**30:.2f} GiB", flush=True)
+                  f"{len(step.worker_bytes)} worker process(es): "
+                  f"{each_worker(step.worker_bytes)}", flush=True)
         if step.left_behind:
             print(f"    ended {step.left_behind} process(es) the step left behind", flush=True)
         if step.code != 0:
@@ -335,13 +335,20 @@ def _print_table(rows: list[Row], command: str) -> None:
     print(f"| one-day increment / first nightly | {increment.seconds / nightly_seconds:.2f} "
           "| | | | | |")
     print("\n| step | wall | peak RSS, tree | peak RSS, coordinator | Dask workers | peak RSS, "
-          "largest worker |")
+          "each worker |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, step, _ in rows:
         workers = step.worker_bytes or {}
-        largest = f"{max(workers.values()) / 2**30:.2f} GiB" if workers else "–"
         print(f"| {name} | {step.seconds:.1f} s | {step.gib:.2f} GiB "
-              f"| {step.coordinator_bytes / 2**30:.2f} GiB | {len(workers)} | {largest} |")
+              f"| {step.coordinator_bytes / 2**30:.2f} GiB | {len(workers)} "
+              f"| {each_worker(workers)} |")
+
+
+def each_worker(peaks: dict[int, int]) -> str:
+    """Each Dask worker's own peak RSS, in the order the workers started (pid order), or –."""
+    if not peaks:
+        return "–"
+    return ", ".join(f"{peaks[pid] / 2**30:.2f}" for pid in sorted(peaks)) + " GiB"
 
 
 if __name__ == "__main__":
