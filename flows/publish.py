@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from flows.billing import StoredInputs
@@ -87,11 +88,17 @@ def finish_run(
         refresh = catalog_and_views(
             stored.frames, stored.policy, offer_verdicts(stored.catalog, stored.policy)  # type: ignore[arg-type]
         )
-        changes = write_results(con, batch, stored.frames.currencies, also=refresh)
+        seconds: dict[str, float] = {}
+        changes = write_results(con, batch, stored.frames.currencies, also=refresh,
+                                seconds=seconds)
         totals = read_staged_totals(con, batch.stage)
     finally:
         con.close()
-    return changes, publish_snapshot(db, batch.run.run_id), totals
+    analyst = publish_snapshot(db, batch.run.run_id, seconds)
+    get_run_logger().info(
+        "commit steps: %s", ", ".join(f"{step} {s:.1f} s" for step, s in seconds.items())
+    )
+    return changes, analyst, totals
 
 
 def catalog_and_views(

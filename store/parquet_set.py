@@ -2,7 +2,8 @@
 
 Each run writes a whole new set, one file per table and view, into its own folder under
 `billrun.analyst.sets/`, then swaps the symbolic link `billrun.analyst` to it with one atomic
-rename. A reader that opens `billrun.analyst/invoices.parquet` therefore sees one run's complete
+rename. A table that did not change since the set in place is hard-linked from it, not written
+again. A reader that opens `billrun.analyst/invoices.parquet` therefore sees one run's complete
 set, never a half-written one; the previous set is kept (a reader that resolved the link just
 before a swap can finish), older ones are removed.
 """
@@ -47,11 +48,34 @@ def _sql_text(value: str | Path) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def write_parquet_set(source_db: str | Path, pointer: Path, tag: str | None) -> Path:
+def _previous_set(pointer: Path) -> tuple[Path | None, dict[str, str]]:
+    """The set `pointer` shows now, and the table fingerprints its manifest recorded."""
+    if not pointer.is_symlink():
+        return None, {}
+    folder = pointer.resolve()
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None, {}
+    return folder, manifest.get("fingerprints", {})
+
+
+def write_parquet_set(
+    source_db: str | Path, pointer: Path, tag: str | None, prints: dict[str, str] | None = None
+) -> Path:
     """Write every table of `PARQUET_TABLES` from `source_db` into a new set folder; returns it.
-    Nothing points at it yet."""
+    Nothing points at it yet.
+
+    `prints` are the tables' fingerprints (store/snapshot.py): a table whose fingerprint equals
+    the one in the current set's manifest is hard-linked from that set, not written again
+    (Parquet files are never modified in place, so the two sets can share them). Views are
+    always written."""
+    prints = prints or {}
     name = tag or f"set-{os.getpid()}"
     folder = sets_folder(pointer) / name
+    previous, previous_prints = _previous_set(pointer)
+    if previous is not None and previous == folder.resolve():  # a re-run under the same tag
+        folder = sets_folder(pointer) / f"{name}-{os.getpid()}"
     if folder.exists():  # a set left by a run killed before its swap
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -60,15 +84,28 @@ def write_parquet_set(source_db: str | Path, pointer: Path, tag: str | None) -> 
     try:
         for table in PARQUET_TABLES:
             path = folder / f"{table}.parquet"
-            con.execute(f"COPY (SELECT * FROM {table}) TO {_sql_text(path)} (FORMAT parquet)")
+            unchanged = table in prints and previous_prints.get(table) == prints[table]
+            if not (unchanged and previous is not None and _link(previous / path.name, path)):
+                con.execute(f"COPY (SELECT * FROM {table}) TO {_sql_text(path)} (FORMAT parquet)")
             rows[table] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     finally:
         con.close()
-    (folder / MANIFEST).write_text(json.dumps({"set": name, "rows": rows}, indent=2) + "\n")
+    manifest = {"set": name, "rows": rows,
+                "fingerprints": {t: prints[t] for t in PARQUET_TABLES if t in prints}}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     for path in folder.iterdir():
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
     return folder
+
+
+def _link(source: Path, path: Path) -> bool:
+    """Hard-link `source` to `path`; False (the caller writes the file) where links fail."""
+    try:
+        os.link(source, path)
+    except OSError:
+        return False
+    return True
 
 
 def publish_parquet(pointer: Path, folder: Path) -> None:

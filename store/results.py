@@ -6,7 +6,9 @@ so a second run over the same inputs leaves every results table identical (run i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 
@@ -142,17 +144,28 @@ def _staged_table(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> int:
 def _replace_changed_groups(
     con: duckdb.DuckDBPyConnection, table: str, columns: str, staged: str, run_id: str
 ) -> int:
-    """Rewrite the (account, period) groups of `table` in scope whose rows differ from `staged`."""
+    """Rewrite the (account, period) groups of `table` in scope whose rows differ from `staged`.
+
+    Only groups already stored are compared row by row (EXCEPT ALL); a group stored for the
+    first time is new by definition, so a first run (or a new period) writes without comparing
+    anything."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _stored_groups AS
+            SELECT DISTINCT account_id, period FROM {table} t
+            SEMI JOIN _scope s USING (account_id, period)"""
+    )
+    in_stored = "SEMI JOIN _stored_groups USING (account_id, period)"
+    stored_rows = f"SELECT {columns} FROM {table} t {in_stored}"
+    staged_rows = f"SELECT {columns} FROM {staged} {in_stored}"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _changed AS
             SELECT DISTINCT account_id, period FROM (
-                (SELECT {columns} FROM {staged}
-                 EXCEPT ALL
-                 SELECT {columns} FROM {table} t SEMI JOIN _scope s USING (account_id, period))
+                ({staged_rows} EXCEPT ALL {stored_rows})
                 UNION ALL
-                (SELECT {columns} FROM {table} t SEMI JOIN _scope s USING (account_id, period)
-                 EXCEPT ALL
-                 SELECT {columns} FROM {staged}))"""
+                ({stored_rows} EXCEPT ALL {staged_rows}))
+            UNION
+            SELECT DISTINCT account_id, period FROM {staged}
+            ANTI JOIN _stored_groups USING (account_id, period)"""
     )
     con.execute(
         f"DELETE FROM {table} t USING _changed c "
@@ -177,14 +190,26 @@ def _stage_lines(
     )
 
 
+@contextmanager
+def _timed(seconds: dict[str, float], step: str) -> Iterator[None]:
+    """Add the wall time of the block to `seconds[step]` (the commit's own profile)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[step] = seconds.get(step, 0.0) + time.perf_counter() - start
+
+
 def write_results(
     con: duckdb.DuckDBPyConnection,
     batch: ResultsBatch,
     currencies: pl.DataFrame,
     also: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    seconds: dict[str, float] | None = None,
 ) -> dict[str, int]:
     """Ingest one run's staged results in ONE transaction (with `also`, e.g. the catalog tables)
-    and write its `runs` row (timestamps from `batch.run`); returns what changed.
+    and write its `runs` row (timestamps from `batch.run`); returns what changed. `seconds`, if
+    given, receives the wall time of each step (charges, invoices, ... commit).
 
     Nothing of the run's results passes through Python: each name is read by DuckDB from the
     units' Parquet files, compared with what is stored in SQL, and written."""
@@ -194,82 +219,98 @@ def write_results(
     def staged(name: str) -> str:
         return output_glob(con, batch.stage, name)
 
+    took = seconds if seconds is not None else {}
     con.register("_currencies", currencies.select("currency", "minor_units").to_arrow())
     con.execute("BEGIN TRANSACTION")
     try:
-        _staged_table(con, "_scope", f"SELECT account_id, period, status FROM {staged('scope')}")
-        _stage_lines(con, "_new_charges", staged("charges"))
-        line_cols = f"{_LINE_COLUMNS}, term_start, line_date"
-        counts["charge_groups_rewritten"] = _replace_changed_groups(
-            con, "charges", line_cols, "_new_charges", run_id
-        )
+        with _timed(took, "charges"):
+            _staged_table(
+                con, "_scope", f"SELECT account_id, period, status FROM {staged('scope')}"
+            )
+            _stage_lines(con, "_new_charges", staged("charges"))
+            line_cols = f"{_LINE_COLUMNS}, term_start, line_date"
+            counts["charge_groups_rewritten"] = _replace_changed_groups(
+                con, "charges", line_cols, "_new_charges", run_id
+            )
         checkpoint("mid-write")
 
-        _staged_table(
-            con, "_new_invoices",
-            f"""SELECT i.account_id, i.period, i.currency, {_amount_sql('total_minor')} AS total,
-                       s.status
-                FROM {staged('invoices')} i LEFT JOIN _currencies USING (currency)
-                JOIN _scope s USING (account_id, period)""",
-        )
-        counts["invoices_rewritten"] = _replace_changed_groups(
-            con, "invoices", "account_id, period, currency, total, status", "_new_invoices", run_id
-        )
+        with _timed(took, "invoices"):
+            _staged_table(
+                con, "_new_invoices",
+                f"""SELECT i.account_id, i.period, i.currency,
+                           {_amount_sql('total_minor')} AS total, s.status
+                    FROM {staged('invoices')} i LEFT JOIN _currencies USING (currency)
+                    JOIN _scope s USING (account_id, period)""",
+            )
+            counts["invoices_rewritten"] = _replace_changed_groups(
+                con, "invoices", "account_id, period, currency, total, status", "_new_invoices",
+                run_id,
+            )
 
-        _staged_table(
-            con, "_new_decisions", f"SELECT {_DECISION_COLUMNS} FROM {staged('decisions')}"
-        )
-        counts["decision_groups_rewritten"] = _replace_changed_groups(
-            con, "decisions", _DECISION_COLUMNS, "_new_decisions", run_id
-        )
+        with _timed(took, "decisions"):
+            _staged_table(
+                con, "_new_decisions", f"SELECT {_DECISION_COLUMNS} FROM {staged('decisions')}"
+            )
+            counts["decision_groups_rewritten"] = _replace_changed_groups(
+                con, "decisions", _DECISION_COLUMNS, "_new_decisions", run_id
+            )
         checkpoint("mid-commit")
 
-        adjustments = _stage_lines(con, "_new_adjustments", staged("adjustments"), ", reason")
-        if adjustments:
-            con.execute(
-                f"INSERT INTO adjustments BY NAME SELECT *, '{run_id}' AS run_id "
-                f"FROM _new_adjustments"
+        with _timed(took, "adjustments"):
+            adjustments = _stage_lines(
+                con, "_new_adjustments", staged("adjustments"), ", reason"
             )
-        counts["adjustments"] = adjustments
+            if adjustments:
+                con.execute(
+                    f"INSERT INTO adjustments BY NAME SELECT *, '{run_id}' AS run_id "
+                    f"FROM _new_adjustments"
+                )
+            counts["adjustments"] = adjustments
 
-        counts["counters_written"] = _write_counters(con, staged, run_id)
-        if _staged_table(con, "_parcel_scope",
-                         f"SELECT account_id, window_start FROM {staged('parcel_scope')}"):
-            counts["parcels_rewritten"] = _write_parcels(con, staged, run_id)
-        # One life cycle per assignment: the one of the first period that billed it (the
-        # settle round, period null, has only accounts no period billed).
-        if _staged_table(
-            con, "_new_lifecycles",
-            f"""SELECT {_LIFECYCLE_COLUMNS}, period FROM {staged('lifecycles')}
-                QUALIFY row_number() OVER (PARTITION BY assignment_id
-                                           ORDER BY period NULLS LAST) = 1""",
-        ):
-            counts["lifecycles_rewritten"] = _write_lifecycles(con, run_id)
-        if _staged_table(
-            con, "_new_locks",
-            f"""SELECT n.assignment_id, n.locked_start FROM {staged('locks')} n
-                SEMI JOIN _new_lifecycles k ON n.assignment_id = k.assignment_id
-                  AND n.period IS NOT DISTINCT FROM k.period""",
-        ):
-            con.execute(
-                f"""INSERT INTO activation_locks
-                    SELECT n.assignment_id, n.locked_start, '{run_id}' FROM _new_locks n
-                    ANTI JOIN activation_locks l USING (assignment_id)"""
-            )
-        _mark_finalized(con)
-        if also is not None:
-            also(con)
-        record_run(con, batch.run, "success")
-        _check_invariants(con)
+        with _timed(took, "counters"):
+            counts["counters_written"] = _write_counters(con, staged, run_id)
+            if _staged_table(con, "_parcel_scope",
+                             f"SELECT account_id, window_start FROM {staged('parcel_scope')}"):
+                counts["parcels_rewritten"] = _write_parcels(con, staged, run_id)
+        with _timed(took, "lifecycles"):
+            # One life cycle per assignment: the one of the first period that billed it (the
+            # settle round, period null, has only accounts no period billed).
+            if _staged_table(
+                con, "_new_lifecycles",
+                f"""SELECT {_LIFECYCLE_COLUMNS}, period FROM {staged('lifecycles')}
+                    QUALIFY row_number() OVER (PARTITION BY assignment_id
+                                               ORDER BY period NULLS LAST) = 1""",
+            ):
+                counts["lifecycles_rewritten"] = _write_lifecycles(con, run_id)
+            if _staged_table(
+                con, "_new_locks",
+                f"""SELECT n.assignment_id, n.locked_start FROM {staged('locks')} n
+                    SEMI JOIN _new_lifecycles k ON n.assignment_id = k.assignment_id
+                      AND n.period IS NOT DISTINCT FROM k.period""",
+            ):
+                con.execute(
+                    f"""INSERT INTO activation_locks
+                        SELECT n.assignment_id, n.locked_start, '{run_id}' FROM _new_locks n
+                        ANTI JOIN activation_locks l USING (assignment_id)"""
+                )
+            _mark_finalized(con)
+        with _timed(took, "catalog and views"):
+            if also is not None:
+                also(con)
+            record_run(con, batch.run, "success")
+        with _timed(took, "invariants"):
+            _check_invariants(con)
         checkpoint("before-commit")
-        con.execute("COMMIT")
+        with _timed(took, "commit"):
+            con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     finally:
         con.unregister("_currencies")
     # Fold the WAL into the file so the analyst snapshot copied next is self-contained.
-    con.execute("CHECKPOINT")
+    with _timed(took, "checkpoint"):
+        con.execute("CHECKPOINT")
     return counts
 
 
@@ -303,10 +344,17 @@ def _write_counters(
                   AND c.window_start = s.window_start
                   AND c.period > s.period"""
         )
-    # The window's own row holds its latest value: the one of its latest period.
+    # The window's own row holds its latest value: the one of its latest period. Only windows
+    # this run wrote or shifted can have a new latest value.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _touched_windows AS
+            SELECT DISTINCT {_COUNTER_KEY} FROM _new_counters
+            UNION SELECT DISTINCT {_COUNTER_KEY} FROM _shift"""
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _latest AS
             SELECT {_COUNTER_KEY}, value, period FROM counter_periods
+            SEMI JOIN _touched_windows USING ({_COUNTER_KEY})
             QUALIFY row_number() OVER (PARTITION BY {_COUNTER_KEY} ORDER BY period DESC) = 1"""
     )
     con.execute(
@@ -402,17 +450,21 @@ class InvariantError(RuntimeError):
 
 
 def _check_invariants(con: duckdb.DuckDBPyConnection) -> None:
-    """Keys are unique and every invoice total equals the sum of its lines (dbt-style tests)."""
+    """Keys are unique and every invoice total equals the sum of its lines (dbt-style tests),
+    over the (account, period) groups in the run's scope (`_scope`): no other group was written,
+    and each earlier run checked the groups it wrote."""
+    charges = "(SELECT * FROM charges SEMI JOIN _scope USING (account_id, period))"
+    invoices = "(SELECT * FROM invoices SEMI JOIN _scope USING (account_id, period))"
     checks = {
-        "duplicate invoice key": "SELECT count(*) FROM (SELECT account_id, period FROM invoices "
+        "duplicate invoice key": f"SELECT count(*) FROM (SELECT account_id, period FROM {invoices} "
         "GROUP BY ALL HAVING count(*) > 1)",
         "duplicate charge line key": f"SELECT count(*) FROM (SELECT {', '.join(LINE_KEY)} "
-        "FROM charges GROUP BY ALL HAVING count(*) > 1)",
-        "invoice total differs from the sum of its lines": """SELECT count(*) FROM invoices i
-            LEFT JOIN (SELECT account_id, period, sum(amount) AS s FROM charges GROUP BY ALL) c
+        f"FROM {charges} GROUP BY ALL HAVING count(*) > 1)",
+        "invoice total differs from the sum of its lines": f"""SELECT count(*) FROM {invoices} i
+            LEFT JOIN (SELECT account_id, period, sum(amount) AS s FROM {charges} GROUP BY ALL) c
             USING (account_id, period) WHERE i.total IS DISTINCT FROM coalesce(c.s, 0)""",
-        "charge lines without an invoice": """SELECT count(*) FROM (SELECT DISTINCT account_id,
-            period FROM charges) c ANTI JOIN invoices i USING (account_id, period)""",
+        "charge lines without an invoice": f"""SELECT count(*) FROM (SELECT DISTINCT account_id,
+            period FROM {charges}) c ANTI JOIN invoices i USING (account_id, period)""",
     }
     for name, sql in checks.items():
         bad = scalar(con, sql)

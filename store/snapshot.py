@@ -7,12 +7,18 @@ the old file.
 
 The copy is written in an older storage format (`ANALYST_STORAGE_VERSION`), not copied byte for
 byte: the working file is in DuckDB 2's format, which no DuckDB 1.x tool (the `duckdb` CLI,
-notebooks, BI drivers) can open. The results are also published as Parquet (store/parquet_set.py).
+notebooks, BI drivers) can open. Each new copy starts from the previous copy's file and copies
+again only the tables whose content changed (`billrun_meta.fingerprints` inside the copy), so a
+night that adds a day of usage does not rewrite the catalog, the accounts or the assignments.
+The results are also published as Parquet (store/parquet_set.py).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -61,19 +67,84 @@ def _sql_text(value: str | Path) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def write_analyst_copy(db_path: str | Path, target: str | Path) -> None:
+# Inside the analyst copy: what each copied table held, so the next copy re-copies only the
+# tables that changed (a nightly changes the results and a day of usage, not the catalog).
+FINGERPRINTS_SCHEMA = "billrun_meta"
+FINGERPRINTS_TABLE = f"{FINGERPRINTS_SCHEMA}.fingerprints"
+
+
+def table_fingerprints(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, str]:
+    """`table -> "rows:sum of row hashes"` for every table of the attached `database`: equal
+    fingerprints mean the same multiset of rows (up to a 64-bit hash collision per row sum)."""
+    tables = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? "
+        "AND schema_name <> ? ORDER BY ALL",
+        [database, FINGERPRINTS_SCHEMA],
+    ).fetchall()
+    prints = {}
+    for schema, table in tables:
+        rows, hashes = con.execute(
+            f'SELECT count(*), CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) '
+            f'FROM {database}."{schema}"."{table}" t'
+        ).fetchone()
+        prints[table] = f"{rows}:{hashes}"
+    return prints
+
+
+@dataclass(frozen=True)
+class AnalystCopy:
+    """What one analyst copy holds (`prints`: each table's fingerprint) and which tables this
+    copy wrote anew (the others came with the previous copy's file)."""
+
+    prints: dict[str, str]
+    copied: tuple[str, ...]
+
+
+def _stored_prints(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    try:
+        return dict(con.execute(f"SELECT table_name, fingerprint FROM snap.{FINGERPRINTS_TABLE}")
+                    .fetchall())
+    except duckdb.CatalogException:  # a copy made before fingerprints were kept
+        return {}
+
+
+def _open_copy(
+    con: duckdb.DuckDBPyConnection, target: Path, previous: Path | None
+) -> dict[str, str]:
+    """Attach `target` as `snap`: a byte copy of `previous` when it is a readable analyst copy
+    (returns its fingerprints), else a new empty file in `ANALYST_STORAGE_VERSION`."""
+    if previous is not None and previous.exists():
+        try:
+            shutil.copyfile(previous, target)
+            con.execute(f"ATTACH {_sql_text(target)} AS snap")
+            return _stored_prints(con)
+        except (OSError, duckdb.Error):  # unreadable or half-written: start over
+            con.execute("DETACH DATABASE IF EXISTS snap")
+            target.unlink(missing_ok=True)
+    con.execute(
+        f"ATTACH {_sql_text(target)} AS snap (STORAGE_VERSION '{ANALYST_STORAGE_VERSION}')"
+    )
+    return {}
+
+
+def write_analyst_copy(
+    db_path: str | Path, target: str | Path, previous: str | Path | None = None
+) -> AnalystCopy:
     """Copy every table and view of the (closed) working database into a new file `target`,
     in `ANALYST_STORAGE_VERSION`'s format.
+
+    With `previous` (the analyst copy in place), `target` starts as a byte copy of it, and only
+    the tables whose fingerprint changed are copied again; views are always recreated.
 
     Tables are copied without their keys (CREATE TABLE AS): DuckDB 2 writes its key indexes in a
     form DuckDB 0.10 cannot read, whatever the storage version, and the copy is read-only, so the
     keys protect nothing there (docs/TABLES.md gives each table's grain)."""
+    target = Path(target)
     con = duckdb.connect()
     try:
         con.execute(f"ATTACH {_sql_text(db_path)} AS work (READ_ONLY)")
-        con.execute(
-            f"ATTACH {_sql_text(target)} AS snap (STORAGE_VERSION '{ANALYST_STORAGE_VERSION}')"
-        )
+        prints = table_fingerprints(con, "work")
+        kept = _open_copy(con, target, Path(previous) if previous is not None else None)
         tables = con.execute(
             "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'work' "
             "ORDER BY ALL"
@@ -83,13 +154,35 @@ def write_analyst_copy(db_path: str | Path, target: str | Path) -> None:
             "AND NOT internal ORDER BY view_name"
         ).fetchall()
         con.execute("USE snap")  # the views' unqualified names must bind to the copy's tables
+        for (view,) in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE database_name = 'snap' AND NOT internal"
+        ).fetchall():
+            con.execute(f'DROP VIEW "{view}"')
+        for (table,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'snap' "
+            "AND schema_name <> ?", [FINGERPRINTS_SCHEMA]
+        ).fetchall():
+            if kept.get(table) != prints.get(table):
+                con.execute(f'DROP TABLE "{table}"')
+        copied = []
         for schema, table in tables:
-            con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM work."{schema}"."{table}"')
+            if kept.get(table) != prints[table]:
+                con.execute(
+                    f'CREATE TABLE "{table}" AS SELECT * FROM work."{schema}"."{table}"'
+                )
+                copied.append(table)
         _create_views(con, dict(views))
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {FINGERPRINTS_SCHEMA}")
+        con.execute(
+            f"CREATE OR REPLACE TABLE {FINGERPRINTS_TABLE} "
+            "(table_name VARCHAR, fingerprint VARCHAR)"
+        )
+        con.executemany(f"INSERT INTO {FINGERPRINTS_TABLE} VALUES (?, ?)", list(prints.items()))
         con.execute("USE memory")
         con.execute("DETACH snap")
     finally:
         con.close()
+    return AnalystCopy(prints, tuple(copied))
 
 
 def _create_views(con: duckdb.DuckDBPyConnection, views: dict[str, str]) -> None:
@@ -109,19 +202,28 @@ def _create_views(con: duckdb.DuckDBPyConnection, views: dict[str, str]) -> None
         pending = failed
 
 
-def publish_snapshot(db_path: str | Path, tag: str | None = None) -> Path:
+def publish_snapshot(
+    db_path: str | Path, tag: str | None = None, seconds: dict[str, float] | None = None
+) -> Path:
     """Publish the (closed, checkpointed) working database to analysts: the analyst copy and the
-    Parquet set, each swapped in atomically; `tag` names the Parquet set (the run id)."""
+    Parquet set, each swapped in atomically; `tag` names the Parquet set (the run id). Both
+    reuse what the previous publication wrote for the tables that did not change. `seconds`,
+    if given, receives the wall time of each of the two."""
+    took = seconds if seconds is not None else {}
     target = analyst_path(db_path)
     sweep_stale_staging(target)
     staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     staging.unlink(missing_ok=True)
     parquet_set = None
     try:
-        write_analyst_copy(db_path, staging)
+        started = time.perf_counter()
+        copy = write_analyst_copy(db_path, staging, target)
         with open(staging, "rb") as handle:
             os.fsync(handle.fileno())
-        parquet_set = write_parquet_set(staging, parquet_pointer(db_path), tag)
+        took["analyst copy"] = time.perf_counter() - started
+        started = time.perf_counter()
+        parquet_set = write_parquet_set(staging, parquet_pointer(db_path), tag, copy.prints)
+        took["parquet set"] = time.perf_counter() - started
         checkpoint("mid-publish")
         os.replace(staging, target)
         publish_parquet(parquet_pointer(db_path), parquet_set)

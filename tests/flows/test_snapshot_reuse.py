@@ -1,0 +1,102 @@
+"""The analyst copy and the Parquet set reuse what did not change (store/snapshot.py,
+store/parquet_set.py): a run copies again only the tables whose content changed, and the copy it
+publishes is the same as a copy made from nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.load import load_flow
+from flows.nightly import nightly_flow
+from store.parquet_set import parquet_pointer
+from store.snapshot import FINGERPRINTS_SCHEMA, analyst_path, publish_snapshot, write_analyst_copy
+
+BIN = Path(sys.executable).parent
+FEB_USAGE = (
+    "event_id,account_id,service,destination_group,started_at,quantity,amount\n"
+    "E4,A1,voice,US,2026-02-03 12:00:00,20,2.00\n"
+)
+
+
+def tables_of(path: Path) -> dict[str, list[tuple]]:
+    """Every table and view of a DuckDB file (the fingerprints aside), rows sorted."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        names = [n for (n,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name <> ? UNION ALL "
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1",
+            [FINGERPRINTS_SCHEMA],
+        ).fetchall()]
+        return {n: con.execute(f'SELECT * FROM "{n}" ORDER BY ALL').fetchall() for n in names}
+
+
+@pytest.fixture(scope="module")
+def billed(module_scenario: dict[str, Path]) -> Path:
+    db = module_scenario["tmp"] / "billrun.duckdb"
+    load_flow(module_scenario["drop"], db)
+    nightly_flow(date(2026, 2, 1), db=str(db))
+    return db
+
+
+def test_a_new_copy_rewrites_only_the_changed_tables_and_equals_a_fresh_copy(
+    billed: Path, tmp_path: Path
+) -> None:
+    analyst = analyst_path(billed)
+    unchanged = write_analyst_copy(billed, tmp_path / "same.duckdb", analyst)
+    assert unchanged.copied == ()  # nothing changed since the nightly published its copy
+    assert tables_of(tmp_path / "same.duckdb") == tables_of(analyst)
+
+    drop = tmp_path / "feb"
+    drop.mkdir()
+    (drop / "usage.csv").write_text(FEB_USAGE)
+    nightly_flow(date(2026, 2, 10), db=str(billed), input_dir=str(drop))
+    after = write_analyst_copy(billed, tmp_path / "reused.duckdb", analyst_path(billed))
+    fresh = write_analyst_copy(billed, tmp_path / "fresh.duckdb")
+    assert after.copied == ()  # the nightly's own copy already holds the new usage
+    assert set(fresh.copied) >= {"usage", "charges", "accounts", "catalog_versions"}
+    assert tables_of(tmp_path / "reused.duckdb") == tables_of(tmp_path / "fresh.duckdb")
+    assert tables_of(analyst_path(billed)) == tables_of(tmp_path / "fresh.duckdb")
+
+
+def test_the_nightly_after_new_usage_copies_usage_but_not_the_catalog(
+    billed: Path, tmp_path: Path
+) -> None:
+    before = write_analyst_copy(billed, tmp_path / "before.duckdb")
+    with duckdb.connect(str(billed)) as con:  # a new event, as a load would store it
+        con.execute(
+            "INSERT INTO usage SELECT 'E9' AS event_id, * EXCLUDE (event_id) FROM usage LIMIT 1"
+        )
+    after = write_analyst_copy(billed, tmp_path / "after.duckdb", tmp_path / "before.duckdb")
+    assert after.copied == ("usage",)
+    assert after.prints["usage"] != before.prints["usage"]
+    assert after.prints["catalog_versions"] == before.prints["catalog_versions"]
+    with duckdb.connect(str(tmp_path / "after.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM usage WHERE event_id = 'E9'").fetchone() == (1,)
+
+
+def test_unchanged_parquet_files_are_shared_and_the_cli_opens_the_updated_copy(
+    billed: Path,
+) -> None:
+    pointer = parquet_pointer(billed)
+    first = pointer.resolve()
+    publish_snapshot(billed, "republished")
+    second = pointer.resolve()
+    assert second != first
+    # Same content, so the set shares the file's inode with the set it replaced...
+    assert (second / "rejected_rows.parquet").stat().st_ino == (
+        first / "rejected_rows.parquet").stat().st_ino
+    # ...and views are always written anew.
+    assert (second / "available_addons.parquet").stat().st_ino != (
+        first / "available_addons.parquet").stat().st_ino
+    shell = subprocess.run(
+        [str(BIN / "duckdb"), "-readonly", "-csv", str(analyst_path(billed)), "-c",
+         "SELECT count(*) AS n FROM invoices"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert shell.returncode == 0, shell.stderr
+    assert shell.stdout.split() == ["n", "2"]  # A1's January and February
