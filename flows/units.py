@@ -21,16 +21,13 @@ from prefect.cache_policies import NO_CACHE
 from pipeline.adjust import check_unique_line_keys, split_reprocess
 from pipeline.billing import BillInputs, bill, settle
 from pipeline.catalog import Catalog, CatalogFrames, catalog_frames, parse_catalog
-from pipeline.contracts import COUNTER_KEY
+from pipeline.contracts import COUNTER_KEY, PARCEL_KEY
 from pipeline.counters import carry_counters, carry_parcels, counter_shift
 from rules.lifecycle import new_locks
 from rules.promotions import with_verdicts
 from store import staging
 from store.faults import die_once
 from store.staging import SETTLE, Stage, input_folder
-
-_PARCEL_ORDER = ["account_id", "service", "destination_group", "threshold_type", "window_start",
-                 "granted_window_start"]
 
 
 @dataclass(frozen=True)
@@ -152,7 +149,7 @@ def _bill_period(
     if carried.height:
         before = carry_counters(before, carried.drop("period"))
     parcels_before = carry_parcels(
-        _read(spec, "parcels_before", period).sort(_PARCEL_ORDER), _previous(spec, "parcels")
+        _read(spec, "parcels_before", period).sort(PARCEL_KEY), _previous(spec, "parcels")
     )
     with_usage = BillInputs(
         catalog=inputs.catalog, policy=inputs.policy, accounts=inputs.accounts,

@@ -120,6 +120,23 @@ COUNTER_INPUT_SCHEMA: dict[str, pl.DataType] = {
     name: dtype for name, dtype in COUNTER_SCHEMA.items() if name != "reset"
 }
 
+# --- Rollover parcels (SPEC §7.3) ----------------------------------------------------------
+# One stored parcel (SPEC §7.4 `quota_rollovers`, `remaining` in 10^-6 units), and its key.
+PARCEL_SCHEMA: dict[str, pl.DataType] = {
+    "account_id": pl.Utf8(),
+    "service": pl.Utf8(),
+    "destination_group": pl.Utf8(),
+    "threshold_type": pl.Utf8(),
+    "window_start": pl.Date(),
+    "granted_window_start": pl.Date(),
+    "expires_after_window_start": pl.Date(),
+    "remaining_units": pl.Int64(),
+}
+PARCEL_KEY = [
+    "account_id", "service", "destination_group", "threshold_type", "window_start",
+    "granted_window_start",
+]
+
 # --- Invoice lines and invoices (SPEC §4 "Lines", "Invoice") ----------------------------------
 LINE_SCHEMA: dict[str, pl.DataType] = {
     "account_id": pl.Utf8(),

@@ -15,7 +15,7 @@ from datetime import date
 import duckdb
 import polars as pl
 
-from pipeline.contracts import COUNTER_KEY, DECISIONS_SCHEMA, LINE_KEY
+from pipeline.contracts import COUNTER_KEY, DECISIONS_SCHEMA, LINE_KEY, PARCEL_KEY
 from store.duck import frame, scalar
 from store.faults import checkpoint
 from store.runs import RunRecord, record_run
@@ -366,8 +366,7 @@ def _write_counters(
     return written
 
 
-_PARCEL_KEY = ("account_id, service, destination_group, threshold_type, window_start, "
-               "granted_window_start")
+_PARCEL_KEY = ", ".join(PARCEL_KEY)
 
 
 PARCELS_BEFORE_SQL = f"""SELECT {_PARCEL_KEY}, expires_after_window_start,

@@ -31,8 +31,8 @@ from pipeline.contracts import (
     LIFECYCLE_SCHEMA,
     LINE_SCHEMA,
     LOCK_SCHEMA,
+    PARCEL_SCHEMA,
 )
-from pipeline.usage.rollover import PARCEL_SCHEMA
 
 CATALOG_FILE = "inputs/catalog.yaml"
 SETTLE = "_settle"  # the units folder of the round that settles accounts no period bills

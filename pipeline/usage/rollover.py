@@ -19,22 +19,12 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from pipeline.contracts import PARCEL_SCHEMA
 from pipeline.promotions import MissingVerdicts
 from pipeline.usage.entries import Entries
 from pipeline.usage.keys import KeyBudget
 
 COUNTER_KEY_COLUMNS = ["service", "destination_group", "threshold_type"]
-# One stored parcel (SPEC §7.4 `quota_rollovers`, `remaining` in 10^-6 units).
-PARCEL_SCHEMA: dict[str, pl.DataType] = {
-    "account_id": pl.Utf8(),
-    "service": pl.Utf8(),
-    "destination_group": pl.Utf8(),
-    "threshold_type": pl.Utf8(),
-    "window_start": pl.Date(),
-    "granted_window_start": pl.Date(),
-    "expires_after_window_start": pl.Date(),
-    "remaining_units": pl.Int64(),
-}
 # What explain shows for each quota: parcels available, used and left in the period.
 PARCEL_USE_SCHEMA: dict[str, pl.DataType] = {
     "account_id": pl.Utf8(),
