@@ -141,31 +141,35 @@ def _staged_table(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> int:
     return int(scalar(con, f"SELECT count(*) FROM {name}"))
 
 
+def _group_prints(source: str, columns: str, types: dict[str, str]) -> str:
+    """SQL: each (account, period) group of `source` with its row count and the sum of its rows'
+    hashes, every column cast to the stored table's type (so that equal values hash equally)."""
+    row = ", ".join(f"CAST({c} AS {types[c]})" for c in columns.split(", "))
+    return (f"SELECT account_id, period, count(*) AS n, sum(hash({row})) AS h FROM {source} "
+            "GROUP BY account_id, period")
+
+
 def _replace_changed_groups(
     con: duckdb.DuckDBPyConnection, table: str, columns: str, staged: str, run_id: str
 ) -> int:
     """Rewrite the (account, period) groups of `table` in scope whose rows differ from `staged`.
 
-    Only groups already stored are compared row by row (EXCEPT ALL); a group stored for the
-    first time is new by definition, so a first run (or a new period) writes without comparing
-    anything."""
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _stored_groups AS
-            SELECT DISTINCT account_id, period FROM {table} t
-            SEMI JOIN _scope s USING (account_id, period)"""
-    )
-    in_stored = "SEMI JOIN _stored_groups USING (account_id, period)"
-    stored_rows = f"SELECT {columns} FROM {table} t {in_stored}"
-    staged_rows = f"SELECT {columns} FROM {staged} {in_stored}"
+    Groups are compared by fingerprint: row count and the sum of the rows' 64-bit hashes, one
+    hash aggregate on each side instead of a row-by-row EXCEPT ALL. Different fingerprints
+    always mean different rows; equal fingerprints of different rows would need a hash
+    collision. A group stored for the first time, or no longer computed, differs by its count."""
+    types = dict(con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = 'main' AND table_name = ?",
+        [table],
+    ).fetchall())
+    stored = f"(SELECT * FROM {table} SEMI JOIN _scope USING (account_id, period))"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _changed AS
-            SELECT DISTINCT account_id, period FROM (
-                ({staged_rows} EXCEPT ALL {stored_rows})
-                UNION ALL
-                ({stored_rows} EXCEPT ALL {staged_rows}))
-            UNION
-            SELECT DISTINCT account_id, period FROM {staged}
-            ANTI JOIN _stored_groups USING (account_id, period)"""
+            SELECT account_id, period
+            FROM ({_group_prints(staged, columns, types)}) s
+            FULL JOIN ({_group_prints(stored, columns, types)}) t USING (account_id, period)
+            WHERE s.n IS DISTINCT FROM t.n OR s.h IS DISTINCT FROM t.h"""
     )
     con.execute(
         f"DELETE FROM {table} t USING _changed c "

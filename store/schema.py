@@ -58,6 +58,15 @@ RAW_DDL: list[str] = [
 ]
 
 
+# Tables whose rows are only ever added, never changed or deleted (loads and runs insert; usage
+# is keyed by event, and a finalized period is corrected by new adjustment rows). The analyst
+# copy appends their new runs' rows instead of copying them whole (store/snapshot.py).
+APPEND_ONLY_TABLES = frozenset({
+    "usage", "rejected_rows", "runs", "catalog_versions", "assignment_versions", "adjustments",
+    "activation_locks",
+})
+
+
 def create_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every table and view that is missing; existing ones are left as they are."""
     for statement in [*RAW_DDL, *RESULTS_DDL]:

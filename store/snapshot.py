@@ -25,6 +25,7 @@ import duckdb
 
 from store.faults import checkpoint
 from store.parquet_set import parquet_pointer, publish_parquet, write_parquet_set
+from store.schema import APPEND_ONLY_TABLES
 
 # The oldest storage format DuckDB 2 writes that keeps every type and view we use (DECIMAL,
 # DATE, TIMESTAMP, BOOLEAN; views with FILTER, QUALIFY, GROUP BY ALL, ordered string_agg):
@@ -73,6 +74,14 @@ FINGERPRINTS_SCHEMA = "billrun_meta"
 FINGERPRINTS_TABLE = f"{FINGERPRINTS_SCHEMA}.fingerprints"
 
 
+def _fingerprint(con: duckdb.DuckDBPyConnection, database: str, schema: str, table: str) -> str:
+    rows, hashes = con.execute(
+        f'SELECT count(*), CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) '
+        f'FROM {database}."{schema}"."{table}" t'
+    ).fetchone()
+    return f"{rows}:{hashes}"
+
+
 def table_fingerprints(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, str]:
     """`table -> "rows:sum of row hashes"` for every table of the attached `database`: equal
     fingerprints mean the same multiset of rows (up to a 64-bit hash collision per row sum)."""
@@ -81,23 +90,34 @@ def table_fingerprints(con: duckdb.DuckDBPyConnection, database: str) -> dict[st
         "AND schema_name <> ? ORDER BY ALL",
         [database, FINGERPRINTS_SCHEMA],
     ).fetchall()
-    prints = {}
-    for schema, table in tables:
-        rows, hashes = con.execute(
-            f'SELECT count(*), CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) '
-            f'FROM {database}."{schema}"."{table}" t'
-        ).fetchone()
-        prints[table] = f"{rows}:{hashes}"
-    return prints
+    return {table: _fingerprint(con, database, schema, table) for schema, table in tables}
+
+
+def _append_new_runs(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, want: str
+) -> bool:
+    """Append to the copy's `table` the rows of runs it does not hold yet; True when the copy's
+    table then has the working table's fingerprint `want` (else the caller copies it whole)."""
+    try:
+        con.execute(
+            f"""INSERT INTO snap.main."{table}"
+                SELECT w.* FROM work."{schema}"."{table}" w
+                ANTI JOIN (SELECT DISTINCT run_id FROM snap.main."{table}") s USING (run_id)"""
+        )
+    except duckdb.Error:  # the table's columns changed since the copy was made
+        return False
+    return _fingerprint(con, "snap", "main", table) == want
 
 
 @dataclass(frozen=True)
 class AnalystCopy:
-    """What one analyst copy holds (`prints`: each table's fingerprint) and which tables this
-    copy wrote anew (the others came with the previous copy's file)."""
+    """What one analyst copy holds (`prints`: each table's fingerprint), which tables this copy
+    wrote anew, and which append-only tables it only appended new runs' rows to (the others
+    came with the previous copy's file)."""
 
     prints: dict[str, str]
     copied: tuple[str, ...]
+    appended: tuple[str, ...] = ()
 
 
 def _stored_prints(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -134,7 +154,9 @@ def write_analyst_copy(
     in `ANALYST_STORAGE_VERSION`'s format.
 
     With `previous` (the analyst copy in place), `target` starts as a byte copy of it, and only
-    the tables whose fingerprint changed are copied again; views are always recreated.
+    the tables whose fingerprint changed are copied again; an append-only table (`usage`, say)
+    gets just the rows of the runs the copy does not hold, when that gives its fingerprint.
+    Views are always recreated.
 
     Tables are copied without their keys (CREATE TABLE AS): DuckDB 2 writes its key indexes in a
     form DuckDB 0.10 cannot read, whatever the storage version, and the copy is read-only, so the
@@ -158,19 +180,23 @@ def write_analyst_copy(
             "SELECT view_name FROM duckdb_views() WHERE database_name = 'snap' AND NOT internal"
         ).fetchall():
             con.execute(f'DROP VIEW "{view}"')
-        for (table,) in con.execute(
+        in_copy = {table for (table,) in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = 'snap' "
             "AND schema_name <> ?", [FINGERPRINTS_SCHEMA]
-        ).fetchall():
-            if kept.get(table) != prints.get(table):
-                con.execute(f'DROP TABLE "{table}"')
-        copied = []
+        ).fetchall()}
+        for table in in_copy - set(prints):
+            con.execute(f'DROP TABLE "{table}"')
+        copied, appended = [], []
         for schema, table in tables:
-            if kept.get(table) != prints[table]:
-                con.execute(
-                    f'CREATE TABLE "{table}" AS SELECT * FROM work."{schema}"."{table}"'
-                )
-                copied.append(table)
+            if kept.get(table) == prints[table]:
+                continue
+            if (table in in_copy and table in APPEND_ONLY_TABLES
+                    and _append_new_runs(con, schema, table, prints[table])):
+                appended.append(table)
+                continue
+            con.execute(f'DROP TABLE IF EXISTS "{table}"')
+            con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM work."{schema}"."{table}"')
+            copied.append(table)
         _create_views(con, dict(views))
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {FINGERPRINTS_SCHEMA}")
         con.execute(
@@ -182,7 +208,7 @@ def write_analyst_copy(
         con.execute("DETACH snap")
     finally:
         con.close()
-    return AnalystCopy(prints, tuple(copied))
+    return AnalystCopy(prints, tuple(copied), tuple(appended))
 
 
 def _create_views(con: duckdb.DuckDBPyConnection, views: dict[str, str]) -> None:

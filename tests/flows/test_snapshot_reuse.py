@@ -63,20 +63,33 @@ def test_a_new_copy_rewrites_only_the_changed_tables_and_equals_a_fresh_copy(
     assert tables_of(analyst_path(billed)) == tables_of(tmp_path / "fresh.duckdb")
 
 
-def test_the_nightly_after_new_usage_copies_usage_but_not_the_catalog(
+def test_new_usage_is_appended_to_the_copy_and_a_changed_row_copies_the_table_whole(
     billed: Path, tmp_path: Path
 ) -> None:
     before = write_analyst_copy(billed, tmp_path / "before.duckdb")
-    with duckdb.connect(str(billed)) as con:  # a new event, as a load would store it
-        con.execute(
-            "INSERT INTO usage SELECT 'E9' AS event_id, * EXCLUDE (event_id) FROM usage LIMIT 1"
-        )
+    with duckdb.connect(str(billed)) as con:  # a new event, as a new load would store it
+        con.execute("INSERT INTO usage SELECT 'E9' AS event_id, * EXCLUDE (event_id, run_id), "
+                    "'load-later' AS run_id FROM usage LIMIT 1")
     after = write_analyst_copy(billed, tmp_path / "after.duckdb", tmp_path / "before.duckdb")
-    assert after.copied == ("usage",)
+    assert (after.copied, after.appended) == ((), ("usage",))
     assert after.prints["usage"] != before.prints["usage"]
     assert after.prints["catalog_versions"] == before.prints["catalog_versions"]
-    with duckdb.connect(str(tmp_path / "after.duckdb"), read_only=True) as con:
+    write_analyst_copy(billed, tmp_path / "fresh.duckdb")
+    assert tables_of(tmp_path / "after.duckdb") == tables_of(tmp_path / "fresh.duckdb")
+
+    # A row changed under an old run id cannot be appended: the fingerprint tells, and the
+    # table is copied whole.
+    with duckdb.connect(str(billed)) as con:
+        con.execute("UPDATE usage SET quantity = quantity + 1 WHERE event_id = 'E1'")
+    again = write_analyst_copy(billed, tmp_path / "again.duckdb", tmp_path / "after.duckdb")
+    assert (again.copied, again.appended) == (("usage",), ())
+    with duckdb.connect(str(tmp_path / "again.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM usage WHERE event_id = 'E9'").fetchone() == (1,)
+        assert con.execute("SELECT quantity FROM usage WHERE event_id = 'E1'").fetchone() == (
+            con.execute("SELECT 51::DECIMAL(18,6)").fetchone())
+    with duckdb.connect(str(billed)) as con:  # put the shared database back as it was
+        con.execute("UPDATE usage SET quantity = quantity - 1 WHERE event_id = 'E1'")
+        con.execute("DELETE FROM usage WHERE event_id = 'E9'")
 
 
 def test_unchanged_parquet_files_are_shared_and_the_cli_opens_the_updated_copy(
