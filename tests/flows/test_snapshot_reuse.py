@@ -68,8 +68,8 @@ def test_new_usage_is_appended_to_the_copy_and_a_changed_row_copies_the_table_wh
 ) -> None:
     before = write_analyst_copy(billed, tmp_path / "before.duckdb")
     with duckdb.connect(str(billed)) as con:  # a new event, as a new load would store it
-        con.execute("INSERT INTO usage SELECT 'E9' AS event_id, * EXCLUDE (event_id, run_id), "
-                    "'load-later' AS run_id FROM usage LIMIT 1")
+        con.execute("INSERT INTO usage BY NAME SELECT 'E9' AS event_id, "
+                    "* EXCLUDE (event_id, run_id), 'load-later' AS run_id FROM usage LIMIT 1")
     after = write_analyst_copy(billed, tmp_path / "after.duckdb", tmp_path / "before.duckdb")
     assert (after.copied, after.appended) == ((), ("usage",))
     assert after.prints["usage"] != before.prints["usage"]
