@@ -27,13 +27,7 @@ from pipeline.usage.keys import KeyBudget
 COUNTER_KEY_COLUMNS = ["service", "destination_group", "threshold_type"]
 # What explain shows for each quota: parcels available, used and left in the period.
 PARCEL_USE_SCHEMA: dict[str, pl.DataType] = {
-    "account_id": pl.Utf8(),
-    "service": pl.Utf8(),
-    "destination_group": pl.Utf8(),
-    "threshold_type": pl.Utf8(),
-    "window_start": pl.Date(),
-    "granted_window_start": pl.Date(),
-    "expires_after_window_start": pl.Date(),
+    **{name: dtype for name, dtype in PARCEL_SCHEMA.items() if name != "remaining_units"},
     "available_units": pl.Int64(),
     "used_units": pl.Int64(),
     "left_units": pl.Int64(),
