@@ -7,7 +7,9 @@ columns hold naive UTC.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 Clock = Callable[[], datetime]
@@ -16,3 +18,13 @@ Clock = Callable[[], datetime]
 def utc_now() -> datetime:
     """Now, as a naive UTC timestamp (the TIMESTAMP columns hold UTC)."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+@contextmanager
+def timed(seconds: dict[str, float], step: str) -> Iterator[None]:
+    """Add the wall time of the block to `seconds[step]` (a run's own profile, for its log)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[step] = seconds.get(step, 0.0) + time.perf_counter() - start

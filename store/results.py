@@ -6,9 +6,7 @@ so a second run over the same inputs leaves every results table identical (run i
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -16,6 +14,7 @@ import duckdb
 import polars as pl
 
 from pipeline.contracts import COUNTER_KEY, DECISIONS_SCHEMA, LINE_KEY, PARCEL_KEY
+from store.clock import timed
 from store.duck import frame, scalar
 from store.faults import checkpoint
 from store.runs import RunRecord, record_run
@@ -194,16 +193,6 @@ def _stage_lines(
     )
 
 
-@contextmanager
-def _timed(seconds: dict[str, float], step: str) -> Iterator[None]:
-    """Add the wall time of the block to `seconds[step]` (the commit's own profile)."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        seconds[step] = seconds.get(step, 0.0) + time.perf_counter() - start
-
-
 def write_results(
     con: duckdb.DuckDBPyConnection,
     batch: ResultsBatch,
@@ -227,7 +216,7 @@ def write_results(
     con.register("_currencies", currencies.select("currency", "minor_units").to_arrow())
     con.execute("BEGIN TRANSACTION")
     try:
-        with _timed(took, "charges"):
+        with timed(took, "charges"):
             _staged_table(
                 con, "_scope", f"SELECT account_id, period, status FROM {staged('scope')}"
             )
@@ -238,7 +227,7 @@ def write_results(
             )
         checkpoint("mid-write")
 
-        with _timed(took, "invoices"):
+        with timed(took, "invoices"):
             _staged_table(
                 con, "_new_invoices",
                 f"""SELECT i.account_id, i.period, i.currency,
@@ -251,7 +240,7 @@ def write_results(
                 run_id,
             )
 
-        with _timed(took, "decisions"):
+        with timed(took, "decisions"):
             _staged_table(
                 con, "_new_decisions", f"SELECT {_DECISION_COLUMNS} FROM {staged('decisions')}"
             )
@@ -260,7 +249,7 @@ def write_results(
             )
         checkpoint("mid-commit")
 
-        with _timed(took, "adjustments"):
+        with timed(took, "adjustments"):
             adjustments = _stage_lines(
                 con, "_new_adjustments", staged("adjustments"), ", reason"
             )
@@ -271,12 +260,12 @@ def write_results(
                 )
             counts["adjustments"] = adjustments
 
-        with _timed(took, "counters"):
+        with timed(took, "counters"):
             counts["counters_written"] = _write_counters(con, staged, run_id)
             if _staged_table(con, "_parcel_scope",
                              f"SELECT account_id, window_start FROM {staged('parcel_scope')}"):
                 counts["parcels_rewritten"] = _write_parcels(con, staged, run_id)
-        with _timed(took, "lifecycles"):
+        with timed(took, "lifecycles"):
             # One life cycle per assignment: the one of the first period that billed it (the
             # settle round, period null, has only accounts no period billed).
             if _staged_table(
@@ -298,14 +287,14 @@ def write_results(
                         ANTI JOIN activation_locks l USING (assignment_id)"""
                 )
             _mark_finalized(con)
-        with _timed(took, "catalog and views"):
+        with timed(took, "catalog and views"):
             if also is not None:
                 also(con)
             record_run(con, batch.run, "success")
-        with _timed(took, "invariants"):
+        with timed(took, "invariants"):
             _check_invariants(con)
         checkpoint("before-commit")
-        with _timed(took, "commit"):
+        with timed(took, "commit"):
             con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -313,7 +302,7 @@ def write_results(
     finally:
         con.unregister("_currencies")
     # Fold the WAL into the file so the analyst snapshot copied next is self-contained.
-    with _timed(took, "checkpoint"):
+    with timed(took, "checkpoint"):
         con.execute("CHECKPOINT")
     return counts
 

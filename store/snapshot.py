@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
+from store.clock import timed
 from store.faults import checkpoint
 from store.parquet_set import parquet_pointer, publish_parquet, write_parquet_set
 from store.schema import APPEND_ONLY_TABLES
@@ -82,15 +82,20 @@ def _fingerprint(con: duckdb.DuckDBPyConnection, database: str, schema: str, tab
     return f"{rows}:{hashes}"
 
 
-def table_fingerprints(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, str]:
-    """`table -> "rows:sum of row hashes"` for every table of the attached `database`: equal
-    fingerprints mean the same multiset of rows (up to a 64-bit hash collision per row sum)."""
-    tables = con.execute(
+def _tables(con: duckdb.DuckDBPyConnection, database: str) -> list[tuple[str, str]]:
+    """`(schema, table)` of every table of the attached `database`, the fingerprints aside."""
+    return con.execute(
         "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? "
         "AND schema_name <> ? ORDER BY ALL",
         [database, FINGERPRINTS_SCHEMA],
     ).fetchall()
-    return {table: _fingerprint(con, database, schema, table) for schema, table in tables}
+
+
+def table_fingerprints(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, str]:
+    """`table -> "rows:sum of row hashes"` for every table of the attached `database`: equal
+    fingerprints mean the same multiset of rows (up to a 64-bit hash collision per row sum)."""
+    return {table: _fingerprint(con, database, schema, table)
+            for schema, table in _tables(con, database)}
 
 
 def _append_new_runs(
@@ -167,10 +172,7 @@ def write_analyst_copy(
         con.execute(f"ATTACH {_sql_text(db_path)} AS work (READ_ONLY)")
         prints = table_fingerprints(con, "work")
         kept = _open_copy(con, target, Path(previous) if previous is not None else None)
-        tables = con.execute(
-            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'work' "
-            "ORDER BY ALL"
-        ).fetchall()
+        tables = _tables(con, "work")
         views = con.execute(
             "SELECT view_name, sql FROM duckdb_views() WHERE database_name = 'work' "
             "AND NOT internal ORDER BY view_name"
@@ -180,10 +182,7 @@ def write_analyst_copy(
             "SELECT view_name FROM duckdb_views() WHERE database_name = 'snap' AND NOT internal"
         ).fetchall():
             con.execute(f'DROP VIEW "{view}"')
-        in_copy = {table for (table,) in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'snap' "
-            "AND schema_name <> ?", [FINGERPRINTS_SCHEMA]
-        ).fetchall()}
+        in_copy = {table for _, table in _tables(con, "snap")}
         for table in in_copy - set(prints):
             con.execute(f'DROP TABLE "{table}"')
         copied, appended = [], []
@@ -242,14 +241,12 @@ def publish_snapshot(
     staging.unlink(missing_ok=True)
     parquet_set = None
     try:
-        started = time.perf_counter()
-        copy = write_analyst_copy(db_path, staging, target)
-        with open(staging, "rb") as handle:
-            os.fsync(handle.fileno())
-        took["analyst copy"] = time.perf_counter() - started
-        started = time.perf_counter()
-        parquet_set = write_parquet_set(staging, parquet_pointer(db_path), tag, copy.prints)
-        took["parquet set"] = time.perf_counter() - started
+        with timed(took, "analyst copy"):
+            copy = write_analyst_copy(db_path, staging, target)
+            with open(staging, "rb") as handle:
+                os.fsync(handle.fileno())
+        with timed(took, "parquet set"):
+            parquet_set = write_parquet_set(staging, parquet_pointer(db_path), tag, copy.prints)
         checkpoint("mid-publish")
         os.replace(staging, target)
         publish_parquet(parquet_pointer(db_path), parquet_set)
