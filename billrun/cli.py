@@ -287,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="print which periods would be drafted or finalized, and for how many accounts; "
         "write nothing",
     )
+    p.add_argument(
+        "--full", action="store_true",
+        help="recompute every draft whole, none continued from what it counted so far "
+        "(same results; docs/RUNS.md, \"Incremental nightly\")",
+    )
 
     p = add("reprocess", _delegate("reprocess"), "recompute one period from the stored inputs")
     p.add_argument("--period", type=_period, required=True, metavar="YYYY-MM")

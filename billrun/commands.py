@@ -182,6 +182,7 @@ def nightly(args: argparse.Namespace) -> int:
                 conflict_policy=getattr(args, "conflict_policy", None),
                 memory_gb=getattr(args, "memory_gb", None),
                 staging=staging,
+                incremental=not getattr(args, "full", False),
             )
         )
     if summary is not None:

@@ -25,7 +25,7 @@ from flows.cluster import cluster_shards
 from flows.units import UnitDone, UnitSpec, bill_unit
 from pipeline.catalog import Catalog, CatalogFrames, catalog_frames
 from rules.promotions import with_verdicts
-from store import staging
+from store import staging, usage_state
 from store.clock import utc_now
 from store.duck import scalar
 from store.faults import checkpoint
@@ -140,6 +140,7 @@ class RunStaged:
     lines_computed: int
     assignments: int
     adjustments: int
+    continued: int = 0  # draft groups continued from what their last computation counted
 
 
 def stage_and_bill(
@@ -154,12 +155,15 @@ def stage_and_bill(
     lock_as_of: date | None,
     reprocess: str | None = None,
     on_cluster: bool = False,
+    usage_basis: str | None = None,
 ) -> RunStaged:
     """Export the run's inputs and run its units: the settle round, then every period of
     `plan` (which carries each group's `cutoff`) in order, each period's units after the
     previous period's, so that never-reset counters carry from one period into the next.
     `reprocess`: the period a reprocess recomputes (its units split drafts from finals).
-    `on_cluster`: `concurrency` is a Dask cluster's slots; the shards fill whole rounds."""
+    `on_cluster`: `concurrency` is a Dask cluster's slots; the shards fill whole rounds.
+    `usage_basis` (a nightly's catalog and policy, store/usage_state.py): draft groups last
+    computed under it may continue from what they counted; None: every group is whole."""
     logger = get_run_logger()
     windows = _windows(plan)
     assignments = int(scalar(con, "SELECT count(*) FROM assignments"))
@@ -188,30 +192,41 @@ def stage_and_bill(
                         reprocess=reprocess is not None)
         # The settle round; also run when nothing else would, so the commit finds every output.
         done = _run_round(spec, shards, concurrency) if unplanned or plan.height == 0 else []
-        previous = None
+        previous, continued = None, 0
         for index, (period, start, end) in enumerate(windows.iter_rows()):
-            events = _export_period(con, stage, period, start, end, shards)
+            events, resumed = _export_period(con, stage, period, start, end, shards, usage_basis)
+            continued += resumed
             done += _run_round(replace(spec, period=period, previous_period=previous), shards,
                                concurrency)
             staging.remove(stage, f"inputs/usage/period={period}")  # done with: free the disk
             previous = period
-            logger.info("period %s: %d account(s), %d usage event(s) read", period,
-                        plan.filter(pl.col("period") == period).height, events)
+            logger.info("period %s: %d account(s), %d usage event(s) read, %d draft(s) "
+                        "continued", period, plan.filter(pl.col("period") == period).height,
+                        events, resumed)
             progress.advance("periods", index + 1, windows.height)
     finally:
         con.unregister("_plan")
     return RunStaged(
         stage=stage, shards=shards, usage_events=sum(d.usage_events for d in done),
         lines_computed=sum(d.lines_computed for d in done), assignments=assignments,
-        adjustments=sum(d.rows["adjustments"] for d in done),
+        adjustments=sum(d.rows["adjustments"] for d in done), continued=continued,
     )
 
 
 def _export_period(
-    con: Any, stage: Stage, period: str, start: date, end: date, shards: int
-) -> int:
-    """Just before a period's units run: its plan rows, usage, counters and parcels before."""
+    con: Any, stage: Stage, period: str, start: date, end: date, shards: int,
+    usage_basis: str | None,
+) -> tuple[int, int]:
+    """Just before a period's units run: its plan rows, usage, counters and parcels before,
+    and what its continued drafts counted so far. Returns the usage events exported and the
+    drafts continued."""
     shard = staging.shard_sql(shards)
+    continued = usage_state.plan_continued(con, "_plan", period, usage_basis)
+    for name, sql in (("continued", usage_state.CONTINUED_SQL),
+                      ("sums_so_far", usage_state.SUMS_SO_FAR_SQL),
+                      ("windows_so_far", usage_state.WINDOWS_SO_FAR_SQL)):
+        staging.export(con, stage, name, sql.format(shard=shard), shards,
+                       None if name == "continued" else [period], period=period)
     staging.export(con, stage, "plan", f"SELECT *, {shard} AS shard FROM _plan WHERE period = ?",
                    shards, [period], period=period)
     staging.export(con, stage, "counters_before",
@@ -220,7 +235,11 @@ def _export_period(
     staging.export(con, stage, "parcels_before",
                    f"SELECT *, {shard} AS shard FROM ({PARCELS_BEFORE_SQL})", shards,
                    parcels_before_params(period), period=period)
-    return staging.export_usage(con, stage, period, start, end, shards)
+    if continued:
+        return staging.export(con, stage, "usage", usage_state.USAGE_AFTER_SQL.format(
+            shard=staging.shard_sql(shards, "u.account_id")), shards, [start, end],
+            period=period), continued
+    return staging.export_usage(con, stage, period, start, end, shards), 0
 
 
 def _export_reprocess(

@@ -30,6 +30,7 @@ from store.faults import checkpoint
 from store.results import ResultsBatch
 from store.runlock import run_lock
 from store.runs import RunRecord, new_run_id
+from store.usage_state import usage_basis
 
 
 @flow(name="billrun-nightly", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_CONCURRENCY))
@@ -42,12 +43,15 @@ def nightly_flow(
     memory_gb: float | None = None,
     staging: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
+    incremental: bool = True,
 ) -> RunSummary:
     """Load new inputs, recompute every non-final period up to `as_of`, finalize ended ones.
 
     `shards`: fixed shard count (tests); by default it follows from `memory_gb` (the budget,
     8 GB by default). `staging`: the staging root (path or fsspec URL; default beside `db`).
-    `concurrency`: how many units run at once."""
+    `concurrency`: how many units run at once. `incremental`: drafts whose new events all come
+    after what their last computation counted continue from it (docs/RUNS.md, "Incremental
+    nightly"); False recomputes every group whole (the results are the same)."""
     logger = get_run_logger()
     started = utc_now()  # the run's clock, read once, in UTC
     run_id = new_run_id("nightly", started)
@@ -60,6 +64,7 @@ def nightly_flow(
         con = store.connect(db, memory_limit=duckdb_memory_limit(memory_gb))
         try:
             stored = read_stored_inputs(con, conflict_policy)
+            basis = usage_basis(stored.catalog_text, stored.policy)
             plan = with_cutoffs(
                 nightly_plan(stored.accounts, stored.first_activity, stored.finalized, as_of),
                 as_of,
@@ -76,6 +81,7 @@ def nightly_flow(
             staged = stage_and_bill(
                 con, stored, plan, stage, shards=shards, memory_gb=memory_gb,
                 concurrency=slots or concurrency, lock_as_of=as_of, on_cluster=slots is not None,
+                usage_basis=basis if incremental else None,
             )
             checkpoint("after-decisions")
             batch = ResultsBatch(
@@ -85,6 +91,7 @@ def nightly_flow(
                     rows_out=staged.lines_computed, finished_at=utc_now(),
                 ),
                 stage=stage,
+                usage_basis=basis,
             )
         except BaseException:
             con.close()
@@ -92,6 +99,7 @@ def nightly_flow(
         changes, analyst, totals = finish_run(
             con, db, batch, stored, memory_limit=commit_memory_limit(memory_gb)
         )
+    changes = {**changes, "drafts_continued": staged.continued}
     summary = RunSummary.of(
         run_id, "nightly", plan, totals, changes, analyst, started,
         currencies=stored.frames.currencies,

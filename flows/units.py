@@ -21,7 +21,14 @@ from prefect.cache_policies import NO_CACHE
 from pipeline.adjust import check_unique_line_keys, split_reprocess
 from pipeline.billing import BillInputs, bill, settle
 from pipeline.catalog import Catalog, CatalogFrames, catalog_frames, parse_catalog
-from pipeline.contracts import COUNTER_KEY, PARCEL_KEY
+from pipeline.contracts import (
+    COUNTER_KEY,
+    COUNTER_SCHEMA,
+    PARCEL_KEY,
+    USAGE_SUM_SCHEMA,
+    UsageSoFar,
+    typed,
+)
 from pipeline.counters import carry_counters, carry_parcels, counter_shift
 from rules.lifecycle import new_locks
 from rules.promotions import with_verdicts
@@ -155,14 +162,26 @@ def _bill_period(
         catalog=inputs.catalog, policy=inputs.policy, accounts=inputs.accounts,
         assignments=inputs.assignments, usage=usage, locks=inputs.locks, frames=inputs.frames,
     )
-    bills = []
+    continued, so_far = _so_far(spec, period)
+    bills, drafts = [], []
     for (cutoff,), scope in plan.group_by(["cutoff"], maintain_order=True):
         ids = scope.select("account_id")
-        bills.append(bill(
-            with_usage.of_accounts(ids), period, cutoff,
-            before.join(ids, on="account_id", how="semi"),
-            parcels_before=parcels_before.join(ids, on="account_id", how="semi"),
-        ))
+        # The groups a draft of this period counted continue from it (their usage is only the
+        # later events); the others are billed whole.
+        parts = [(ids.join(continued, on="account_id", how="anti"), None),
+                 (ids.join(continued, on="account_id", how="semi"), so_far)]
+        for part, state in parts:
+            if part.height == 0:
+                continue
+            billed = bill(
+                with_usage.of_accounts(part), period, cutoff,
+                before.join(part, on="account_id", how="semi"),
+                parcels_before=parcels_before.join(part, on="account_id", how="semi"),
+                so_far=None if state is None else state.of_accounts(part),
+            )
+            bills.append(billed)
+            if cutoff is not None:
+                drafts.append(billed)
     charges = _concat([b.charges for b in bills])
     if charges.width:
         check_unique_line_keys(charges)
@@ -187,7 +206,30 @@ def _bill_period(
     }
     if spec.reprocess:
         outputs.update(_split(spec, period, plan, outputs))
+    else:  # what the next night may continue these drafts from (store/usage_state.py)
+        outputs["usage_marks"] = _marks(plan)
+        sums = _concat([b.usage_sums for b in drafts])
+        if sums.width:
+            outputs["usage_sums"] = sums.with_columns(pl.lit(period).alias("period"))
     return outputs, usage.height, charges.height
+
+
+def _so_far(spec: UnitSpec, period: str) -> tuple[pl.DataFrame, UsageSoFar]:
+    """The accounts of this shard that continue a draft of `period`, and what it counted."""
+    continued = _read(spec, "continued", period).select("account_id")
+    return continued, UsageSoFar(
+        sums=typed(_read(spec, "sums_so_far", period), USAGE_SUM_SCHEMA),
+        counters=typed(_read(spec, "windows_so_far", period), COUNTER_SCHEMA),
+    )
+
+
+def _marks(plan: pl.DataFrame) -> pl.DataFrame:
+    """The draft groups of the plan, with the first day their usage did not count."""
+    drafts = plan.filter(pl.col("cutoff").is_not_null())
+    return drafts.select(
+        "account_id", "period", "period_start",
+        day_limit=pl.min_horizontal("period_end", pl.col("cutoff").dt.offset_by("1d")),
+    )
 
 
 def _split(

@@ -18,7 +18,7 @@ import polars as pl
 
 from pipeline.catalog import Catalog, CatalogFrames, catalog_frames
 from pipeline.charges import compute_charges
-from pipeline.contracts import LOCK_SCHEMA
+from pipeline.contracts import LOCK_SCHEMA, UsageSoFar
 from rules import decide
 from rules.decide import Settlement, state_periods
 from rules.decide import settle as settle_assignments
@@ -86,6 +86,7 @@ class Bill:
     usage_detail: pl.DataFrame  # per-event tier parts (empty unless `detail`)
     parcels: pl.DataFrame  # rollover parcels left at the period's end (SPEC §7.3)
     parcel_use: pl.DataFrame  # parcels available, used and left, for explain
+    usage_sums: pl.DataFrame  # each usage line's exact sums (USAGE_SUM_SCHEMA)
 
 
 def bill(
@@ -95,14 +96,17 @@ def bill(
     counters_before: pl.DataFrame,
     *,
     parcels_before: pl.DataFrame | None = None,
+    so_far: UsageSoFar | None = None,
     detail: bool = False,
 ) -> Bill:
     """Decisions, lines, invoices and counters of `period` for the accounts of `inputs`.
 
     `cutoff`: a draft as of that day (None: the whole period). `counters_before`: never-reset
     counters as they stood before the period. `parcels_before`: the rollover parcels the
-    previous period left (SPEC §7.3), the quota counterpart of `counters_before`. `detail` adds
-    the per-event parts `explain` shows.
+    previous period left (SPEC §7.3), the quota counterpart of `counters_before`. `so_far`:
+    what a draft of this same period counted (docs/RUNS.md, "Incremental nightly"); the usage
+    of `inputs` then holds only the events after it, and the result is the one a whole
+    recompute gives. `detail` adds the per-event parts `explain` shows (of the events given).
     """
     settled = inputs.settlement or settle_assignments(
         inputs.catalog, inputs.accounts, inputs.assignments,
@@ -113,6 +117,7 @@ def bill(
     charged = compute_charges(
         inputs.catalog_frames(), inputs.accounts, lifecycles, inputs.usage,
         counters_before, period, cutoff, detail=detail, parcels_before=parcels_before,
+        so_far=so_far,
     )
     return Bill(
         # Only the decision rows a run stores: not those an earlier period holds word for word
@@ -125,6 +130,7 @@ def bill(
         usage_detail=charged.usage_detail,
         parcels=charged.parcels,
         parcel_use=charged.parcel_use,
+        usage_sums=charged.usage_sums,
     )
 
 

@@ -19,6 +19,8 @@ from pipeline.contracts import (
     CHARGED_LIFECYCLE_SCHEMA,
     COUNTER_INPUT_SCHEMA,
     USAGE_SCHEMA,
+    USAGE_SUM_SCHEMA,
+    UsageSoFar,
     first_billing_day,
     typed,
 )
@@ -40,6 +42,8 @@ class ChargesResult:
     usage_detail: pl.DataFrame
     parcels: pl.DataFrame = field(default_factory=empty_parcels)  # SPEC §7.3, quota_rollovers
     parcel_use: pl.DataFrame = field(default_factory=pl.DataFrame)  # for explain
+    # each usage line's exact sums, what a later night continues from (docs/RUNS.md)
+    usage_sums: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=USAGE_SUM_SCHEMA))
 
 
 def account_context(
@@ -90,16 +94,18 @@ def compute_charges(
     *,
     detail: bool = True,
     parcels_before: pl.DataFrame | None = None,
+    so_far: UsageSoFar | None = None,
 ) -> ChargesResult:
     """Charges, invoices, counters and usage detail of `period` for the given accounts.
 
     With `cutoff` (a draft as of that day) only lines dated on or before it, and only events
     started before the next day, are counted. `detail=False` skips the per-event parts.
     `parcels_before` are the rollover parcels left at the end of the previous period (§7.3).
+    `so_far`: what a draft of this period counted; `usage` then holds only the later events.
     """
     try:
         return _compute(catalog, accounts, lifecycles, usage, counters_before, period, cutoff,
-                        detail, parcels_before)
+                        detail, parcels_before, so_far)
     except pl.exceptions.InvalidOperationError as exc:
         # A strict Int128 -> Int64 cast refused a sum: say so, rather than a Polars message.
         if "`i128` to `i64`" not in str(exc):
@@ -121,6 +127,7 @@ def _compute(
     cutoff: date | None,
     detail: bool,
     parcels_before: pl.DataFrame | None,
+    so_far: UsageSoFar | None,
 ) -> ChargesResult:
     account_rows = accounts  # with `status`, for the suspension credits (SPEC §7.2)
     accounts = typed(accounts, ACCOUNT_SCHEMA)
@@ -131,7 +138,7 @@ def _compute(
     fees = fee_lines(catalog, lifecycles, context, period, account_rows)
     used = usage_charges(
         catalog, accounts, lifecycles, usage, counters_before, context, period, detail,
-        parcels_before,
+        parcels_before, so_far,
     )
     lines = invoice_lines([fees, used.lines])
     return ChargesResult(
@@ -141,4 +148,5 @@ def _compute(
         usage_detail=used.detail,
         parcels=used.parcels,
         parcel_use=used.parcel_use,
+        usage_sums=used.sums,
     )

@@ -120,6 +120,46 @@ COUNTER_INPUT_SCHEMA: dict[str, pl.DataType] = {
     name: dtype for name, dtype in COUNTER_SCHEMA.items() if name != "reset"
 }
 
+# --- A draft period's usage so far (docs/RUNS.md, "Incremental nightly") --------------------
+# One usage line's identity before it is priced: the event key, the winner (add-on assignment,
+# main product, or none) and the owner named in the description; and its exact sums: quantity
+# and amount in 10^-6, the discount in 10^-12, the discounted quantity in 10^-6. Int128: a
+# period's sums must not wrap; they are rounded once, into a line, only after the last event.
+USAGE_SUM_KEY = [
+    "account_id", "service", "destination_group", "assignment_id", "addon_id", "owner"
+]
+USAGE_SUM_SCHEMA: dict[str, pl.DataType] = {
+    "account_id": pl.Utf8(),
+    "service": pl.Utf8(),
+    "destination_group": pl.Utf8(),
+    "assignment_id": pl.Utf8(),
+    "addon_id": pl.Utf8(),
+    "owner": pl.Utf8(),
+    "quantity_units": pl.Int128(),
+    "amount_units": pl.Int128(),
+    "discount_pico": pl.Int128(),
+    "discounted_units": pl.Int128(),
+}
+
+
+@dataclass(frozen=True)
+class UsageSoFar:
+    """What the last computation of a draft period counted, for accounts whose new events all
+    come after its last one in counter order: its exact line sums (USAGE_SUM_SCHEMA) and every
+    counter window it left (COUNTER_SCHEMA, with `reset`). Billed with it, a period's `usage`
+    holds only the events after that computation's last one."""
+
+    sums: pl.DataFrame
+    counters: pl.DataFrame
+
+    def of_accounts(self, ids: pl.DataFrame) -> UsageSoFar:
+        """The same, restricted to the accounts of `ids` (`account_id`)."""
+        return UsageSoFar(
+            sums=self.sums.join(ids, on="account_id", how="semi"),
+            counters=self.counters.join(ids, on="account_id", how="semi"),
+        )
+
+
 # --- Rollover parcels (SPEC §7.3) ----------------------------------------------------------
 # One stored parcel (SPEC §7.4 `quota_rollovers`, `remaining` in 10^-6 units), and its key.
 PARCEL_SCHEMA: dict[str, pl.DataType] = {

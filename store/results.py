@@ -19,6 +19,7 @@ from store.duck import frame, scalar
 from store.faults import checkpoint
 from store.runs import RunRecord, record_run
 from store.staging import Stage, output_glob
+from store.usage_state import write_usage_state
 
 _LINE_COLUMNS = (
     "account_id, period, line_type, assignment_id, addon_id, service, destination_group, "
@@ -41,6 +42,9 @@ class ResultsBatch:
 
     run: RunRecord
     stage: Stage
+    # A nightly's catalog and policy (store/usage_state.py): its drafts' state is kept for the
+    # next night under it. None (a reprocess): the state of the groups it recomputed is dropped.
+    usage_basis: str | None = None
 
 
 def _minor_factor_sql(column: str) -> str:
@@ -287,6 +291,8 @@ def write_results(
                         ANTI JOIN activation_locks l USING (assignment_id)"""
                 )
             _mark_finalized(con)
+        with timed(took, "usage state"):
+            counts["drafts_marked"] = write_usage_state(con, staged, run_id, batch.usage_basis)
         with timed(took, "catalog and views"):
             if also is not None:
                 also(con)

@@ -68,3 +68,31 @@ RESULTS_DDL: list[str] = [
     """CREATE TABLE IF NOT EXISTS activation_locks (
         assignment_id VARCHAR PRIMARY KEY, locked_start DATE NOT NULL, run_id VARCHAR NOT NULL)""",
 ]
+
+# The run state of the incremental nightly (docs/RUNS.md, "Incremental nightly"): what the last
+# computation of each draft (account, period) counted, so that a later night continues from it.
+# Not results: its own schema, left out of the analyst copy and the Parquet set.
+STATE_SCHEMA = "run_state"
+STATE_DDL: list[str] = [
+    f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}",
+    # Grain: one row per draft (account, period) last computed by a nightly run: the inputs it
+    # was computed from (`basis`: catalog and policy; `inputs_print`: the account's rows,
+    # assignments, locks and never-reset counters before the period), its day limit, and the
+    # events it counted: how many, and the last one in counter order (started_at, event_id).
+    f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.usage_marks (
+        account_id VARCHAR NOT NULL, period VARCHAR NOT NULL, basis VARCHAR NOT NULL,
+        inputs_print UBIGINT NOT NULL, day_limit DATE NOT NULL, events BIGINT NOT NULL,
+        last_started_at TIMESTAMP, last_event_id VARCHAR, run_id VARCHAR NOT NULL)""",
+    # Grain: one row per usage line identity of a marked (account, period): its exact sums
+    # (quantity and amount in 10^-6, discount in 10^-12), before the line is rounded.
+    f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.usage_sums (
+        account_id VARCHAR NOT NULL, period VARCHAR NOT NULL, service VARCHAR NOT NULL,
+        destination_group VARCHAR NOT NULL, assignment_id VARCHAR, addon_id VARCHAR,
+        owner VARCHAR, quantity_units DECIMAL(38,0) NOT NULL, amount_units DECIMAL(38,0) NOT NULL,
+        discount_pico DECIMAL(38,0) NOT NULL, discounted_units DECIMAL(38,0) NOT NULL)""",
+    # Grain: one row per counter window a marked (account, period) left, in 10^-6.
+    f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.usage_windows (
+        account_id VARCHAR NOT NULL, service VARCHAR NOT NULL, destination_group VARCHAR NOT NULL,
+        threshold_type VARCHAR NOT NULL, reset VARCHAR NOT NULL, window_start DATE NOT NULL,
+        period VARCHAR NOT NULL, value_units BIGINT NOT NULL)""",
+]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from store.results_schema import RESULTS_DDL
+from store.results_schema import RESULTS_DDL, STATE_DDL
 
 RAW_DDL: list[str] = [
     # Grain: one row per catalog text ever loaded; the highest version is the current catalog.
@@ -69,7 +69,7 @@ APPEND_ONLY_TABLES = frozenset({
 
 def create_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every table and view that is missing; existing ones are left as they are."""
-    for statement in [*RAW_DDL, *RESULTS_DDL]:
+    for statement in [*RAW_DDL, *RESULTS_DDL, *STATE_DDL]:
         con.execute(statement)
 
 

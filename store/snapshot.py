@@ -25,6 +25,7 @@ import duckdb
 from store.clock import timed
 from store.faults import checkpoint
 from store.parquet_set import parquet_pointer, publish_parquet, write_parquet_set
+from store.results_schema import STATE_SCHEMA
 from store.schema import APPEND_ONLY_TABLES
 
 # The oldest storage format DuckDB 2 writes that keeps every type and view we use (DECIMAL,
@@ -83,11 +84,12 @@ def _fingerprint(con: duckdb.DuckDBPyConnection, database: str, schema: str, tab
 
 
 def _tables(con: duckdb.DuckDBPyConnection, database: str) -> list[tuple[str, str]]:
-    """`(schema, table)` of every table of the attached `database`, the fingerprints aside."""
+    """`(schema, table)` of every table of the attached `database`, the fingerprints and the
+    incremental nightly's run state aside (not results: nothing an analyst reads)."""
     return con.execute(
         "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? "
-        "AND schema_name <> ? ORDER BY ALL",
-        [database, FINGERPRINTS_SCHEMA],
+        "AND schema_name NOT IN (?, ?) ORDER BY ALL",
+        [database, FINGERPRINTS_SCHEMA, STATE_SCHEMA],
     ).fetchall()
 
 

@@ -32,6 +32,7 @@ from pipeline.contracts import (
     LINE_SCHEMA,
     LOCK_SCHEMA,
     PARCEL_SCHEMA,
+    USAGE_SUM_SCHEMA,
 )
 
 CATALOG_FILE = "inputs/catalog.yaml"
@@ -55,6 +56,14 @@ UNIT_OUTPUTS: dict[str, dict[str, pl.DataType]] = {
     # the unit's period (null for the settle round): the commit keeps each assignment's first
     "lifecycles": {**LIFECYCLE_SCHEMA, **_PERIOD},
     "locks": {**LOCK_SCHEMA, **_PERIOD},
+    # A nightly's draft groups, what the next night may continue from (store/usage_state.py):
+    # their day limits, and their lines' exact sums (Decimal(38,0): Parquet has no Int128).
+    "usage_marks": {"account_id": pl.Utf8(), "period": pl.Utf8(), "period_start": pl.Date(),
+                    "day_limit": pl.Date()},
+    "usage_sums": {
+        **{n: pl.Decimal(38, 0) if t == pl.Int128() else t for n, t in USAGE_SUM_SCHEMA.items()},
+        **_PERIOD,
+    },
 }
 
 

@@ -5,7 +5,12 @@
 3. `rating`: one pass over the usage, split by whether an entry discounts an event;
 4. `counters`: each event's counter before and after it, and the counters after the period;
 5. `tiers`: each event's discount over the entry's tiers, in Int128 at 10^-12;
-6. `lines`: `usage` and `discount` lines (rounded once per line) and the per-event detail.
+6. `lines`: each line's exact sums, `usage` and `discount` lines (rounded once per line) and
+   the per-event detail.
+
+A draft period continued from what it counted so far (`UsageSoFar`, docs/RUNS.md "Incremental
+nightly") rates only the events after that: its counters continue from the windows it left,
+and its line sums add to the sums it counted, before the one rounding.
 
 `keys` holds the shared names, schemas and the checked packed keys.
 """
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from pipeline.catalog import CatalogFrames
+from pipeline.contracts import USAGE_SUM_SCHEMA, UsageSoFar
 from pipeline.usage.counters import counted_events, counters_after
 from pipeline.usage.entries import Entries, discount_candidates, discount_entries
 from pipeline.usage.keys import (
@@ -33,7 +39,7 @@ from pipeline.usage.keys import (
     KeyBudgetError,
     check_days,
 )
-from pipeline.usage.lines import usage_detail, usage_lines
+from pipeline.usage.lines import line_sums, usage_detail, usage_lines
 from pipeline.usage.rating import rated_events, with_pair_index
 from pipeline.usage.rollover import (
     PARCEL_SCHEMA,
@@ -51,7 +57,8 @@ __all__ = [
     "PAIR", "PARCEL_SCHEMA", "PARCEL_USE_SCHEMA", "WINDOW", "Entries", "KeyBudget",
     "KeyBudgetError", "UsageResult",
     "counted_events", "counters_after", "discount_candidates", "discount_entries",
-    "discounted_events", "key_budget", "rated_events", "usage_charges", "usage_detail",
+    "discounted_events", "key_budget", "line_sums", "rated_events", "usage_charges",
+    "usage_detail",
     "usage_lines", "winner_timeline", "with_pair_index",
 ]
 
@@ -66,6 +73,8 @@ class UsageResult:
     # SPEC §7.3: parcels left at the period's end (quota_rollovers) and their use (explain)
     parcels: pl.DataFrame = field(default_factory=empty_parcels)
     parcel_use: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=PARCEL_USE_SCHEMA))
+    # each line's exact sums (USAGE_SUM_SCHEMA): what a later night continues from
+    sums: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=USAGE_SUM_SCHEMA))
 
 
 def key_budget(accounts: pl.DataFrame, entries: Entries) -> KeyBudget:
@@ -86,11 +95,13 @@ def usage_charges(
     period: str,
     detail: bool = True,
     parcels_before: pl.DataFrame | None = None,
+    so_far: UsageSoFar | None = None,
 ) -> UsageResult:
     """Usage and discount lines, counters and per-event detail of one period.
 
     `account_rows` are the raw account versions (for the main product at a date); `accounts`
     is the coordinator's context, one row per account with `acct_idx` and the day limit.
+    `so_far`: what a draft of this period counted; `usage` then holds only the later events.
     """
     entries = discount_entries(catalog)
     budget = key_budget(accounts, entries)
@@ -102,19 +113,25 @@ def usage_charges(
         empty_parcels() if parcels_before is None else parcels_before,
         catalog.rollover_entries,
     )
-    counted = with_carry(counted_events(discountable, entries, accounts, counters_before),
-                         rollover)
+    counters_so_far = None if so_far is None else so_far.counters
+    counted = with_carry(
+        counted_events(discountable, entries, accounts, counters_before, counters_so_far),
+        rollover,
+    )
     del discountable
     discounted = discounted_events(counted, entries)
     del counted
-    lines = usage_lines(plain_sums, discounted, line_nos, accounts, period)
-    parcels, parcel_use = parcels_after(rollover, discounted, entries, accounts)
+    sums = line_sums(plain_sums, discounted, line_nos, accounts,
+                     None if so_far is None else so_far.sums)
+    parcels, parcel_use = parcels_after(rollover, discounted, entries, accounts, counters_so_far)
     return UsageResult(
-        lines=lines,
-        counters_after=counters_after(discounted, entries, counters_before, accounts),
+        lines=usage_lines(sums, accounts, period),
+        counters_after=counters_after(discounted, entries, counters_before, accounts,
+                                      counters_so_far),
         detail=usage_detail(discounted, entries, line_nos, accounts) if detail
         else pl.DataFrame(schema=DETAIL_SCHEMA),
         parcels=parcels,
         parcel_use=parcel_use,
+        sums=sums,
     )
 

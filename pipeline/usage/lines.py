@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import polars as pl
 
+from pipeline.contracts import USAGE_SUM_KEY, USAGE_SUM_SCHEMA
 from pipeline.invoices import as_lines
 from pipeline.money import MICRO, micro_to_minor, pico_to_minor, round_half_away
 from pipeline.usage.entries import Entries
 from pipeline.usage.keys import DETAIL_SCHEMA, KEY, PCT_TO_PICO
 
 
-def usage_lines(plain_sums: pl.DataFrame, discounted: pl.DataFrame, line_nos: pl.DataFrame,
-                accounts: pl.DataFrame, period: str) -> pl.DataFrame:
-    """`usage` lines (undiscounted amounts) and `discount` lines (minus the discount)."""
+def line_sums(plain_sums: pl.DataFrame, discounted: pl.DataFrame, line_nos: pl.DataFrame,
+              accounts: pl.DataFrame, before: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Each usage line's exact sums (USAGE_SUM_SCHEMA): the events without an entry by event
+    key, those with one by winner. `before`: the sums a draft of this period counted so far
+    (`UsageSoFar.sums`), to which these events add."""
     plain = plain_sums.lazy().join(
         accounts.lazy().select("acct_idx", "account_id"), on="acct_idx"
     ).select(
@@ -33,7 +36,22 @@ def usage_lines(plain_sums: pl.DataFrame, discounted: pl.DataFrame, line_nos: pl
         .join(line_nos.lazy(), on="line_no")
         .select(plain.collect_schema().names())
     )
-    sums = pl.concat([plain, with_entry]).join(
+    parts = [plain, with_entry]
+    if before is not None:
+        parts.append(before.lazy())
+    sums = pl.concat([p.select([pl.col(n).cast(t) for n, t in USAGE_SUM_SCHEMA.items()])
+                      for p in parts])
+    if before is not None:  # each identity once: what was counted plus what these events add
+        sums = sums.group_by(USAGE_SUM_KEY, maintain_order=True).agg(
+            pl.col(n).sum() for n in USAGE_SUM_SCHEMA if n not in USAGE_SUM_KEY
+        )
+    return sums.collect()
+
+
+def usage_lines(line_sums: pl.DataFrame, accounts: pl.DataFrame, period: str) -> pl.DataFrame:
+    """`usage` lines (undiscounted amounts) and `discount` lines (minus the discount), each
+    rounded once from its exact sums."""
+    sums = line_sums.lazy().join(
         accounts.lazy().select("account_id", "currency", "minor_factor", "day_limit"),
         on="account_id",
     )

@@ -141,19 +141,38 @@ def with_carry(counted: pl.DataFrame, rollover: Rollover) -> pl.DataFrame:
     ).with_columns(pl.col("carry_units").fill_null(0))
 
 
+def _period_window_ends(so_far: pl.DataFrame, entries: Entries,
+                        accounts: pl.DataFrame) -> pl.LazyFrame:
+    """`acct_idx, ckey, counter_units` of the period windows among a draft's counters."""
+    ckeys = entries.table.select("ckey", *COUNTER_KEY_COLUMNS, "reset").unique("ckey")
+    return (
+        so_far.lazy()
+        .join(accounts.lazy().select("acct_idx", "account_id", "period_start"), on="account_id")
+        .filter((pl.col("reset") == "billing_period")
+                & (pl.col("window_start") == pl.col("period_start")))
+        .join(ckeys.lazy(), on=[*COUNTER_KEY_COLUMNS, "reset"])
+        .select("acct_idx", "ckey", pl.col("value_units").cast(pl.Int128).alias("counter_units"))
+    )
+
+
 def parcels_after(rollover: Rollover, discounted: pl.DataFrame, entries: Entries,
-                  accounts: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+                  accounts: pl.DataFrame, so_far: pl.DataFrame | None = None,
+                  ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The parcels left at the period's end (`PARCEL_SCHEMA`) and their use (`PARCEL_USE_SCHEMA`).
 
     Used allowance `min(counter, Q + C)` is taken from the parcels sorted by expiry, then grant.
+    `so_far`: the counter windows a draft of this period left (COUNTER_SCHEMA); a period
+    window without new events ends where it stood then.
     """
     ends = (
         discounted.lazy()
         .join(accounts.lazy().select("acct_idx", "period_start"), on="acct_idx")
         .filter(pl.col("window_start") == pl.col("period_start"))
-        .group_by("acct_idx", "ckey")
-        .agg(pl.col("c1").max().alias("counter_units"))
+        .select("acct_idx", "ckey", pl.col("c1").cast(pl.Int128).alias("counter_units"))
     )
+    if so_far is not None:
+        ends = pl.concat([ends, _period_window_ends(so_far, entries, accounts)])
+    ends = ends.group_by("acct_idx", "ckey").agg(pl.col("counter_units").max())
     context = accounts.lazy().select("acct_idx", "account_id", "period_start")
     own = (
         rollover.deciding.lazy()

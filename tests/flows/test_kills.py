@@ -50,30 +50,37 @@ VOLATILE_IN_RUNS = {"started_at", "finished_at", "message"}
 SEED = int(os.environ.get("BILLRUN_KILL_SEED", random.SystemRandom().randrange(10**6)))
 
 
-def tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    return [r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
-        "ORDER BY table_name").fetchall()]
+def tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """`(schema, table)` of every base table: the results and the run state (`run_state`)."""
+    return con.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_type = 'BASE TABLE' ORDER BY ALL").fetchall()
+
+
+def _name(schema: str, table: str) -> str:
+    return table if schema == "main" else f"{schema}.{table}"
 
 
 def dump(db: Path) -> dict[str, list[tuple]]:
     """Every table, every column, in a stable order: equal dumps are equal tables."""
     with duckdb.connect(str(db), read_only=True) as con:
-        return {t: con.execute(f'SELECT * FROM "{t}" ORDER BY ALL').fetchall() for t in tables(con)}
+        return {_name(s, t): con.execute(f'SELECT * FROM "{s}"."{t}" ORDER BY ALL').fetchall()
+                for s, t in tables(con)}
 
 
 def results(db: Path) -> dict[str, list[tuple]]:
     """Every table without the columns that differ between two correct runs (ids, clocks)."""
     out = {}
     with duckdb.connect(str(db), read_only=True) as con:
-        for t in tables(con):
+        for s, t in tables(con):
             cols = [r[0] for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-                "ORDER BY ordinal_position", [t]).fetchall()]
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
+                "AND table_name = ? ORDER BY ordinal_position", [s, t]).fetchall()]
             keep = [c for c in cols
                     if c not in VOLATILE and not (t == "runs" and c in VOLATILE_IN_RUNS)]
             listed = ", ".join(f'"{c}"' for c in keep)
-            out[t] = con.execute(f'SELECT {listed} FROM "{t}" ORDER BY ALL').fetchall()
+            out[_name(s, t)] = con.execute(
+                f'SELECT {listed} FROM "{s}"."{t}" ORDER BY ALL').fetchall()
     return out
 
 

@@ -15,6 +15,7 @@ import pytest
 from flows.load import load_flow
 from flows.nightly import nightly_flow
 from store.parquet_set import parquet_pointer
+from store.results_schema import STATE_SCHEMA
 from store.snapshot import FINGERPRINTS_SCHEMA, analyst_path, publish_snapshot, write_analyst_copy
 
 BIN = Path(sys.executable).parent
@@ -28,9 +29,9 @@ def tables_of(path: Path) -> dict[str, list[tuple]]:
     """Every table and view of a DuckDB file (the fingerprints aside), rows sorted."""
     with duckdb.connect(str(path), read_only=True) as con:
         names = [n for (n,) in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name <> ? UNION ALL "
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name NOT IN (?, ?) UNION ALL "
             "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1",
-            [FINGERPRINTS_SCHEMA],
+            [FINGERPRINTS_SCHEMA, STATE_SCHEMA],
         ).fetchall()]
         return {n: con.execute(f'SELECT * FROM "{n}" ORDER BY ALL').fetchall() for n in names}
 

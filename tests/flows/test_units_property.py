@@ -45,15 +45,17 @@ def results(db: Path) -> dict[str, list[tuple]]:
     """Every table without the columns that differ between two correct runs (ids, clocks)."""
     out = {}
     with duckdb.connect(str(db), read_only=True) as con:
-        names = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
-            "ORDER BY table_name").fetchall()]
-        for t in names:
+        names = con.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_type = 'BASE TABLE' ORDER BY ALL").fetchall()
+        for schema, t in names:  # the run state (schema run_state) too
             cols = [r[0] for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-                "ORDER BY ordinal_position", [t]).fetchall()]
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
+                "AND table_name = ? ORDER BY ordinal_position", [schema, t]).fetchall()]
             keep = ", ".join(f'"{c}"' for c in cols if c not in VOLATILE)
-            out[t] = con.execute(f'SELECT {keep} FROM "{t}" ORDER BY ALL').fetchall()
+            name = t if schema == "main" else f"{schema}.{t}"
+            out[name] = con.execute(
+                f'SELECT {keep} FROM "{schema}"."{t}" ORDER BY ALL').fetchall()
     return out
 
 

@@ -57,14 +57,13 @@ def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 def snapshot(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
     """Every table's rows, sorted, except the run log (which grows by one row per load)."""
-    tables = [
-        r[0]
-        for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_catalog <> 'temp'"
-        ).fetchall()
-    ]
+    tables = con.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_catalog <> 'temp'"
+    ).fetchall()
     return {
-        t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables if t != "runs"
+        f"{s}.{t}": con.execute(f'SELECT * FROM "{s}"."{t}" ORDER BY ALL').fetchall()
+        for s, t in tables if t != "runs"
     }
 
 

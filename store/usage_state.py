@@ -1,0 +1,184 @@
+"""The incremental nightly's state (docs/RUNS.md, "Incremental nightly"): which draft
+(account, period) groups a night may continue from what the last computation counted, what
+they continue from, and the state a run leaves for the next night.
+
+A group continues when, since its last computation by a nightly run:
+- the catalog and the conflict policy are the same (`basis`);
+- the account's rows, assignments, activation locks, the never-reset counters and the
+  rollover parcels before the period are the same (`inputs_print`, one hash, computed by the
+  same SQL on both sides);
+- the day limit did not move back;
+- no event came in at or before the last one counted, in counter order (started_at,
+  event_id): as many events are stored up to it as were counted.
+
+Its new events then all come after the counted ones, so the period's counters continue from
+the windows it left and its line sums add to the exact sums it counted (pipeline.contracts
+`UsageSoFar`). Every other group is recomputed whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import duckdb
+
+from store.duck import scalar
+from store.results_schema import STATE_SCHEMA
+
+MARKS = f"{STATE_SCHEMA}.usage_marks"
+SUMS = f"{STATE_SCHEMA}.usage_sums"
+WINDOWS = f"{STATE_SCHEMA}.usage_windows"
+_SUM_COLUMNS = ("account_id, period, service, destination_group, assignment_id, addon_id, "
+                "owner, quantity_units, amount_units, discount_pico, discounted_units")
+_WINDOW_COLUMNS = ("account_id, service, destination_group, threshold_type, reset, "
+                   "window_start, period, value_units")
+
+
+def usage_basis(catalog_text: str, policy: str) -> str:
+    """What every group of a run was computed under: the catalog's text and the policy."""
+    return hashlib.sha256(f"{policy}\n{catalog_text}".encode()).hexdigest()
+
+
+def _inputs_print_sql(groups: str) -> str:
+    """SQL: `account_id, period, inputs_print` for each (account, period) of table `groups`.
+    Each part is a sum of row hashes (an order-free fingerprint of a set of rows), tagged so
+    that rows of two parts never cancel out."""
+    return f"""
+    WITH g AS (SELECT DISTINCT account_id, period FROM {groups}),
+    a AS (SELECT account_id, sum(hash('account', currency, main_product_id, billing_day, status,
+                                      opened_on, closed_on, effective_from)) AS h
+          FROM accounts SEMI JOIN g USING (account_id) GROUP BY account_id),
+    s AS (SELECT account_id, sum(hash('assignment', assignment_id, addon_id, fee_plan_id,
+                                      start_date, end_date, assigned_at, quantity)) AS h
+          FROM assignments SEMI JOIN g USING (account_id) GROUP BY account_id),
+    k AS (SELECT a.account_id, sum(hash('lock', l.assignment_id, l.locked_start)) AS h
+          FROM activation_locks l JOIN assignments a USING (assignment_id)
+          SEMI JOIN g ON a.account_id = g.account_id GROUP BY a.account_id),
+    c AS (SELECT account_id, period, sum(hash('counter', service, destination_group,
+                                              threshold_type, window_start, value)) AS h
+          FROM (SELECT g.account_id, g.period, c.service, c.destination_group, c.threshold_type,
+                       c.window_start, c.value
+                FROM counter_periods c JOIN g ON c.account_id = g.account_id
+                  AND c.period < g.period
+                WHERE c.reset = 'never'
+                QUALIFY row_number() OVER (
+                  PARTITION BY g.account_id, g.period, c.service, c.destination_group,
+                               c.threshold_type, c.window_start
+                  ORDER BY c.period DESC) = 1)
+          GROUP BY account_id, period),
+    q AS (SELECT g.account_id, g.period,
+                 sum(hash('parcel', q.service, q.destination_group, q.threshold_type,
+                          q.window_start, q.granted_window_start, q.expires_after_window_start,
+                          q.remaining)) AS h
+          FROM quota_rollovers q JOIN g ON q.account_id = g.account_id
+            -- the parcels the previous period left (store.results.parcels_before_params)
+            AND q.window_start >= CAST(strptime(g.period || '-01', '%Y-%m-%d') AS DATE)
+                                  - INTERVAL 1 MONTH
+            AND q.window_start < CAST(strptime(g.period || '-01', '%Y-%m-%d') AS DATE)
+          GROUP BY g.account_id, g.period)
+    SELECT g.account_id, g.period,
+           hash(coalesce(a.h, 0), coalesce(s.h, 0), coalesce(k.h, 0), coalesce(c.h, 0),
+                coalesce(q.h, 0)) AS inputs_print
+    FROM g LEFT JOIN a USING (account_id) LEFT JOIN s USING (account_id)
+    LEFT JOIN k USING (account_id) LEFT JOIN c USING (account_id, period)
+    LEFT JOIN q USING (account_id, period)"""
+
+
+def plan_continued(
+    con: duckdb.DuckDBPyConnection, plan: str, period: str, basis: str | None
+) -> int:
+    """Fill the temp table `_continued` (`account_id, last_started_at, last_event_id`) with the
+    draft groups of `period` in the registered `plan` that continue (module doc); returns how
+    many. `basis` None: none does (a whole recompute)."""
+    if basis is None:
+        con.execute("CREATE OR REPLACE TEMP TABLE _continued (account_id VARCHAR, "
+                    "last_started_at TIMESTAMP, last_event_id VARCHAR)")
+        return 0
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _candidates AS
+            SELECT p.account_id, p.period, CAST(p.period_start AS TIMESTAMP) AS period_start,
+                   m.events, m.last_started_at, m.last_event_id, m.inputs_print
+            FROM {plan} p JOIN {MARKS} m USING (account_id, period)
+            WHERE p.period = ? AND p.cutoff IS NOT NULL AND m.basis = ?
+              AND m.day_limit <= least(p.period_end, CAST(p.cutoff AS DATE) + 1)""",
+        [period, basis],
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _continued AS
+            WITH counted AS (
+                SELECT c.account_id, count(u.event_id) AS n
+                FROM _candidates c LEFT JOIN usage u ON u.account_id = c.account_id
+                  AND u.started_at >= c.period_start
+                  AND (u.started_at < c.last_started_at
+                       OR (u.started_at = c.last_started_at AND u.event_id <= c.last_event_id))
+                GROUP BY c.account_id),
+            prints AS ({_inputs_print_sql('_candidates')})
+            SELECT c.account_id, c.last_started_at, c.last_event_id
+            FROM _candidates c JOIN counted n USING (account_id)
+            JOIN prints p USING (account_id, period)
+            WHERE n.n = c.events AND p.inputs_print = c.inputs_print"""
+    )
+    return int(scalar(con, "SELECT count(*) FROM _continued"))
+
+
+# The staged inputs of the continued groups of one period (`?`: the period), by shard.
+CONTINUED_SQL = "SELECT account_id, {shard} AS shard FROM _continued"
+SUMS_SO_FAR_SQL = f"""SELECT {_SUM_COLUMNS.replace('period, ', '')}, {{shard}} AS shard
+FROM {SUMS} SEMI JOIN _continued USING (account_id) WHERE period = ?"""
+WINDOWS_SO_FAR_SQL = f"""SELECT {_WINDOW_COLUMNS.replace(', period', '')}, {{shard}} AS shard
+FROM {WINDOWS} SEMI JOIN _continued USING (account_id) WHERE period = ?"""
+# A period's usage, of a continued account only the events after its last counted one.
+USAGE_AFTER_SQL = """SELECT u.event_id, u.account_id, u.service, u.destination_group,
+       u.started_at,
+       CAST(CAST(u.quantity AS DECIMAL(38,6)) * 1000000 AS BIGINT) AS quantity_units,
+       CAST(CAST(u.amount AS DECIMAL(38,6)) * 1000000 AS BIGINT) AS amount_units,
+       {shard} AS shard
+FROM usage u LEFT JOIN _continued c ON c.account_id = u.account_id
+WHERE u.started_at >= CAST(? AS TIMESTAMP) AND u.started_at < CAST(? AS TIMESTAMP)
+  AND (c.account_id IS NULL OR c.last_started_at IS NULL OR u.started_at > c.last_started_at
+       OR (u.started_at = c.last_started_at AND u.event_id > c.last_event_id))"""
+
+
+def write_usage_state(
+    con: duckdb.DuckDBPyConnection, staged: Callable[[str], str], run_id: str,
+    basis: str | None,
+) -> int:
+    """Inside the run's transaction: drop the state of every group the run recomputed
+    (`_scope`) and store what its draft groups counted (the units' `usage_marks`, `usage_sums`
+    and `counters`). `basis` None (a reprocess): no state is kept, so the next night
+    recomputes those groups whole. Returns the groups marked."""
+    for table in (MARKS, SUMS, WINDOWS):
+        con.execute(f"DELETE FROM {table} t USING _scope s "
+                    f"WHERE t.account_id = s.account_id AND t.period = s.period")
+    if basis is None:
+        return 0
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _marks AS
+            SELECT account_id, period, CAST(period_start AS TIMESTAMP) AS period_start,
+                   day_limit FROM {staged('usage_marks')}"""
+    )
+    con.execute(
+        f"""INSERT INTO {MARKS}
+            WITH counted AS (
+                SELECT m.account_id, m.period, count(u.event_id) AS events,
+                       max({{'t': u.started_at, 'e': u.event_id}}) AS last
+                FROM _marks m LEFT JOIN usage u ON u.account_id = m.account_id
+                  AND u.started_at >= m.period_start
+                  AND u.started_at < CAST(m.day_limit AS TIMESTAMP)
+                GROUP BY m.account_id, m.period)
+            SELECT m.account_id, m.period, ?, p.inputs_print, m.day_limit, n.events,
+                   n.last.t, n.last.e, ?
+            FROM _marks m JOIN counted n USING (account_id, period)
+            JOIN ({_inputs_print_sql('_marks')}) p USING (account_id, period)""",
+        [basis, run_id],
+    )
+    con.execute(
+        f"""INSERT INTO {SUMS} SELECT {_SUM_COLUMNS} FROM {staged('usage_sums')}
+            SEMI JOIN _marks USING (account_id, period)"""
+    )
+    con.execute(
+        f"""INSERT INTO {WINDOWS} SELECT {_WINDOW_COLUMNS} FROM {staged('counters')}
+            SEMI JOIN _marks USING (account_id, period)"""
+    )
+    return int(scalar(con, "SELECT count(*) FROM _marks"))

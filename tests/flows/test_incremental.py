@@ -1,0 +1,153 @@
+"""The incremental nightly (docs/RUNS.md, "Incremental nightly"; issue 9, item 3): a night that
+continues drafts from what their last computation counted leaves every table exactly as a night
+that recomputes every group whole (`incremental=False`), over the same sequence of drops and
+nights, whatever the sequence: new days of usage, late events, assignments that arrive later,
+periods that end and are finalized.
+
+Real parts: generated data (every scenario kind of data/generator.py, the sample catalog with
+its rollover entry), real loads and nightly flows on a real DuckDB file."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from data.generator import generate
+from flows.load import load_flow
+from flows.nightly import nightly_flow
+from tests.flows.test_units_property import results
+
+
+def _lines(path: Path) -> tuple[str, list[str]]:
+    """The header and the physical body lines of a CSV file, byte for byte."""
+    text = path.read_text(encoding="utf-8").splitlines()
+    return text[0], text[1:]
+
+
+def write_drops(src: Path, folder: Path, nights: list[date], late_every: int,
+                held_assignments_every: int) -> list[Path]:
+    """One drop folder per night. Night i brings the usage started on or before its as-of and
+    after the previous one's; every `late_every`-th event comes one night late (0: none); every
+    `held_assignments_every`-th assignment arrives with the second drop (0: none). The catalog
+    and accounts, and lines whose date does not parse, come with the first drop."""
+    drops = [folder / f"drop{i}" for i in range(len(nights))]
+    for drop in drops:
+        drop.mkdir(parents=True)
+    shutil.copy2(src / "catalog.yaml", drops[0] / "catalog.yaml")
+    shutil.copy2(src / "accounts.csv", drops[0] / "accounts.csv")
+    header, body = _lines(src / "assignments.csv")
+    kept = [line for i, line in enumerate(body)
+            if not held_assignments_every or i % held_assignments_every]
+    held = [line for i, line in enumerate(body)
+            if held_assignments_every and not i % held_assignments_every]
+    (drops[0] / "assignments.csv").write_text("\n".join([header, *kept]) + "\n")
+    if held and len(drops) > 1:
+        (drops[1] / "assignments.csv").write_text("\n".join([header, *held]) + "\n")
+    header, body = _lines(src / "usage.csv")
+    at = header.split(",").index("started_at")
+    per_drop: list[list[str]] = [[] for _ in drops]
+    for i, line in enumerate(body):
+        fields = line.split(",")
+        try:
+            day = date.fromisoformat(fields[at][:10])
+        except (IndexError, ValueError):
+            per_drop[0].append(line)
+            continue
+        night = next((n for n, as_of in enumerate(nights) if day <= as_of), None)
+        if night is None:
+            continue  # after the last night: never loaded
+        if late_every and i % late_every == 0:
+            night = min(night + 1, len(nights) - 1)
+        per_drop[night].append(line)
+    for drop, rows in zip(drops, per_drop, strict=True):
+        (drop / "usage.csv").write_text("\n".join([header, *rows]) + "\n")
+    return drops
+
+
+def run_nights(tmp: Path, seed: int, accounts: int, nights: list[date], late_every: int,
+               held_every: int) -> tuple[dict, dict, list[int]]:
+    """The same drops and nights on two databases, incremental and whole; returns both DBs'
+    tables and, for each incremental night, how many drafts it continued."""
+    generate(accounts, tmp / "gen", seed=seed, months=2)
+    drops = write_drops(tmp / "gen", tmp, nights, late_every, held_every)
+    inc, whole = tmp / "inc.duckdb", tmp / "whole.duckdb"
+    continued = []
+    for drop, as_of in zip(drops, nights, strict=True):
+        for db, incremental in ((inc, True), (whole, False)):
+            load_flow(str(drop), str(db))
+            summary = nightly_flow(as_of=as_of, db=str(db), shards=2, incremental=incremental)
+            if incremental:
+                continued.append(summary.changes["drafts_continued"])
+            else:
+                assert summary.changes["drafts_continued"] == 0
+    return comparable(inc), comparable(whole), continued
+
+
+def comparable(db: Path) -> dict[str, list[tuple]]:
+    """Every table (tests/flows/test_units_property.py), but the run log's `rows_in`: the
+    events a run read, fewer when it continues (see the first test)."""
+    tables = results(db)
+    # runs without run_id and clocks: kind, period, as_of, status, rows_in, rows_out, message
+    tables["runs"] = [row[:4] + row[5:] for row in tables["runs"]]
+    return tables
+
+
+def test_the_months_last_day_as_a_separate_drop_continues_every_draft() -> None:
+    # The bench's increment: January without its last day, then the last day alone, both
+    # nights as of January 31. Every draft continues (its new events are all on the 31st), and
+    # the units read only those events: a nightly's rows_in is its assignments plus the usage
+    # events its units read.
+    with tempfile.TemporaryDirectory() as tmp:
+        nights = [date(2026, 1, 30), date(2026, 1, 31)]
+        inc, whole, continued = run_nights(Path(tmp), 7, 30, nights, 0, 0)
+        assert inc == whole
+        drafts = len({row[0] for row in inc["invoices"] if row[1] == "2026-01"})
+        assert continued[0] == 0 and continued[1] == drafts > 0
+        with duckdb.connect(str(Path(tmp) / "inc.duckdb"), read_only=True) as con:
+            rows_in = con.execute("SELECT rows_in FROM runs WHERE kind = 'nightly' "
+                                  "ORDER BY started_at").fetchall()
+            assignments = con.execute("SELECT count(*) FROM assignments").fetchone()[0]
+            last_day = con.execute("SELECT count(*) FROM usage WHERE started_at >= "
+                                   "TIMESTAMP '2026-01-31'").fetchone()[0]
+        assert rows_in[1][0] == assignments + last_day
+
+
+def test_a_late_event_recomputes_its_account_whole() -> None:
+    # Every 7th event comes a night late: its account's draft is recomputed whole, the others
+    # continue.
+    with tempfile.TemporaryDirectory() as tmp:
+        nights = [date(2026, 1, 12), date(2026, 1, 20), date(2026, 1, 27)]
+        inc, whole, continued = run_nights(Path(tmp), 3, 30, nights, 7, 0)
+        assert inc == whole
+        drafts = len({row[0] for row in inc["invoices"] if row[1] == "2026-01"})
+        assert 0 < continued[1] < drafts and 0 < continued[2] < drafts
+
+
+# Few examples, no shrinking: one example is a generated drop per night and two runs a night.
+NIGHTS = settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.generate],
+                  suppress_health_check=[HealthCheck.too_slow])
+
+
+@NIGHTS
+@given(
+    seed=st.integers(0, 10**6),
+    gaps=st.lists(st.integers(1, 12), min_size=2, max_size=3),
+    late_every=st.sampled_from([0, 5, 13]),
+    held_every=st.sampled_from([0, 4]),
+)
+def test_an_incremental_night_equals_a_whole_recompute(
+    seed: int, gaps: list[int], late_every: int, held_every: int
+) -> None:
+    nights, day = [], date(2026, 1, 3)
+    for gap in gaps:  # as-of dates that move on, across the end of January now and then
+        day += timedelta(days=gap)
+        nights.append(day)
+    with tempfile.TemporaryDirectory() as tmp:
+        inc, whole, _ = run_nights(Path(tmp), seed, 25, nights, late_every, held_every)
+        assert inc == whole
