@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.contracts import COUNTER_KEY
 from store.results_schema import RESULTS_DDL, STATE_DDL
 
 RAW_DDL: list[str] = [
@@ -65,6 +66,18 @@ APPEND_ONLY_TABLES = frozenset({
     "usage", "rejected_rows", "runs", "catalog_versions", "assignment_versions", "adjustments",
     "activation_locks",
 })
+
+
+# Tables a run rewrites by groups of rows, every row of a group it writes carrying its run_id,
+# with the columns that identify a group. The analyst copy replaces just the groups of the runs
+# it does not hold yet (store/snapshot.py), then checks the table's fingerprint.
+RUN_GROUPED_TABLES: dict[str, tuple[str, ...]] = {
+    "charges": ("account_id", "period"),
+    "invoices": ("account_id", "period"),
+    "decisions": ("account_id", "period"),
+    "discount_counters": tuple(COUNTER_KEY),
+    "counter_periods": (*COUNTER_KEY, "period"),
+}
 
 
 def create_schema(con: duckdb.DuckDBPyConnection) -> None:

@@ -26,7 +26,7 @@ from store.clock import timed
 from store.faults import checkpoint
 from store.parquet_set import parquet_pointer, publish_parquet, write_parquet_set
 from store.results_schema import STATE_SCHEMA
-from store.schema import APPEND_ONLY_TABLES
+from store.schema import APPEND_ONLY_TABLES, RUN_GROUPED_TABLES
 
 # The oldest storage format DuckDB 2 writes that keeps every type and view we use (DECIMAL,
 # DATE, TIMESTAMP, BOOLEAN; views with FILTER, QUALIFY, GROUP BY ALL, ordered string_agg):
@@ -116,6 +116,32 @@ def _append_new_runs(
     return _fingerprint(con, "snap", "main", table) == want
 
 
+def _replace_new_runs_groups(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, key: tuple[str, ...], want: str
+) -> bool:
+    """Replace, in the copy's `table`, the groups (rows sharing `key`) that runs it does not
+    hold yet rewrote; True when the copy's table then has the working table's fingerprint
+    `want` (else, e.g. when a run removed a whole group, the caller copies it whole)."""
+    on = " AND ".join(f't."{c}" = g."{c}"' for c in key)  # key columns are NOT NULL
+    columns = ", ".join(f'"{c}"' for c in key)
+    try:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _new_rows AS
+                SELECT w.* FROM work."{schema}"."{table}" w
+                ANTI JOIN (SELECT DISTINCT run_id FROM snap.main."{table}") s USING (run_id)"""
+        )
+        con.execute(
+            f"""DELETE FROM snap.main."{table}" t
+                USING (SELECT DISTINCT {columns} FROM _new_rows) g WHERE {on}"""
+        )
+        con.execute(f'INSERT INTO snap.main."{table}" SELECT * FROM _new_rows')
+    except duckdb.Error:  # the table's columns changed since the copy was made
+        return False
+    finally:
+        con.execute("DROP TABLE IF EXISTS _new_rows")
+    return _fingerprint(con, "snap", "main", table) == want
+
+
 @dataclass(frozen=True)
 class AnalystCopy:
     """What one analyst copy holds (`prints`: each table's fingerprint), which tables this copy
@@ -125,6 +151,7 @@ class AnalystCopy:
     prints: dict[str, str]
     copied: tuple[str, ...]
     appended: tuple[str, ...] = ()
+    patched: tuple[str, ...] = ()  # only the groups that newer runs rewrote were replaced
 
 
 def _stored_prints(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -162,7 +189,9 @@ def write_analyst_copy(
 
     With `previous` (the analyst copy in place), `target` starts as a byte copy of it, and only
     the tables whose fingerprint changed are copied again; an append-only table (`usage`, say)
-    gets just the rows of the runs the copy does not hold, when that gives its fingerprint.
+    gets just the rows of the runs the copy does not hold, and a table a run rewrites by groups
+    (`charges`, say: store.schema.RUN_GROUPED_TABLES) just the groups those runs rewrote, each
+    when that gives the table's fingerprint.
     Views are always recreated.
 
     Tables are copied without their keys (CREATE TABLE AS): DuckDB 2 writes its key indexes in a
@@ -187,13 +216,18 @@ def write_analyst_copy(
         in_copy = {table for _, table in _tables(con, "snap")}
         for table in in_copy - set(prints):
             con.execute(f'DROP TABLE "{table}"')
-        copied, appended = [], []
+        copied, appended, patched = [], [], []
         for schema, table in tables:
             if kept.get(table) == prints[table]:
                 continue
             if (table in in_copy and table in APPEND_ONLY_TABLES
                     and _append_new_runs(con, schema, table, prints[table])):
                 appended.append(table)
+                continue
+            if (table in in_copy and table in RUN_GROUPED_TABLES
+                    and _replace_new_runs_groups(con, schema, table, RUN_GROUPED_TABLES[table],
+                                                 prints[table])):
+                patched.append(table)
                 continue
             con.execute(f'DROP TABLE IF EXISTS "{table}"')
             con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM work."{schema}"."{table}"')
@@ -209,7 +243,7 @@ def write_analyst_copy(
         con.execute("DETACH snap")
     finally:
         con.close()
-    return AnalystCopy(prints, tuple(copied), tuple(appended))
+    return AnalystCopy(prints, tuple(copied), tuple(appended), tuple(patched))
 
 
 def _create_views(con: duckdb.DuckDBPyConnection, views: dict[str, str]) -> None:

@@ -4,6 +4,7 @@ publishes is the same as a copy made from nothing."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from datetime import date
@@ -114,3 +115,31 @@ def test_unchanged_parquet_files_are_shared_and_the_cli_opens_the_updated_copy(
     )
     assert shell.returncode == 0, shell.stderr
     assert shell.stdout.split() == ["n", "2"]  # A1's January and February
+
+
+def test_groups_a_later_run_rewrote_replace_theirs_and_a_removed_group_copies_the_table(
+    billed: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "own.duckdb"  # the module's database stays as it is
+    shutil.copyfile(billed, db)
+    before = write_analyst_copy(db, tmp_path / "before.duckdb")
+    with duckdb.connect(str(db)) as con:  # one invoice's lines rewritten, as a later run does
+        account, period = con.execute(
+            "SELECT account_id, period FROM charges ORDER BY ALL LIMIT 1").fetchone()
+        con.execute("UPDATE charges SET description = description || ' (again)', "
+                    "run_id = 'nightly-later' WHERE account_id = ? AND period = ?",
+                    [account, period])
+    after = write_analyst_copy(db, tmp_path / "after.duckdb", tmp_path / "before.duckdb")
+    assert (after.copied, after.patched) == ((), ("charges",))
+    write_analyst_copy(db, tmp_path / "fresh.duckdb")
+    assert tables_of(tmp_path / "after.duckdb") == tables_of(tmp_path / "fresh.duckdb")
+    assert before.prints["charges"] != after.prints["charges"]
+
+    # A group no longer computed leaves no row of a newer run to tell: the fingerprint
+    # differs, and the table is copied whole.
+    with duckdb.connect(str(db)) as con:
+        con.execute("DELETE FROM charges WHERE account_id = ? AND period = ?", [account, period])
+    again = write_analyst_copy(db, tmp_path / "again.duckdb", tmp_path / "after.duckdb")
+    assert (again.copied, again.patched) == (("charges",), ())
+    write_analyst_copy(db, tmp_path / "fresh2.duckdb")
+    assert tables_of(tmp_path / "again.duckdb") == tables_of(tmp_path / "fresh2.duckdb")

@@ -24,11 +24,11 @@ from tests.pipeline.test_rollover import catalog as rollover_catalog
 from tests.pipeline.test_usage import (
     CATALOG,
     EMPTY_COUNTERS,
-    SERVICES,
     M,
     accounts,
     assignments,
     at,
+    event_rows,
     events,
     line_amounts,
 )
@@ -92,19 +92,6 @@ def test_sums_are_rounded_once_not_night_by_night() -> None:
     night2 = rate(events(("e2", "data", "ANY", at(3), "1", "0.005")), date(2026, 6, 3),
                   EMPTY_COUNTERS, so_far_of(night1))
     assert line_amounts(night2) == [("usage", None, None, "data", "ANY", 1)]
-
-
-event_rows = st.lists(
-    st.tuples(
-        st.sampled_from(SERVICES),
-        st.integers(1, 30),  # day
-        st.integers(0, 23),  # hour
-        st.integers(0, 300 * M),  # quantity
-        st.integers(0, 40 * M),  # amount
-    ),
-    min_size=1,
-    max_size=40,
-)
 
 
 @settings(max_examples=80, deadline=None)
