@@ -160,7 +160,8 @@ def _replace_changed_groups(
     Groups are compared by fingerprint: row count and the sum of the rows' 64-bit hashes, one
     hash aggregate on each side instead of a row-by-row EXCEPT ALL. Different fingerprints
     always mean different rows; equal fingerprints of different rows would need a hash
-    collision. A group stored for the first time, or no longer computed, differs by its count."""
+    collision. A group stored for the first time is new (its rows are not hashed); one no longer
+    computed differs by its count."""
     types = dict(con.execute(
         "SELECT column_name, data_type FROM duckdb_columns() "
         "WHERE database_name = current_database() AND schema_name = 'main' AND table_name = ?",
@@ -168,11 +169,21 @@ def _replace_changed_groups(
     ).fetchall())
     stored = f"(SELECT * FROM {table} SEMI JOIN _scope USING (account_id, period))"
     con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _stored_prints AS "
+        f"{_group_prints(stored, columns, types)}"
+    )
+    # Only staged groups that are stored too need their rows hashed; a group stored for the
+    # first time (every group of a first run) differs by being new.
+    known = f"(SELECT * FROM {staged} SEMI JOIN _stored_prints USING (account_id, period))"
+    con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _changed AS
             SELECT account_id, period
-            FROM ({_group_prints(staged, columns, types)}) s
-            FULL JOIN ({_group_prints(stored, columns, types)}) t USING (account_id, period)
-            WHERE s.n IS DISTINCT FROM t.n OR s.h IS DISTINCT FROM t.h"""
+            FROM ({_group_prints(known, columns, types)}) s
+            FULL JOIN _stored_prints t USING (account_id, period)
+            WHERE s.n IS DISTINCT FROM t.n OR s.h IS DISTINCT FROM t.h
+            UNION ALL
+            SELECT DISTINCT account_id, period FROM {staged}
+            ANTI JOIN _stored_prints USING (account_id, period)"""
     )
     con.execute(
         f"DELETE FROM {table} t USING _changed c "
