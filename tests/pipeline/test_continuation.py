@@ -24,32 +24,18 @@ from tests.pipeline.test_rollover import catalog as rollover_catalog
 from tests.pipeline.test_usage import (
     CATALOG,
     EMPTY_COUNTERS,
+    RANDOM_ACCOUNT,
+    RANDOM_LIFECYCLES,
     M,
-    accounts,
-    assignments,
     at,
     event_rows,
     events,
     line_amounts,
+    random_usage,
+    roam_counter,
 )
 
-ACCOUNT = accounts(("A", "MP_PLUS", 1, "USD", date(2020, 1, 1)))
-LIFECYCLES = assignments(
-    ("S1", "V100", date(2026, 1, 1), date(2026, 6, 10)),
-    ("S2", "V200", date(2026, 6, 10), None),
-    ("S3", "INTL", date(2026, 6, 5), None),
-    ("S4", "SPEND", date(2026, 6, 1), date(2026, 6, 20)),
-    ("S5", "SMS", date(2026, 6, 3), None),
-    ("S6", "ROAM", date(2026, 1, 1), None),
-)
-
-
-def never_before(value: int) -> pl.DataFrame:
-    return EMPTY_COUNTERS.vstack(pl.DataFrame({
-        "account_id": ["A"], "service": ["voice"], "destination_group": ["ROAM"],
-        "threshold_type": ["quantity"], "window_start": [date(1970, 1, 1)],
-        "value_units": [value],
-    }))
+ACCOUNT, LIFECYCLES = RANDOM_ACCOUNT, RANDOM_LIFECYCLES
 
 
 def rate(usage: pl.DataFrame, cutoff: date | None, before: pl.DataFrame,
@@ -101,16 +87,8 @@ def test_sums_are_rounded_once_not_night_by_night() -> None:
 def test_continuing_after_any_event_equals_rating_every_event_at_once(
     rows_: list[tuple], split: int, roam_before: int, first_cutoff: int | None, final: bool,
 ) -> None:
-    usage = pl.DataFrame({
-        "event_id": [f"e{i:03d}" for i in range(len(rows_))],
-        "account_id": ["A"] * len(rows_),
-        "service": [r[0][0] for r in rows_],
-        "destination_group": [r[0][1] for r in rows_],
-        "started_at": [datetime(2026, 6, r[1], r[2]) for r in rows_],
-        "quantity_units": [r[3] for r in rows_],
-        "amount_units": [r[4] for r in rows_],
-    }).sort("started_at", "event_id")
-    before = never_before(roam_before)
+    usage = random_usage(rows_).sort("started_at", "event_id")
+    before = roam_counter(roam_before)
     # The first night counted the first `split` events (in counter order) that its cutoff let
     # in, a prefix of that order; the second sees the rest too, as of the period's last day or
     # at its end (finalized).

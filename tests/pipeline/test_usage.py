@@ -458,8 +458,9 @@ event_rows = st.lists(
 )
 
 
-def random_run(rows: list[tuple], roam_before: int) -> UsageResult:
-    usage = pl.DataFrame({
+def random_usage(rows: list[tuple]) -> pl.DataFrame:
+    """Account A's events from `event_rows`, in June 2026, ids e000, e001, ..."""
+    return pl.DataFrame({
         "event_id": [f"e{i:03d}" for i in range(len(rows))],
         "account_id": ["A"] * len(rows),
         "service": [r[0][0] for r in rows],
@@ -468,21 +469,32 @@ def random_run(rows: list[tuple], roam_before: int) -> UsageResult:
         "quantity_units": [r[3] for r in rows],
         "amount_units": [r[4] for r in rows],
     })
-    before = EMPTY_COUNTERS.vstack(pl.DataFrame({
+
+
+def roam_counter(value: int) -> pl.DataFrame:
+    """Account A's never-reset voice/ROAM counter at `value` before the period."""
+    return EMPTY_COUNTERS.vstack(pl.DataFrame({
         "account_id": ["A"], "service": ["voice"], "destination_group": ["ROAM"],
         "threshold_type": ["quantity"], "window_start": [date(1970, 1, 1)],
-        "value_units": [roam_before],
+        "value_units": [value],
     }))
-    lifecycles = assignments(
-        ("S1", "V100", date(2026, 1, 1), date(2026, 6, 10)),
-        ("S2", "V200", date(2026, 6, 10), None),
-        ("S3", "INTL", date(2026, 6, 5), None),
-        ("S4", "SPEND", date(2026, 6, 1), date(2026, 6, 20)),
-        ("S5", "SMS", date(2026, 6, 3), None),
-        ("S6", "ROAM", date(2026, 1, 1), None),
-    )
-    return run(lifecycles, usage, counters_before=before,
-               account_rows=accounts(("A", "MP_PLUS", 1, "USD", date(2020, 1, 1))))
+
+
+# The random runs' account and add-ons: every entry kind, add-ons replacing one another.
+RANDOM_ACCOUNT = accounts(("A", "MP_PLUS", 1, "USD", date(2020, 1, 1)))
+RANDOM_LIFECYCLES = assignments(
+    ("S1", "V100", date(2026, 1, 1), date(2026, 6, 10)),
+    ("S2", "V200", date(2026, 6, 10), None),
+    ("S3", "INTL", date(2026, 6, 5), None),
+    ("S4", "SPEND", date(2026, 6, 1), date(2026, 6, 20)),
+    ("S5", "SMS", date(2026, 6, 3), None),
+    ("S6", "ROAM", date(2026, 1, 1), None),
+)
+
+
+def random_run(rows: list[tuple], roam_before: int) -> UsageResult:
+    return run(RANDOM_LIFECYCLES, random_usage(rows), counters_before=roam_counter(roam_before),
+               account_rows=RANDOM_ACCOUNT)
 
 
 @settings(max_examples=60, deadline=None)
