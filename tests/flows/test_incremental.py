@@ -31,16 +31,21 @@ def _lines(path: Path) -> tuple[str, list[str]]:
 
 
 def write_drops(src: Path, folder: Path, nights: list[date], late_every: int,
-                held_assignments_every: int) -> list[Path]:
+                held_assignments_every: int, catalog_again: bool = False) -> list[Path]:
     """One drop folder per night. Night i brings the usage started on or before its as-of and
     after the previous one's; every `late_every`-th event comes one night late (0: none); every
     `held_assignments_every`-th assignment arrives with the second drop (0: none). The catalog
-    and accounts, and lines whose date does not parse, come with the first drop."""
+    and accounts, and lines whose date does not parse, come with the first drop;
+    `catalog_again`: the second drop brings the catalog once more, with a comment added (a new
+    catalog version, which bills the same)."""
     drops = [folder / f"drop{i}" for i in range(len(nights))]
     for drop in drops:
         drop.mkdir(parents=True)
     shutil.copy2(src / "catalog.yaml", drops[0] / "catalog.yaml")
     shutil.copy2(src / "accounts.csv", drops[0] / "accounts.csv")
+    if catalog_again and len(drops) > 1:
+        text = (src / "catalog.yaml").read_text(encoding="utf-8")
+        (drops[1] / "catalog.yaml").write_text(text + "# reviewed\n", encoding="utf-8")
     header, body = _lines(src / "assignments.csv")
     kept = [line for i, line in enumerate(body)
             if not held_assignments_every or i % held_assignments_every]
@@ -71,11 +76,11 @@ def write_drops(src: Path, folder: Path, nights: list[date], late_every: int,
 
 
 def run_nights(tmp: Path, seed: int, accounts: int, nights: list[date], late_every: int,
-               held_every: int) -> tuple[dict, dict, list[int]]:
+               held_every: int, catalog_again: bool = False) -> tuple[dict, dict, list[int]]:
     """The same drops and nights on two databases, incremental and whole; returns both DBs'
     tables and, for each incremental night, how many drafts it continued."""
     generate(accounts, tmp / "gen", seed=seed, months=2)
-    drops = write_drops(tmp / "gen", tmp, nights, late_every, held_every)
+    drops = write_drops(tmp / "gen", tmp, nights, late_every, held_every, catalog_again)
     inc, whole = tmp / "inc.duckdb", tmp / "whole.duckdb"
     continued = []
     for drop, as_of in zip(drops, nights, strict=True):
@@ -127,6 +132,24 @@ def test_a_late_event_recomputes_its_account_whole() -> None:
         assert inc == whole
         drafts = len({row[0] for row in inc["invoices"] if row[1] == "2026-01"})
         assert 0 < continued[1] < drafts and 0 < continued[2] < drafts
+
+
+def test_a_new_catalog_version_recomputes_every_draft_whole() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        nights = [date(2026, 1, 20), date(2026, 1, 27)]
+        inc, whole, continued = run_nights(Path(tmp), 9, 20, nights, 0, 0, catalog_again=True)
+        assert inc == whole
+        assert continued == [0, 0]
+
+
+def test_an_earlier_as_of_recomputes_every_draft_whole() -> None:
+    # The second night is as of an earlier day: its drafts count fewer events than the first
+    # night's did, so none can continue from them.
+    with tempfile.TemporaryDirectory() as tmp:
+        nights = [date(2026, 1, 20), date(2026, 1, 14)]
+        inc, whole, continued = run_nights(Path(tmp), 9, 20, nights, 0, 0)
+        assert inc == whole
+        assert continued == [0, 0]
 
 
 # Few examples, no shrinking: one example is a generated drop per night and two runs a night.
