@@ -6,6 +6,7 @@ unit is rescheduled by Dask and the run still gives the same tables; no process 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.slow
 
 AS_OF = "2026-03-15"
 REPROCESS = "2026-01"  # ended for every billing day by AS_OF: finalized for every account
+NEXT_NIGHT = "2026-03-16"  # the day after: its drafts continue, on the cluster too
 CODE = "import sys; from billrun.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
@@ -76,16 +78,20 @@ def copy(db: Path, name: str) -> Path:
 
 
 def bill(db: Path, *cluster: str, env: dict[str, str] | None = None) -> list[int]:
-    """Nightly, a late drop loaded, then the reprocess of the finalized period the drop falls
-    in; the pids the runs' trees had."""
+    """Nightly, a late drop loaded, the reprocess of the finalized period the drop falls in,
+    then the next night, whose drafts continue from the first night's (docs/RUNS.md,
+    "Incremental nightly"); the pids the runs' trees had."""
     pids = []
     for command in (["nightly", "--as-of", AS_OF], ["load", str(late_drop(db))],
-                    ["reprocess", "--period", REPROCESS]):
+                    ["reprocess", "--period", REPROCESS], ["nightly", "--as-of", NEXT_NIGHT]):
         flags = [*cluster] if command[0] != "load" else []
         code, out, seen = billrun(*command, "--db", str(db), *flags, env=env)
         assert code == 0, out
         if flags:
             assert "units run on local:2" in out
+        if command[-1] == NEXT_NIGHT:
+            continued = re.search(r"drafts continued\W+([\d,]+)", out)
+            assert continued and int(continued.group(1).replace(",", "")) > 0, out
         pids += seen
     return pids
 
