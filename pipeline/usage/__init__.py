@@ -23,7 +23,7 @@ import polars as pl
 
 from pipeline.catalog import CatalogFrames
 from pipeline.contracts import USAGE_SUM_SCHEMA, UsageSoFar
-from pipeline.usage.counters import counted_events, counters_after
+from pipeline.usage.counters import counted_events, counters_after, open_windows
 from pipeline.usage.entries import Entries, discount_candidates, discount_entries
 from pipeline.usage.keys import (
     COUNTER_KIND,
@@ -56,7 +56,7 @@ __all__ = [
     "COUNTER_KIND", "COUNTER_SCHEMA", "DETAIL_SCHEMA", "KEY", "NEVER_START", "OPEN", "OPEN_END",
     "PAIR", "PARCEL_SCHEMA", "PARCEL_USE_SCHEMA", "WINDOW", "Entries", "KeyBudget",
     "KeyBudgetError", "UsageResult",
-    "counted_events", "counters_after", "discount_candidates", "discount_entries",
+    "counted_events", "counters_after", "discount_candidates", "discount_entries", "open_windows",
     "discounted_events", "key_budget", "line_sums", "rated_events", "usage_charges",
     "usage_detail",
     "usage_lines", "winner_timeline", "with_pair_index",
@@ -113,21 +113,17 @@ def usage_charges(
         empty_parcels() if parcels_before is None else parcels_before,
         catalog.rollover_entries,
     )
-    counters_so_far = None if so_far is None else so_far.counters
-    counted = with_carry(
-        counted_events(discountable, entries, accounts, counters_before, counters_so_far),
-        rollover,
-    )
+    windows = open_windows(counters_before, None if so_far is None else so_far.counters)
+    counted = with_carry(counted_events(discountable, entries, accounts, windows), rollover)
     del discountable
     discounted = discounted_events(counted, entries)
     del counted
     sums = line_sums(plain_sums, discounted, line_nos, accounts,
                      None if so_far is None else so_far.sums)
-    parcels, parcel_use = parcels_after(rollover, discounted, entries, accounts, counters_so_far)
+    parcels, parcel_use = parcels_after(rollover, discounted, entries, accounts, windows)
     return UsageResult(
         lines=usage_lines(sums, accounts, period),
-        counters_after=counters_after(discounted, entries, counters_before, accounts,
-                                      counters_so_far),
+        counters_after=counters_after(discounted, entries, windows, accounts),
         detail=usage_detail(discounted, entries, line_nos, accounts) if detail
         else pl.DataFrame(schema=DETAIL_SCHEMA),
         parcels=parcels,

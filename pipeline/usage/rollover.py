@@ -141,12 +141,12 @@ def with_carry(counted: pl.DataFrame, rollover: Rollover) -> pl.DataFrame:
     ).with_columns(pl.col("carry_units").fill_null(0))
 
 
-def _period_window_ends(so_far: pl.DataFrame, entries: Entries,
+def _period_window_ends(windows: pl.DataFrame, entries: Entries,
                         accounts: pl.DataFrame) -> pl.LazyFrame:
-    """`acct_idx, ckey, counter_units` of the period windows among a draft's counters."""
+    """`acct_idx, ckey, counter_units` of the period windows among the open ones (a draft's)."""
     ckeys = entries.table.select("ckey", *COUNTER_KEY_COLUMNS, "reset").unique("ckey")
     return (
-        so_far.lazy()
+        windows.lazy()
         .join(accounts.lazy().select("acct_idx", "account_id", "period_start"), on="account_id")
         .filter((pl.col("reset") == "billing_period")
                 & (pl.col("window_start") == pl.col("period_start")))
@@ -156,13 +156,13 @@ def _period_window_ends(so_far: pl.DataFrame, entries: Entries,
 
 
 def parcels_after(rollover: Rollover, discounted: pl.DataFrame, entries: Entries,
-                  accounts: pl.DataFrame, so_far: pl.DataFrame | None = None,
+                  accounts: pl.DataFrame, windows: pl.DataFrame,
                   ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The parcels left at the period's end (`PARCEL_SCHEMA`) and their use (`PARCEL_USE_SCHEMA`).
 
     Used allowance `min(counter, Q + C)` is taken from the parcels sorted by expiry, then grant.
-    `so_far`: the counter windows a draft of this period left (COUNTER_SCHEMA); a period
-    window without new events ends where it stood then.
+    `windows`: the counter windows the period continues (`counters.open_windows`); a draft's
+    period window that no new event touched ends where the draft left it.
     """
     ends = (
         discounted.lazy()
@@ -170,8 +170,7 @@ def parcels_after(rollover: Rollover, discounted: pl.DataFrame, entries: Entries
         .filter(pl.col("window_start") == pl.col("period_start"))
         .select("acct_idx", "ckey", pl.col("c1").cast(pl.Int128).alias("counter_units"))
     )
-    if so_far is not None:
-        ends = pl.concat([ends, _period_window_ends(so_far, entries, accounts)])
+    ends = pl.concat([ends, _period_window_ends(windows, entries, accounts)])
     ends = ends.group_by("acct_idx", "ckey").agg(pl.col("counter_units").max())
     context = accounts.lazy().select("acct_idx", "account_id", "period_start")
     own = (
