@@ -235,11 +235,8 @@ def _export_period(
     staging.export(con, stage, "parcels_before",
                    f"SELECT *, {shard} AS shard FROM ({PARCELS_BEFORE_SQL})", shards,
                    parcels_before_params(period), period=period)
-    if continued:
-        return staging.export(con, stage, "usage", usage_state.USAGE_AFTER_SQL.format(
-            shard=staging.shard_sql(shards, "u.account_id")), shards, [start, end],
-            period=period), continued
-    return staging.export_usage(con, stage, period, start, end, shards), 0
+    source = usage_state.USAGE_AFTER if continued else "usage"
+    return staging.export_usage(con, stage, period, start, end, shards, source), continued
 
 
 def _export_reprocess(

@@ -100,41 +100,27 @@ def table_fingerprints(con: duckdb.DuckDBPyConnection, database: str) -> dict[st
             for schema, table in _tables(con, database)}
 
 
-def _append_new_runs(
-    con: duckdb.DuckDBPyConnection, schema: str, table: str, want: str
-) -> bool:
-    """Append to the copy's `table` the rows of runs it does not hold yet; True when the copy's
-    table then has the working table's fingerprint `want` (else the caller copies it whole)."""
-    try:
-        con.execute(
-            f"""INSERT INTO snap.main."{table}"
-                SELECT w.* FROM work."{schema}"."{table}" w
-                ANTI JOIN (SELECT DISTINCT run_id FROM snap.main."{table}") s USING (run_id)"""
-        )
-    except duckdb.Error:  # the table's columns changed since the copy was made
-        return False
-    return _fingerprint(con, "snap", "main", table) == want
-
-
-def _replace_new_runs_groups(
+def _add_new_runs(
     con: duckdb.DuckDBPyConnection, schema: str, table: str, key: tuple[str, ...], want: str
 ) -> bool:
-    """Replace, in the copy's `table`, the groups (rows sharing `key`) that runs it does not
-    hold yet rewrote; True when the copy's table then has the working table's fingerprint
-    `want` (else, e.g. when a run removed a whole group, the caller copies it whole)."""
-    on = " AND ".join(f't."{c}" = g."{c}"' for c in key)  # key columns are NOT NULL
-    columns = ", ".join(f'"{c}"' for c in key)
+    """Bring the copy's `table` up to date with the rows of the runs it does not hold yet:
+    appended as they are (`key` empty: an append-only table), or replacing the groups (rows
+    sharing `key`) those runs rewrote. True when the copy's table then has the working table's
+    fingerprint `want`; else (a run removed a whole group, or changed a row under an old run
+    id) the caller copies it whole."""
+    new_rows = f"""SELECT w.* FROM work."{schema}"."{table}" w
+        ANTI JOIN (SELECT DISTINCT run_id FROM snap.main."{table}") s USING (run_id)"""
     try:
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _new_rows AS
-                SELECT w.* FROM work."{schema}"."{table}" w
-                ANTI JOIN (SELECT DISTINCT run_id FROM snap.main."{table}") s USING (run_id)"""
-        )
-        con.execute(
-            f"""DELETE FROM snap.main."{table}" t
-                USING (SELECT DISTINCT {columns} FROM _new_rows) g WHERE {on}"""
-        )
-        con.execute(f'INSERT INTO snap.main."{table}" SELECT * FROM _new_rows')
+        if key:  # the new rows are read twice (their groups, then themselves): keep them once
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _new_rows AS {new_rows}")
+            new_rows = "SELECT * FROM _new_rows"
+            on = " AND ".join(f't."{c}" = g."{c}"' for c in key)  # key columns are NOT NULL
+            columns = ", ".join(f'"{c}"' for c in key)
+            con.execute(
+                f"""DELETE FROM snap.main."{table}" t
+                    USING (SELECT DISTINCT {columns} FROM _new_rows) g WHERE {on}"""
+            )
+        con.execute(f'INSERT INTO snap.main."{table}" {new_rows}')
     except duckdb.Error:  # the table's columns changed since the copy was made
         return False
     finally:
@@ -220,14 +206,10 @@ def write_analyst_copy(
         for schema, table in tables:
             if kept.get(table) == prints[table]:
                 continue
-            if (table in in_copy and table in APPEND_ONLY_TABLES
-                    and _append_new_runs(con, schema, table, prints[table])):
-                appended.append(table)
-                continue
-            if (table in in_copy and table in RUN_GROUPED_TABLES
-                    and _replace_new_runs_groups(con, schema, table, RUN_GROUPED_TABLES[table],
-                                                 prints[table])):
-                patched.append(table)
+            key = () if table in APPEND_ONLY_TABLES else RUN_GROUPED_TABLES.get(table)
+            if (table in in_copy and key is not None
+                    and _add_new_runs(con, schema, table, key, prints[table])):
+                (patched if key else appended).append(table)
                 continue
             con.execute(f'DROP TABLE IF EXISTS "{table}"')
             con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM work."{schema}"."{table}"')

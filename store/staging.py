@@ -253,14 +253,16 @@ USAGE_SQL = """SELECT event_id, account_id, service, destination_group, started_
        CAST(CAST(quantity AS DECIMAL(38,6)) * 1000000 AS BIGINT) AS quantity_units,
        CAST(CAST(amount AS DECIMAL(38,6)) * 1000000 AS BIGINT) AS amount_units,
        {shard} AS shard
-FROM usage
+FROM {source}
 WHERE started_at >= CAST(? AS TIMESTAMP) AND started_at < CAST(? AS TIMESTAMP)"""
 # (the columns and units of store.raw.read_usage; the filter is pushed into the scan)
 
 
 def export_usage(
-    con: duckdb.DuckDBPyConnection, stage: Stage, period: str, start: date, end: date, shards: int
+    con: duckdb.DuckDBPyConnection, stage: Stage, period: str, start: date, end: date, shards: int,
+    source: str = "usage",
 ) -> int:
-    """The usage of one period's window, by shard; returns the events exported."""
-    return export(con, stage, "usage", USAGE_SQL.format(shard=shard_sql(shards)), shards,
-                  [start, end], period=period)
+    """The usage of one period's window, by shard; returns the events exported. `source`: the
+    `usage` table, or a query of its rows (store.usage_state.USAGE_AFTER)."""
+    return export(con, stage, "usage", USAGE_SQL.format(shard=shard_sql(shards), source=source),
+                  shards, [start, end], period=period)

@@ -128,16 +128,11 @@ SUMS_SO_FAR_SQL = f"""SELECT {_SUM_COLUMNS.replace('period, ', '')}, {{shard}} A
 FROM {SUMS} SEMI JOIN _continued USING (account_id) WHERE period = ?"""
 WINDOWS_SO_FAR_SQL = f"""SELECT {_WINDOW_COLUMNS.replace(', period', '')}, {{shard}} AS shard
 FROM {WINDOWS} SEMI JOIN _continued USING (account_id) WHERE period = ?"""
-# A period's usage, of a continued account only the events after its last counted one.
-USAGE_AFTER_SQL = """SELECT u.event_id, u.account_id, u.service, u.destination_group,
-       u.started_at,
-       CAST(CAST(u.quantity AS DECIMAL(38,6)) * 1000000 AS BIGINT) AS quantity_units,
-       CAST(CAST(u.amount AS DECIMAL(38,6)) * 1000000 AS BIGINT) AS amount_units,
-       {shard} AS shard
-FROM usage u LEFT JOIN _continued c ON c.account_id = u.account_id
-WHERE u.started_at >= CAST(? AS TIMESTAMP) AND u.started_at < CAST(? AS TIMESTAMP)
-  AND (c.account_id IS NULL OR c.last_started_at IS NULL OR u.started_at > c.last_started_at
-       OR (u.started_at = c.last_started_at AND u.event_id > c.last_event_id))"""
+# The usage rows a period's units read: of a continued account, only those after its last
+# counted event (staging.export_usage's `source`; its window filter is pushed down to the scan).
+USAGE_AFTER = """(SELECT u.* FROM usage u LEFT JOIN _continued c ON c.account_id = u.account_id
+  WHERE c.account_id IS NULL OR c.last_started_at IS NULL OR u.started_at > c.last_started_at
+     OR (u.started_at = c.last_started_at AND u.event_id > c.last_event_id))"""
 
 
 def write_usage_state(
