@@ -30,6 +30,7 @@ from pipeline.contracts import (
     typed,
 )
 from pipeline.counters import carry_counters, carry_parcels, counter_shift
+from pipeline.schedule import day_limit
 from rules.lifecycle import new_locks
 from rules.promotions import with_verdicts
 from store import staging
@@ -226,10 +227,8 @@ def _so_far(spec: UnitSpec, period: str) -> tuple[pl.DataFrame, UsageSoFar]:
 def _marks(plan: pl.DataFrame) -> pl.DataFrame:
     """The draft groups of the plan, with the first day their usage did not count."""
     drafts = plan.filter(pl.col("cutoff").is_not_null())
-    return drafts.select(
-        "account_id", "period", "period_start",
-        day_limit=pl.min_horizontal("period_end", pl.col("cutoff").dt.offset_by("1d")),
-    )
+    return drafts.select("account_id", "period", "period_start",
+                         day_limit(pl.col("period_end"), pl.col("cutoff")).alias("day_limit"))
 
 
 def _split(

@@ -8,7 +8,7 @@ totals the concatenated lines with `invoices`. Pure: no I/O, no clock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 import polars as pl
 
@@ -28,6 +28,7 @@ from pipeline.invoices import invoice_lines, invoices
 from pipeline.money import minor_factor
 from pipeline.periods import period_end_expr, period_start_expr
 from pipeline.recurring import fee_lines
+from pipeline.schedule import day_limit
 from pipeline.usage import usage_charges
 from pipeline.usage.rollover import empty_parcels
 
@@ -62,9 +63,7 @@ def account_context(
         .alias("minor_factor"),
     )
     day = pl.col("billing_day")
-    limit = pl.col("period_end")
-    if cutoff is not None:
-        limit = pl.min_horizontal(limit, pl.lit(cutoff + timedelta(days=1)))
+    limit = day_limit(pl.col("period_end"), pl.lit(cutoff, dtype=pl.Date))
     first = pl.col("effective_from").arg_min()
     return (
         accounts.lazy()

@@ -128,6 +128,12 @@ def with_cutoffs(plan: pl.DataFrame, as_of: date | None) -> pl.DataFrame:
     )
 
 
+def day_limit(period_end: pl.Expr, cutoff: pl.Expr) -> pl.Expr:
+    """The first day a group's bill does not count: its period's end, or the day after the
+    cutoff of a draft (a null cutoff: the whole period)."""
+    return pl.min_horizontal(period_end, cutoff.dt.offset_by("1d"))
+
+
 def cutoff_for(status: str | None, as_of: date | None) -> date | None:
     """The cutoff of one (account, period) of `status`, as `with_cutoffs` sets it."""
     return None if status == "final" else as_of

@@ -101,6 +101,7 @@ def plan_continued(
                    m.events, m.last_started_at, m.last_event_id, m.inputs_print
             FROM {plan} p JOIN {MARKS} m USING (account_id, period)
             WHERE p.period = ? AND p.cutoff IS NOT NULL AND m.basis = ?
+              -- the plan group's day limit, as pipeline.schedule.day_limit has it
               AND m.day_limit <= least(p.period_end, CAST(p.cutoff AS DATE) + 1)""",
         [period, basis],
     )
