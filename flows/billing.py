@@ -196,8 +196,8 @@ def stage_and_bill(
         for index, (period, start, end) in enumerate(windows.iter_rows()):
             events, resumed = _export_period(con, stage, period, start, end, shards, usage_basis)
             continued += resumed
-            done += _run_round(replace(spec, period=period, previous_period=previous), shards,
-                               concurrency)
+            done += _run_round(replace(spec, period=period, previous_period=previous,
+                                       continues=resumed > 0), shards, concurrency)
             staging.remove(stage, f"inputs/usage/period={period}")  # done with: free the disk
             previous = period
             logger.info("period %s: %d account(s), %d usage event(s) read, %d draft(s) "
@@ -222,11 +222,12 @@ def _export_period(
     drafts continued."""
     shard = staging.shard_sql(shards)
     continued = usage_state.plan_continued(con, "_plan", period, usage_basis)
-    for name, sql in (("continued", usage_state.CONTINUED_SQL),
-                      ("sums_so_far", usage_state.SUMS_SO_FAR_SQL),
-                      ("windows_so_far", usage_state.WINDOWS_SO_FAR_SQL)):
-        staging.export(con, stage, name, sql.format(shard=shard), shards,
-                       None if name == "continued" else [period], period=period)
+    if continued:  # else the units stage nothing of it (UnitSpec.continues)
+        for name, sql in (("continued", usage_state.CONTINUED_SQL),
+                          ("sums_so_far", usage_state.SUMS_SO_FAR_SQL),
+                          ("windows_so_far", usage_state.WINDOWS_SO_FAR_SQL)):
+            staging.export(con, stage, name, sql.format(shard=shard), shards,
+                           None if name == "continued" else [period], period=period)
     staging.export(con, stage, "plan", f"SELECT *, {shard} AS shard FROM _plan WHERE period = ?",
                    shards, [period], period=period)
     staging.export(con, stage, "counters_before",

@@ -50,6 +50,7 @@ class UnitSpec:
     policy: str  # the run's conflict policy
     lock_as_of: date | None  # activation dates active by then are locked (None: no lock)
     reprocess: bool = False  # split drafts from finals, adjust the finals
+    continues: bool = False  # some drafts of the period continue: their state is staged
 
     @property
     def stage(self) -> Stage:
@@ -216,9 +217,14 @@ def _bill_period(
 
 
 def _so_far(spec: UnitSpec, period: str) -> tuple[pl.DataFrame, UsageSoFar]:
-    """The accounts of this shard that continue a draft of `period`, and what it counted."""
-    continued = _read(spec, "continued", period).select("account_id")
-    return continued, UsageSoFar(
+    """The accounts of this shard that continue a draft of `period`, and what it counted
+    (none, and nothing staged, when no draft of the period continues)."""
+    if not spec.continues:
+        return pl.DataFrame(schema={"account_id": pl.Utf8()}), UsageSoFar(
+            sums=pl.DataFrame(schema=USAGE_SUM_SCHEMA),
+            counters=pl.DataFrame(schema=COUNTER_SCHEMA),
+        )
+    return _read(spec, "continued", period).select("account_id"), UsageSoFar(
         sums=typed(_read(spec, "sums_so_far", period), USAGE_SUM_SCHEMA),
         counters=typed(_read(spec, "windows_so_far", period), COUNTER_SCHEMA),
     )

@@ -90,10 +90,8 @@ def plan_continued(
 ) -> int:
     """Fill the temp table `_continued` (`account_id, last_started_at, last_event_id`) with the
     draft groups of `period` in the registered `plan` that continue (module doc); returns how
-    many. `basis` None: none does (a whole recompute)."""
+    many. `basis` None: none does (a whole recompute). With none, `_continued` is not read."""
     if basis is None:
-        con.execute("CREATE OR REPLACE TEMP TABLE _continued (account_id VARCHAR, "
-                    "last_started_at TIMESTAMP, last_event_id VARCHAR)")
         return 0
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _candidates AS
@@ -105,6 +103,8 @@ def plan_continued(
               AND m.day_limit <= least(p.period_end, CAST(p.cutoff AS DATE) + 1)""",
         [period, basis],
     )
+    if not scalar(con, "SELECT count(*) FROM _candidates"):  # e.g. every period of a first run
+        return 0
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _continued AS
             WITH counted AS (
