@@ -18,7 +18,7 @@ import polars as pl
 
 from pipeline.catalog import Catalog, CatalogFrames, catalog_frames
 from pipeline.charges import compute_charges
-from pipeline.contracts import LOCK_SCHEMA, UsageSoFar
+from pipeline.contracts import CHANGE_SCHEMA, LOCK_SCHEMA, PLAN_CHANGE_SCHEMA, UsageSoFar
 from rules import decide
 from rules.decide import Settlement, state_periods
 from rules.decide import settle as settle_assignments
@@ -36,6 +36,8 @@ class BillInputs:
     assignments: pl.DataFrame
     usage: pl.DataFrame = field(default_factory=pl.DataFrame)
     locks: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=LOCK_SCHEMA))
+    # SPEC §8.1: the changes of these assignments' fee plans and quantities (CHANGE_SCHEMA).
+    changes: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=CHANGE_SCHEMA))
     frames: CatalogFrames | None = None  # the catalog as frames; built from `catalog` if None
     # The assignments settled once (`with_settlement`), for billing several periods of these
     # same inputs; settled by each `bill` if None. Not carried to a subset (`of_accounts`).
@@ -59,7 +61,10 @@ class BillInputs:
     def of_accounts(self, ids: pl.DataFrame) -> BillInputs:
         """The same inputs restricted to the accounts of `ids` (`account_id`)."""
         assignments = self.assignments.join(ids, on="account_id", how="semi")
-        locks, usage = self.locks, self.usage
+        locks, usage, changes = self.locks, self.usage, self.changes
+        if changes.height:
+            changes = changes.join(assignments.select("assignment_id"), on="assignment_id",
+                                   how="semi")
         if locks.height:
             locks = locks.join(assignments.select("assignment_id"), on="assignment_id", how="semi")
         if usage.width:  # usage is read period by period: until then it has no columns
@@ -70,6 +75,7 @@ class BillInputs:
             assignments=assignments,
             usage=usage,
             locks=locks,
+            changes=changes,
             settlement=None,
         )
 
@@ -87,6 +93,10 @@ class Bill:
     parcels: pl.DataFrame  # rollover parcels left at the period's end (SPEC §7.3)
     parcel_use: pl.DataFrame  # parcels available, used and left, for explain
     usage_sums: pl.DataFrame  # each usage line's exact sums (USAGE_SUM_SCHEMA)
+    # SPEC §8.1: each change's verdict (PLAN_CHANGE_SCHEMA), for assignment_history
+    plan_changes: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=PLAN_CHANGE_SCHEMA)
+    )
 
 
 def bill(

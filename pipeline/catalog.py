@@ -52,6 +52,10 @@ class FeePlan(_Strict):
     fee: Decimal = Field(ge=0)
     currency: str
     promotions: list[Promotion] = Field(default_factory=list)
+    # SPEC §8.2: a commitment of `minimum_terms` terms, and the fee for ending it early. The two
+    # come together (checked in `_reference_problems`).
+    minimum_terms: int | None = Field(default=None, ge=1)
+    early_termination_fee: Decimal | None = Field(default=None, ge=0)
 
 
 class Subscription(_Strict):
@@ -62,6 +66,8 @@ class Subscription(_Strict):
     activation_fee: Decimal = Field(default=Decimal(0), ge=0)
     once_per_account: bool = True
     credit_suspended_days: bool = False
+    # SPEC §8.1: when a change of fee plan or quantity takes effect.
+    plan_change: Literal["immediate", "end_of_term", "upgrades_now"] = "immediate"
     fee_plans: list[FeePlan] = Field(min_length=1)
 
 
@@ -121,6 +127,8 @@ class Catalog(_Strict):
     addons: list[Addon] = Field(default_factory=list)
     subscriptions: list[Subscription] = Field(default_factory=list)
     discount_plans: list[DiscountPlan] = Field(default_factory=list)
+    # SPEC §8.3: a period is finalized only by a nightly at least this many days after its end.
+    finalize_grace_days: int = Field(default=0, ge=0, le=31)
 
     @field_validator("currencies")
     @classmethod
@@ -183,7 +191,15 @@ def _reference_problems(cat: Catalog) -> list[str]:
                 problems.append(f"{where}.currency: {fp.currency!r} is not declared in currencies")
                 continue
             minor = cat.currencies[fp.currency]
+            if (fp.minimum_terms is None) != (fp.early_termination_fee is None):
+                given, missing = (
+                    ("minimum_terms", "early_termination_fee") if fp.minimum_terms is not None
+                    else ("early_termination_fee", "minimum_terms")
+                )
+                problems.append(f"{where}.{missing}: required with {given} (SPEC §8.2)")
             fees = [("fee", fp.fee), ("activation_fee", sub.activation_fee)]
+            if fp.early_termination_fee is not None:
+                fees.append(("early_termination_fee", fp.early_termination_fee))
             fees += [(f"promotions[{n}].fee", p.fee) for n, p in enumerate(fp.promotions)]
             for field, value in fees:
                 if value > MAX_FEE:
@@ -297,6 +313,11 @@ def catalog_frames(cat: Catalog) -> CatalogFrames:
             "fee": str(fp.fee),
             "fee_minor": _to_units(fp.fee, cat.currencies[fp.currency]),
             "activation_fee_minor": _to_units(sub.activation_fee, cat.currencies[fp.currency]),
+            "minimum_terms": fp.minimum_terms,
+            "early_termination_fee_minor": (
+                None if fp.early_termination_fee is None
+                else _to_units(fp.early_termination_fee, cat.currencies[fp.currency])
+            ),
         }
         for sub in cat.subscriptions
         for fp in sub.fee_plans
@@ -388,6 +409,7 @@ def catalog_frames(cat: Catalog) -> CatalogFrames:
                     "prorate_last": sub.prorate_last,
                     "once_per_account": sub.once_per_account,
                     "credit_suspended_days": sub.credit_suspended_days,
+                    "plan_change": sub.plan_change,
                 }
                 for sub in cat.subscriptions
             ],
@@ -398,6 +420,7 @@ def catalog_frames(cat: Catalog) -> CatalogFrames:
                 "prorate_last": pl.Boolean,
                 "once_per_account": pl.Boolean,
                 "credit_suspended_days": pl.Boolean,
+                "plan_change": s,
             },
         ),
         fee_plans=pl.DataFrame(
@@ -410,6 +433,8 @@ def catalog_frames(cat: Catalog) -> CatalogFrames:
                 "fee": s,
                 "fee_minor": i,
                 "activation_fee_minor": i,
+                "minimum_terms": i,
+                "early_termination_fee_minor": i,
             },
         ),
         promotions=pl.DataFrame(

@@ -95,6 +95,31 @@ CHARGED_LIFECYCLE_SCHEMA: dict[str, pl.DataType] = {
     for name, dtype in LIFECYCLE_SCHEMA.items()
     if name not in ("start_date", "end_date", "end_reason")
 }
+# --- Changes over an assignment's life (SPEC §8.1) ---------------------------------------------
+# A change of an assignment's fee plan or quantity from `effective_from`: the latest delivered
+# version of each (assignment_id, effective_from). The base versions stay in the assignments
+# frame (LIFECYCLE inputs); the changes come beside them.
+CHANGE_KEY = ["assignment_id", "effective_from"]
+CHANGE_SCHEMA: dict[str, pl.DataType] = {
+    "assignment_id": pl.Utf8(),
+    "effective_from": pl.Date(),
+    "fee_plan_id": pl.Utf8(),
+    "quantity": pl.Int64(),
+}
+# The status of one version of an assignment (SPEC §8.5 `assignment_history`).
+VERSION_STATUSES = ("base", "in effect", "superseded", "refused", "not in effect")
+# What the rules settled of each change: when it takes effect (null unless in effect), its
+# status and why. One row per change; `bill` returns them and the run stores them.
+PLAN_CHANGE_SCHEMA: dict[str, pl.DataType] = {
+    "assignment_id": pl.Utf8(),
+    "account_id": pl.Utf8(),
+    "effective_from": pl.Date(),
+    "takes_effect_on": pl.Date(),
+    "fee_plan_id": pl.Utf8(),
+    "quantity": pl.Int64(),
+    "status": pl.Utf8(),
+    "reason": pl.Utf8(),
+}
 # An activation-date lock (SPEC §3): the start that was active in a billed period.
 LOCK_SCHEMA: dict[str, pl.DataType] = {
     "assignment_id": pl.Utf8(),
@@ -237,6 +262,8 @@ LINE_TYPES: dict[str, LineType] = {
         # SPEC §7.2: a credit for the days an account was suspended; its own revenue bucket so
         # that `revenue_by_addon` shows it apart from removal credits.
         LineType("suspension_credit", True, "suspension_credits", "changed account status"),
+        # SPEC §8.2: the fee for ending a commitment early.
+        LineType("termination_fee", True, "fees", "ended before its commitment"),
     )
 }
 REVENUE_BUCKETS = ("fees", "usage", "discounts", "suspension_credits")

@@ -18,9 +18,10 @@ from pipeline.contracts import (
 
 
 def test_the_registry_holds_the_line_types_of_the_spec() -> None:
-    # SPEC §6 names five; §7.4 adds `suspension_credit`.
+    # SPEC §6 names five; §7.4 adds `suspension_credit`, §8.5 `termination_fee`.
     assert list(LINE_TYPES) == [
-        "recurring", "activation", "credit", "usage", "discount", "suspension_credit"
+        "recurring", "activation", "credit", "usage", "discount", "suspension_credit",
+        "termination_fee",
     ]
     assert {t.revenue_bucket for t in LINE_TYPES.values()} == set(REVENUE_BUCKETS)
 
