@@ -55,7 +55,7 @@ class BillInputs:
         return replace(self, settlement=settle_assignments(
             self.catalog, self.accounts, self.assignments,
             self.policy,  # type: ignore[arg-type]
-            self.locks,
+            self.locks, self.changes,
         ))
 
     def of_accounts(self, ids: pl.DataFrame) -> BillInputs:
@@ -121,13 +121,14 @@ def bill(
     settled = inputs.settlement or settle_assignments(
         inputs.catalog, inputs.accounts, inputs.assignments,
         inputs.policy,  # type: ignore[arg-type]
-        inputs.locks,
+        inputs.locks, inputs.changes,
     )
     lifecycles = settled.lifecycles
+    versions = settled.versions
     charged = compute_charges(
         inputs.catalog_frames(), inputs.accounts, lifecycles, inputs.usage,
         counters_before, period, cutoff, detail=detail, parcels_before=parcels_before,
-        so_far=so_far,
+        so_far=so_far, segments=versions.segments, quantity_steps=versions.quantity_steps,
     )
     return Bill(
         # Only the decision rows a run stores: not those an earlier period holds word for word
@@ -141,6 +142,7 @@ def bill(
         parcels=charged.parcels,
         parcel_use=charged.parcel_use,
         usage_sums=charged.usage_sums,
+        plan_changes=versions.changes,
     )
 
 
@@ -150,5 +152,5 @@ def settle(inputs: BillInputs) -> pl.DataFrame:
     return decide(
         inputs.catalog, inputs.accounts, inputs.assignments, [],
         inputs.policy,  # type: ignore[arg-type]
-        inputs.locks,
+        inputs.locks, changes=inputs.changes,
     ).lifecycles

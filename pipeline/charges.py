@@ -94,6 +94,8 @@ def compute_charges(
     detail: bool = True,
     parcels_before: pl.DataFrame | None = None,
     so_far: UsageSoFar | None = None,
+    segments: pl.DataFrame | None = None,
+    quantity_steps: pl.DataFrame | None = None,
 ) -> ChargesResult:
     """Charges, invoices, counters and usage detail of `period` for the given accounts.
 
@@ -101,10 +103,12 @@ def compute_charges(
     started before the next day, are counted. `detail=False` skips the per-event parts.
     `parcels_before` are the rollover parcels left at the end of the previous period (§7.3).
     `so_far`: what a draft of this period counted; `usage` then holds only the later events.
+    `segments` and `quantity_steps`: the plan segments the rules cut the lives into (SPEC
+    §8.1); without them each billable life is one segment of one step.
     """
     try:
         return _compute(catalog, accounts, lifecycles, usage, counters_before, period, cutoff,
-                        detail, parcels_before, so_far)
+                        detail, parcels_before, so_far, segments, quantity_steps)
     except pl.exceptions.InvalidOperationError as exc:
         # A strict Int128 -> Int64 cast refused a sum: say so, rather than a Polars message.
         if "`i128` to `i64`" not in str(exc):
@@ -127,6 +131,8 @@ def _compute(
     detail: bool,
     parcels_before: pl.DataFrame | None,
     so_far: UsageSoFar | None,
+    segments: pl.DataFrame | None,
+    quantity_steps: pl.DataFrame | None,
 ) -> ChargesResult:
     account_rows = accounts  # with `status`, for the suspension credits (SPEC §7.2)
     accounts = typed(accounts, ACCOUNT_SCHEMA)
@@ -134,7 +140,8 @@ def _compute(
     usage = typed(usage, USAGE_SCHEMA)
     counters_before = typed(counters_before, COUNTER_INPUT_SCHEMA)
     context = account_context(catalog, accounts, period, cutoff)
-    fees = fee_lines(catalog, lifecycles, context, period, account_rows)
+    fees = fee_lines(catalog, lifecycles, context, period, account_rows,
+                     segments=segments, quantity_steps=quantity_steps)
     used = usage_charges(
         catalog, accounts, lifecycles, usage, counters_before, context, period, detail,
         parcels_before, so_far,

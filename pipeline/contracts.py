@@ -120,6 +120,29 @@ PLAN_CHANGE_SCHEMA: dict[str, pl.DataType] = {
     "status": pl.Utf8(),
     "reason": pl.Utf8(),
 }
+# What the charges price (SPEC §8.1): each assignment's life cut into plan segments (a run of
+# days on one fee plan; a change of fee plan ends one and starts the next) and, within each,
+# quantity steps. Without changes an assignment is one segment of one step. `promotions`: the
+# segment's plan had no earlier day on this assignment, so its promotions apply (§8.1);
+# `owes_termination_fee`: the rules' early-termination verdict on the segment's end (§8.2).
+SEGMENT_SCHEMA: dict[str, pl.DataType] = {
+    "assignment_id": pl.Utf8(),
+    "account_id": pl.Utf8(),
+    "addon_id": pl.Utf8(),
+    "seg_no": pl.Int64(),
+    "fee_plan_id": pl.Utf8(),
+    "eff_start": pl.Date(),
+    "eff_end": pl.Date(),
+    "promotions": pl.Boolean(),
+    "owes_termination_fee": pl.Boolean(),
+}
+QUANTITY_STEP_SCHEMA: dict[str, pl.DataType] = {
+    "assignment_id": pl.Utf8(),
+    "seg_no": pl.Int64(),
+    "q_from": pl.Date(),
+    "q_until": pl.Date(),  # null: open (the segment's end)
+    "quantity": pl.Int64(),
+}
 # An activation-date lock (SPEC §3): the start that was active in a billed period.
 LOCK_SCHEMA: dict[str, pl.DataType] = {
     "assignment_id": pl.Utf8(),

@@ -35,7 +35,10 @@ def term_price_verdicts(catalog: CatalogFrames, terms: pl.LazyFrame) -> pl.DataF
 
 def promotional_fees(terms: pl.LazyFrame, catalog: CatalogFrames) -> pl.LazyFrame:
     """Terms with `fee_minor` replaced by the promotional fee where a promotion prices the term,
-    `promotion_no` (null at the plan's fee) and a `promotion_label` for the description."""
+    `promotion_no` (null at the plan's fee) and a `promotion_label` for the description.
+
+    A term of a segment whose `promotions` is false (its plan was had before on the same
+    assignment, SPEC §8.1) is at the plan's own fee."""
     prices = term_price_verdicts(catalog, terms)
     last = prices.group_by("fee_plan_id").agg(pl.col("term_no").max().alias("last_priced"))
     label = pl.format(" promotion {} at {}", pl.col("promotion_no") + 1, "promo_fee")
@@ -46,6 +49,10 @@ def promotional_fees(terms: pl.LazyFrame, catalog: CatalogFrames) -> pl.LazyFram
         )
         .join(prices.lazy(), left_on=["fee_plan_id", "priced_term"],
               right_on=["fee_plan_id", "term_no"], how="left")
+        .with_columns(
+            pl.when(pl.col("promotions")).then(pl.col(name)).otherwise(None).alias(name)
+            for name in ("promotion_no", "promo_fee_minor", "promo_fee")
+        )
         .with_columns(
             fee_minor=pl.coalesce("promo_fee_minor", "fee_minor"),
             promotion_label=pl.when(pl.col("promotion_no").is_not_null()).then(label)

@@ -43,18 +43,25 @@ def suspensions(account_rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def suspended_days(terms: pl.LazyFrame, runs: pl.DataFrame) -> pl.LazyFrame:
-    """Per term row: `suspended_days` (active, in the period, before the day limit), `first_day`
-    and `last_day` of them; only rows with at least one such day."""
-    lo = pl.max_horizontal("active_start", "period_start", "suspended_from")
-    hi = pl.min_horizontal("active_end", "period_end", "day_limit", "suspended_until")
+_TERM_KEY = ["account_id", "assignment_id", "seg_no", "active_start"]
+
+
+def suspended_days(pieces: pl.LazyFrame, runs: pl.DataFrame) -> pl.LazyFrame:
+    """Per term: `suspended_days` (active, in the period, before the day limit), `suspended_qdays` (the
+    same days, each weighed by its quantity, SPEC §8.1), `first_day` and `last_day` of them;
+    only terms with at least one such day. `pieces`: the quantity pieces of the terms, with the
+    period bounds and day limit."""
+    lo = pl.max_horizontal("piece_start", "period_start", "suspended_from")
+    hi = pl.min_horizontal("piece_end", "period_end", "day_limit", "suspended_until")
+    days = days_between_expr(pl.col("lo"), pl.col("hi"))
     return (
-        terms.join(runs.lazy(), on="account_id")
+        pieces.join(runs.lazy(), on="account_id")
         .with_columns(lo=lo, hi=hi)
         .filter(pl.col("lo") < pl.col("hi"))
-        .group_by("account_id", "assignment_id", "active_start")
+        .group_by(_TERM_KEY)
         .agg(
-            days_between_expr(pl.col("lo"), pl.col("hi")).sum().alias("suspended_days"),
+            days.sum().alias("suspended_days"),
+            (days * pl.col("quantity")).sum().alias("suspended_qdays"),
             pl.col("lo").min().alias("first_day"),
             pl.col("hi").max().dt.offset_by("-1d").alias("last_day"),
         )
@@ -62,10 +69,11 @@ def suspended_days(terms: pl.LazyFrame, runs: pl.DataFrame) -> pl.LazyFrame:
 
 
 def suspension_credit_lines(
-    catalog: CatalogFrames, terms: pl.LazyFrame, account_rows: pl.DataFrame,
-    accounts: pl.DataFrame, period: str,
+    catalog: CatalogFrames, terms: pl.LazyFrame, pieces: pl.LazyFrame,
+    account_rows: pl.DataFrame, accounts: pl.DataFrame, period: str,
 ) -> pl.LazyFrame:
-    """`suspension_credit` lines of `period`: `terms` from `recurring.fee_terms`."""
+    """`suspension_credit` lines of `period`: `terms` and their quantity `pieces` from
+    `recurring.fee_terms`. Each suspended day is credited at its own quantity."""
     runs = suspensions(account_rows)
     credited = catalog.subscriptions.filter(pl.col("credit_suspended_days")).select(
         "subscription_id"
@@ -74,15 +82,18 @@ def suspension_credit_lines(
         terms.join(credited.lazy(), on="subscription_id", how="semi")
         .join(accounts.lazy().select("account_id", "day_limit"), on="account_id")
     )
-    days = suspended_days(eligible, runs)
+    days = suspended_days(
+        pieces.join(eligible.select(*_TERM_KEY, "period_start", "period_end", "day_limit"),
+                    on=[k for k in _TERM_KEY if k != "account_id"]),
+        runs,
+    )
     times = pl.when(pl.col("quantity") > 1).then(pl.format(" x{}", "quantity")).otherwise(
         pl.lit("")
     )
     name = pl.coalesce("addon_name", "addon_id")
-    amount = prorate(pl.col("fee_minor") * pl.col("quantity"), pl.col("suspended_days"),
-                     pl.col("full_days"))
+    amount = prorate(pl.col("fee_minor"), pl.col("suspended_qdays"), pl.col("full_days"))
     return as_lines(
-        eligible.join(days, on=["account_id", "assignment_id", "active_start"])
+        eligible.join(days, on=_TERM_KEY)
         .with_columns(
             pl.lit(period).alias("period"),
             pl.lit("suspension_credit").alias("line_type"),

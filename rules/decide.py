@@ -18,9 +18,10 @@ from typing import Literal
 import polars as pl
 
 from pipeline.catalog import Catalog
-from pipeline.contracts import DECISIONS_SCHEMA, LIFECYCLE_SCHEMA, OPEN_END
+from pipeline.contracts import CHANGE_SCHEMA, DECISIONS_SCHEMA, LIFECYCLE_SCHEMA, OPEN_END
 from pipeline.periods import period_end_expr, period_start_expr, shift_period
-from rules import conflicts, eligibility, lifecycle
+from rules import commitments, conflicts, eligibility, lifecycle, plan_changes
+from rules.versions import Versions, settle_versions
 from rules.situations import (
     account_history,
     account_profile,
@@ -41,9 +42,11 @@ VERDICT_COLUMNS = ["seq", "rule", "outcome", "reason"]
 DECISION_RULES = (
     lifecycle.LOCKED, eligibility.AVAILABLE, eligibility.NOT_CLOSED, eligibility.FEE_PLAN,
     eligibility.CURRENCY, eligibility.ONCE_PER_ACCOUNT, eligibility.ELIGIBLE, conflicts.REJECTED,
-    lifecycle.ACCOUNT_CLOSED, lifecycle.PRODUCT_CHANGE, conflicts.REPLACED, lifecycle.PENDING,
-    lifecycle.ACTIVE, lifecycle.EXPIRED,
+    lifecycle.ACCOUNT_CLOSED, lifecycle.PRODUCT_CHANGE, conflicts.REPLACED, plan_changes.TIMING,
+    commitments.EARLY_TERMINATION, lifecycle.PENDING, lifecycle.ACTIVE, lifecycle.EXPIRED,
 )
+# Rules whose decision rows carry their own dates (SPEC §8.5), not the period's state.
+DATED_RULES = (plan_changes.TIMING, commitments.EARLY_TERMINATION)
 Policy = Literal["replace", "reject"]
 
 
@@ -322,16 +325,19 @@ def _period_rows(
     state_cols = states.select(
         "seq", pl.col("outcome").alias("state"), "effective_start", "effective_end"
     )
+    dated = pl.col("rule").is_in(DATED_RULES)
     settled = static.join(state_cols, on="seq", how="left").select(
         "seq", "rule", pl.coalesce("outcome", "state").alias("outcome"), "reason",
-        "effective_start", "effective_end",
+        pl.when(dated).then("fixed_start").otherwise("effective_start").alias("effective_start"),
+        pl.when(dated).then("fixed_end").otherwise("effective_end").alias("effective_end"),
     )
     lived = states.select(
         "seq", "rule", "outcome", "reason", "effective_start", "effective_end"
     )
     # Stable order whatever the input order: assignment order, then the order rules are read in.
     return pl.concat([settled, lived]).sort(
-        "seq", pl.col("rule").cast(pl.Enum(DECISION_RULES))
+        "seq", pl.col("rule").cast(pl.Enum(DECISION_RULES)), "effective_start", "reason",
+        nulls_last=True,
     )
 
 
@@ -346,6 +352,7 @@ class Settlement:
 
     work: pl.DataFrame
     static: pl.DataFrame
+    versions: Versions  # SPEC §8.1-§8.2: changes, plan segments, quantity steps
 
     @property
     def lifecycles(self) -> pl.DataFrame:
@@ -364,8 +371,10 @@ def settle(
     assignments: pl.DataFrame,
     policy: Policy,
     locks: pl.DataFrame | None = None,
+    changes: pl.DataFrame | None = None,
 ) -> Settlement:
-    """Settle eligibility, ends and conflicts (SPEC §3) of every assignment, once."""
+    """Settle eligibility, ends and conflicts (SPEC §3) of every assignment, once, then its
+    changes of fee plan and quantity (SPEC §8.1) and commitments (§8.2)."""
     if policy not in ("replace", "reject"):
         raise ValueError(f"conflict policy {policy!r} is not replace or reject")
     if assignments.get_column("assignment_id").n_unique() != assignments.height:
@@ -374,8 +383,17 @@ def settle(
     work, static = _settle(catalog, history, assignments, policy, locks)
     if not work.get_column("seq").equals(pl.Series("seq", range(work.height), pl.UInt32)):
         raise RuntimeError("rules work frame is not in seq order")  # seq is used as row index
+    versions = settle_versions(
+        catalog, work, changes if changes is not None else pl.DataFrame(schema=CHANGE_SCHEMA)
+    )
+    static = pl.concat([
+        static.with_columns(pl.lit(None, pl.Date).alias("fixed_start"),
+                            pl.lit(None, pl.Date).alias("fixed_end")),
+        versions.decisions.rename({"effective_start": "fixed_start",
+                                   "effective_end": "fixed_end"}),
+    ])
     keep = dict.fromkeys([*_STATE_COLUMNS, *LIFECYCLES_SCHEMA])
-    return Settlement(work=work.select(list(keep)), static=static)
+    return Settlement(work=work.select(list(keep)), static=static, versions=versions)
 
 
 def state_periods(
@@ -406,13 +424,14 @@ def decide(
     locks: pl.DataFrame | None = None,
     *,
     stored_only: bool = False,
+    changes: pl.DataFrame | None = None,
 ) -> RulesResult:
     """Settle eligibility, ends, conflicts and life cycle (SPEC §3) for each of `periods`.
 
     Every row of every period by default; `stored_only`: only those a run stores (`still_told`),
     which leaves out the rows an earlier period already holds word for word.
     """
-    settlement = settle(catalog, accounts, assignments, policy, locks)
+    settlement = settle(catalog, accounts, assignments, policy, locks, changes)
     return RulesResult(
         decisions=state_periods(catalog, settlement, periods, stored_only=stored_only),
         lifecycles=settlement.lifecycles,
