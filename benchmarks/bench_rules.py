@@ -7,7 +7,7 @@ the decision rows and the peak RSS.
     .venv/bin/python benchmarks/bench_rules.py [--accounts N] [--assignments N] [--seed S]
         [--bill [--events N] [--settled]] [--runs R] [--stored-rows 2025-03,2026-03,2027-03]
 
-`--bill` also times `pipeline.billing.bill` of the same period, with `--events` usage events per
+`--bill` also times `billing.bill.bill` of the same period, with `--events` usage events per
 account in it (48 by default, as at 1M accounts with ~48M events). `--runs` repeats each timed
 step and keeps the best (the machine is shared). Peak RSS is sampled during each step.
 """
@@ -33,7 +33,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.billing import BillInputs, bill
+from billing.bill import BillInputs, bill
 from pipeline.catalog import Catalog, parse_catalog
 from pipeline.contracts import COUNTER_INPUT_SCHEMA, first_billing_days
 from pipeline.periods import period_start_expr
@@ -241,7 +241,7 @@ def main() -> None:
     parser.add_argument("--policy", default="replace", choices=["replace", "reject"])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--bill", action="store_true",
-                        help="also time the whole pure unit of work, pipeline.billing.bill "
+                        help="also time the whole pure unit of work, billing.bill.bill "
                              "(decide, then the fee and usage lines)")
     parser.add_argument("--events", type=int, default=48,
                         help="usage events per account in the period, for --bill")

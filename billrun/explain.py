@@ -17,7 +17,7 @@ from store.duck import frame, scalar
 from store.snapshot import analyst_path
 
 if TYPE_CHECKING:
-    from pipeline.billing import BillInputs
+    from billing.bill import BillInputs
 
 # One account's counter window: the counter key without the account.
 _WINDOW = ", ".join(c for c in COUNTER_KEY if c != "account_id")
@@ -189,7 +189,7 @@ def event_detail(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -
     """Each discounted usage event of the invoice, split into its tier parts.
 
     Per-event parts are not stored (they are not invoice lines): they are recomputed here, for
-    this one account, by the one pure function the run used (`pipeline.billing.bill`), from the
+    this one account, by the one pure function the run used (`billing.bill.bill`), from the
     stored inputs.
     """
     return recomputed_detail(con, account_id, period)[0]
@@ -201,7 +201,7 @@ def _account_inputs(
     """The stored inputs of `bill` for one account (its usage of `period` if `with_usage`), or
     None for an account without rows."""
     import store
-    from pipeline.billing import BillInputs
+    from billing.bill import BillInputs
     from pipeline.periods import account_periods
 
     catalog = store.read_catalog(con)
@@ -266,7 +266,7 @@ def recomputed_detail(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The per-event tier parts and the rollover parcels (available, used, left: SPEC §7.3) of
     one account and period, recomputed from the stored inputs."""
-    from pipeline.billing import bill
+    from billing.bill import bill
     from pipeline.schedule import cutoff_for
     from store.results import last_nightly_as_of, read_counters_before, read_parcels_before
 

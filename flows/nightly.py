@@ -1,7 +1,7 @@
 """`billrun nightly --as-of D` (SPEC §5): load, settle, draft the open period, finalize the
 ended ones, write everything in one transaction, publish the analyst copy.
 
-The run is made of units of (period, shard) (flows/billing.py, flows/units.py): inputs are
+The run is made of units of (period, shard) (flows/coordinator.py, flows/units.py): inputs are
 staged as Parquet, each unit bills one shard of one period, and the commit ingests the units'
 outputs in one DuckDB transaction (store/results.py)."""
 
@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 import store
-from flows.billing import (
+from flows.coordinator import (
     DEFAULT_CONCURRENCY,
     commit_memory_limit,
     duckdb_memory_limit,

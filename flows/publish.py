@@ -12,7 +12,7 @@ import polars as pl
 from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from flows.billing import StoredInputs
+from flows.coordinator import StoredInputs
 from flows.run_report import publish_report
 from pipeline.catalog import CatalogFrames
 from pipeline.money import format_amount

@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 import store
-from flows.billing import (
+from flows.coordinator import (
     DEFAULT_CONCURRENCY,
     commit_memory_limit,
     duckdb_memory_limit,

@@ -2,7 +2,7 @@
 
 A unit is a pure function of its staged inputs: it reads its shard's files for its period (and
 the counters and parcels the same shard's unit of the previous period staged), calls the one
-pure function `pipeline.billing.bill` once per cutoff group, and writes its results to
+pure function `billing.bill.bill` once per cutoff group, and writes its results to
 `units/<period>/<shard>/*.parquet` in the staging folder. Its argument and result are small
 frozen dataclasses of plain values, never frames, so that any task runner (threads here, a Dask
 cluster on other hosts later) can run it unchanged in a fresh process.
@@ -19,7 +19,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from pipeline.adjust import check_unique_line_keys, split_reprocess
-from pipeline.billing import BillInputs, bill, settle
+from billing.bill import BillInputs, bill, settle
 from pipeline.catalog import Catalog, CatalogFrames, catalog_frames, parse_catalog
 from pipeline.contracts import (
     COUNTER_KEY,

@@ -12,19 +12,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("pipeline", "rules", "store", "report", "flows", "billrun", "data")
+PACKAGES = ("pipeline", "rules", "billing", "store", "report", "flows", "billrun", "data")
 # What each first-party package may import (itself included). No arrow runs back up.
 MAY_IMPORT: dict[str, set[str]] = {
-    "pipeline": {"pipeline", "rules"},  # rules only from pipeline/billing.py (checked below)
+    # The charges never see the rules: the billing floor composes them (checked below).
+    "pipeline": {"pipeline"},
     "rules": {"rules", "pipeline"},
+    # `bill` composes the rules and the charges, on a floor above both.
+    "billing": {"billing", "rules", "pipeline"},
     "store": {"store", "pipeline"},
     "data": {"data", "pipeline"},
     # The run report reads the analyst copy and renders it: beside the store, below the flows.
     "report": {"report", "store", "pipeline"},
-    "flows": {"flows", "report", "store", "pipeline", "rules"},
-    "billrun": {"billrun", "flows", "report", "store", "pipeline", "rules", "data"},
+    "flows": {"flows", "report", "store", "billing", "pipeline", "rules"},
+    "billrun": {"billrun", "flows", "report", "store", "billing", "pipeline", "rules", "data"},
 }
-PURE = ("pipeline", "rules")
+PURE = ("pipeline", "rules", "billing")
 # Third-party packages and first-party layers the pure core never imports.
 IMPURE_IMPORTS = {"duckdb", "prefect", "store", "report", "flows", "billrun", "data", "pyarrow"}
 CLOCK_CALLS = {"now", "today", "utcnow"}
@@ -87,19 +90,15 @@ def test_no_import_runs_back_up_the_house(package: str) -> None:
     assert bad == {}
 
 
-def test_only_the_one_billing_function_joins_the_rules_to_the_charges() -> None:
-    """pipeline/billing.py is the one pipeline module that imports rules/ (and rules/ never
-    imports it back, so there is no cycle)."""
-    importing = {
-        path.relative_to(ROOT).as_posix()
-        for path in _modules("pipeline")
-        if "rules" in _imports(path)
-    }
-    assert importing == {"pipeline/billing.py"}
-    for path in _modules("rules"):
-        tree = ast.parse(path.read_text())
-        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-        assert "pipeline.billing" not in modules, path.name
+def test_only_the_billing_floor_joins_the_rules_to_the_charges() -> None:
+    """No module of pipeline/ imports rules/, and neither imports billing/ back: `bill`
+    composes them from the floor above, so no arrow runs back up and there is no cycle."""
+    for package in ("pipeline", "rules"):
+        for path in _modules(package):
+            imported = _imports(path)
+            assert "billing" not in imported, path.name
+            if package == "pipeline":
+                assert "rules" not in imported, path.name
 
 
 def test_the_checks_see_an_arrow_up_and_a_clock(tmp_path: Path) -> None:
@@ -107,7 +106,7 @@ def test_the_checks_see_an_arrow_up_and_a_clock(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text(
         "import store.raw\nfrom datetime import date, datetime\n"
-        "def f():\n    from flows import billing\n    return datetime.now(), date.today()\n"
+        "def f():\n    from flows import coordinator\n    return datetime.now(), date.today()\n"
     )
     assert _imports(probe) & IMPURE_IMPORTS == {"store", "flows"}
     assert _clock_calls(probe) == ["probe.py:5 datetime.now()", "probe.py:5 date.today()"]

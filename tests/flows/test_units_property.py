@@ -20,7 +20,7 @@ import store
 from data.generator import generate
 from flows.load import load_flow
 from flows.nightly import nightly_flow
-from pipeline.billing import BillInputs, bill
+from billing.bill import BillInputs, bill
 from pipeline.catalog import catalog_frames
 from pipeline.contracts import COUNTER_KEY
 from pipeline.counters import carry_counters, carry_parcels

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.billing import BillInputs, bill
+from billing.bill import BillInputs, bill
 from pipeline.catalog import parse_catalog
 from pipeline.contracts import COUNTER_INPUT_SCHEMA, USAGE_SCHEMA
 

@@ -1,4 +1,4 @@
-"""`pipeline.billing.bill`: the rules, then the charges, of one period for a set of accounts.
+"""`billing.bill.bill`: the rules, then the charges, of one period for a set of accounts.
 
 Sample catalog (data/sample/catalog.yaml), USD, billing day 1, period 2026-01 = [01-01, 02-01):
 - S_TV: ADD_TV on TV1 (30.00 a month, in advance) with a 10.00 activation fee, from 01-01;
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.billing import Bill, BillInputs, bill, settle
+from billing.bill import Bill, BillInputs, bill, settle
 from pipeline.catalog import parse_catalog
 from pipeline.contracts import COUNTER_INPUT_SCHEMA, LOCK_SCHEMA, USAGE_SCHEMA
 

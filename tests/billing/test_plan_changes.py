@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from pipeline.billing import Bill, BillInputs, bill
+from billing.bill import Bill, BillInputs, bill
 from pipeline.catalog import parse_catalog
 from pipeline.contracts import CHANGE_SCHEMA, COUNTER_INPUT_SCHEMA, LOCK_SCHEMA
 
