@@ -191,6 +191,21 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    """`billrun preview --account ID [items] [--json]`: no flow, no write (SPEC §8.4)."""
+    from billrun.explain import ExplainError
+    from billrun.preview import PreviewInputError, run
+
+    try:
+        return run(args, summary.console)
+    except PreviewInputError as exc:
+        summary.error(str(exc))
+        return EXIT_USAGE
+    except ExplainError as exc:
+        summary.error(str(exc))
+        return exc.exit_code
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -302,6 +317,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("explain", _delegate("explain"), "the decisions, lines and counters of one invoice")
     p.add_argument("--account", required=True, metavar="ID")
     p.add_argument("--period", type=_period, required=True, metavar="YYYY-MM")
+    add_db(p)
+
+    p = add("preview", cmd_preview,
+            "bill one account as it stands and with hypothetical changes, side by side")
+    p.add_argument("--account", required=True, metavar="ID")
+    p.add_argument("--add", action="append", metavar="addon=ID,plan=ID,quantity=N,start=DATE",
+                   help="add an add-on (plan and quantity optional; end=DATE too)")
+    p.add_argument("--end", action="append", metavar="assignment=ID,on=DATE",
+                   help="end an assignment on a date")
+    p.add_argument("--change", action="append",
+                   metavar="assignment=ID,plan=ID,quantity=N,from=DATE",
+                   help="change an assignment's fee plan and/or quantity from a date")
+    p.add_argument("--periods", metavar="P[,P...]",
+                   help="periods shown (default: the open period and the next)")
+    p.add_argument("--as-of", metavar="YYYY-MM-DD",
+                   help="bill only up to this day, as that night's draft (default: whole periods)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
     add_db(p)
 
     p = add("serve", _delegate("serve"), "run the nightly flow on a schedule (Prefect)")

@@ -1,0 +1,138 @@
+"""One account's stored inputs, read by account (for `billrun preview` and `explain`).
+
+Each query is the store's own SQL for every account, filtered to one: DuckDB pushes the filter
+into the scan, so reading one account costs one account, not the whole database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import duckdb
+import polars as pl
+
+from pipeline.catalog import Catalog
+from pipeline.contracts import CHANGE_SCHEMA, LOCK_SCHEMA
+from store.duck import frame, scalar
+from store.raw import read_catalog
+from store.results import COUNTERS_BEFORE_SQL, PARCELS_BEFORE_SQL, parcels_before_params
+
+
+@dataclass(frozen=True)
+class AccountInputs:
+    """What `bill` reads of one account, and what says which of its periods are final."""
+
+    catalog: Catalog
+    policy: str  # the conflict policy the last run billed with
+    accounts: pl.DataFrame
+    assignments: pl.DataFrame
+    changes: pl.DataFrame  # CHANGE_SCHEMA
+    locks: pl.DataFrame  # LOCK_SCHEMA
+    final_periods: list[str]
+    last_as_of: date | None  # of the latest successful nightly
+
+
+def _has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    return bool(scalar(
+        con, "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_name = ? AND column_name = ?", [table, column]))
+
+
+def read_account_changes(con: duckdb.DuckDBPyConnection, account_id: str) -> pl.DataFrame:
+    """The current version of each change (SPEC §8.1) of the account's assignments."""
+    if not _has_column(con, "assignment_versions", "effective_from"):
+        return pl.DataFrame(schema=CHANGE_SCHEMA)
+    got = frame(
+        con,
+        """SELECT v.assignment_id, v.effective_from, v.fee_plan_id,
+                  CAST(coalesce(v.quantity, 1) AS BIGINT) AS quantity
+           FROM assignment_versions v JOIN assignments a USING (assignment_id)
+           WHERE a.account_id = ? AND v.effective_from IS NOT NULL
+           QUALIFY row_number() OVER (PARTITION BY v.assignment_id, v.effective_from
+                                      ORDER BY v.load_seq DESC) = 1
+           ORDER BY v.assignment_id, v.effective_from""",
+        [account_id],
+    )
+    return got.cast(CHANGE_SCHEMA) if got.height else pl.DataFrame(schema=CHANGE_SCHEMA)
+
+
+def read_account(con: duckdb.DuckDBPyConnection, account_id: str) -> AccountInputs | None:
+    """The account's stored inputs, or None when it has no row."""
+    accounts = frame(
+        con,
+        """SELECT account_id, currency, main_product_id,
+                  CAST(billing_day AS BIGINT) AS billing_day, status, opened_on, closed_on,
+                  effective_from
+           FROM accounts WHERE account_id = ? ORDER BY effective_from""",
+        [account_id],
+    )
+    if accounts.height == 0:
+        return None
+    catalog = read_catalog(con)
+    assignments = frame(
+        con,
+        """SELECT assignment_id, account_id, addon_id, fee_plan_id, start_date, end_date,
+                  assigned_at, CAST(quantity AS BIGINT) AS quantity
+           FROM assignments WHERE account_id = ? ORDER BY assignment_id""",
+        [account_id],
+    )
+    locks = frame(
+        con,
+        "SELECT l.assignment_id, l.locked_start FROM activation_locks l "
+        "JOIN assignments a USING (assignment_id) WHERE a.account_id = ?",
+        [account_id],
+    )
+    finals = frame(
+        con,
+        "SELECT DISTINCT period FROM invoices WHERE account_id = ? AND status = 'final' "
+        "UNION SELECT DISTINCT period FROM finalized_periods WHERE account_id = ? ORDER BY 1",
+        [account_id, account_id],
+    )
+    policy = scalar(con, "SELECT conflict_policy FROM catalog_settings") or (
+        catalog.conflict_policy
+    )
+    return AccountInputs(
+        catalog=catalog,
+        policy=str(policy),
+        accounts=accounts,
+        assignments=assignments,
+        changes=read_account_changes(con, account_id),
+        locks=locks.cast(LOCK_SCHEMA) if locks.height else pl.DataFrame(schema=LOCK_SCHEMA),
+        final_periods=finals.get_column("period").to_list() if finals.height else [],
+        last_as_of=scalar(con, "SELECT max(as_of) FROM runs WHERE kind = 'nightly' "
+                          "AND status = 'success'"),
+    )
+
+
+def read_account_usage(
+    con: duckdb.DuckDBPyConnection, account_id: str, start: date, end: date
+) -> pl.DataFrame:
+    """The account's events with `start <= started_at < end` (as `store.raw.read_usage`)."""
+    return frame(
+        con,
+        """SELECT event_id, account_id, service, destination_group, started_at,
+                  CAST(CAST(quantity AS DECIMAL(38,6)) * 1000000 AS BIGINT) AS quantity_units,
+                  CAST(CAST(amount AS DECIMAL(38,6)) * 1000000 AS BIGINT) AS amount_units
+           FROM usage
+           WHERE account_id = ? AND started_at >= CAST(? AS TIMESTAMP)
+             AND started_at < CAST(? AS TIMESTAMP)
+           ORDER BY started_at, event_id""",
+        [account_id, start, end],
+    )
+
+
+def read_account_counters_before(
+    con: duckdb.DuckDBPyConnection, account_id: str, period: str
+) -> pl.DataFrame:
+    """The account's never-reset counters as they stood before `period`."""
+    return frame(con, f"SELECT * FROM ({COUNTERS_BEFORE_SQL}) WHERE account_id = ?",
+                 [period, account_id])
+
+
+def read_account_parcels_before(
+    con: duckdb.DuckDBPyConnection, account_id: str, period: str
+) -> pl.DataFrame:
+    """The account's rollover parcels left at the end of the period before `period`."""
+    return frame(con, f"SELECT * FROM ({PARCELS_BEFORE_SQL}) WHERE account_id = ?",
+                 [*parcels_before_params(period), account_id])
