@@ -14,14 +14,14 @@ Items, each `key=value,...` (any number of each):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import polars as pl
+from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
@@ -180,50 +180,118 @@ def _plain(minor: int | None, units: int) -> str | None:
     return None if minor is None else f"{Decimal(minor).scaleb(-units):.{units}f}"
 
 
-def as_json(shown: AccountPreview) -> dict[str, Any]:
-    """The preview as one JSON document (docs/PREVIEW.md): amounts are strings."""
+class PreviewItemDoc(BaseModel):
+    """One hypothetical item, as given (dates ISO; `assignment_id` of an added add-on)."""
+
+    kind: Literal["add", "end", "change"]
+    addon_id: str | None = None
+    fee_plan_id: str | None = None
+    quantity: int | None = None
+    start: date | None = None
+    end: date | None = None
+    on: date | None = None
+    effective_from: date | None = None
+    assignment_id: str | None = None
+
+
+class PreviewLineDoc(BaseModel):
+    """One invoice line, as it stands (`before`) and with the changes (`after`)."""
+
+    line_type: str
+    assignment_id: str | None
+    addon_id: str | None
+    service: str | None
+    destination_group: str | None
+    description: str
+    before: str | None = Field(description="amount now; null: no such line now")
+    after: str | None = Field(description="amount with the changes; null: the line goes")
+    difference: str
+
+
+class PreviewPeriodDoc(BaseModel):
+    period: str
+    total_before: str
+    total_after: str
+    difference: str
+    lines: list[PreviewLineDoc]
+
+
+class VerdictDoc(BaseModel):
+    """A decision row the changes made (SPEC §6 `decisions`)."""
+
+    assignment_id: str
+    period: str
+    rule: str
+    outcome: str | None
+    reason: str | None
+    effective_start: date | None
+    effective_end: date | None
+
+
+class PlanChangeDoc(BaseModel):
+    """The rules' verdict on a change of fee plan or quantity (SPEC §8.1)."""
+
+    assignment_id: str
+    effective_from: date
+    takes_effect_on: date | None
+    fee_plan_id: str | None
+    quantity: int | None
+    status: str
+    reason: str | None
+
+
+class PreviewDoc(BaseModel):
+    """`billrun preview --json`: amounts are decimal strings at the currency's precision."""
+
+    account_id: str
+    currency: str
+    items: list[PreviewItemDoc]
+    periods: list[PreviewPeriodDoc]
+    verdicts: list[VerdictDoc]
+    plan_changes: list[PlanChangeDoc]
+
+
+def as_json(shown: AccountPreview) -> PreviewDoc:
+    """The preview as one document (schema: docs/preview.schema.json)."""
     units = shown.minor_units
     p = shown.preview
-
-    def item(n: int, it: Item) -> dict[str, Any]:
-        body = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in vars(it).items()}
-        kind = {"AddAddon": "add", "EndAssignment": "end", "ChangeAssignment": "change"}
-        return {"kind": kind[type(it).__name__], **body,
-                **({"assignment_id": p.new_ids[n]} if n in p.new_ids else {})}
-
-    def dates(row: dict[str, Any]) -> dict[str, Any]:
-        return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in row.items()}
-
-    return {
-        "account_id": shown.account_id,
-        "currency": shown.currency,
-        "items": [item(n, it) for n, it in enumerate(p.items)],
-        "periods": [
-            {
-                "period": period.period,
-                "total_before": _plain(period.total_before, units),
-                "total_after": _plain(period.total_after, units),
-                "difference": _plain(period.total_after - period.total_before, units),
-                "lines": [
-                    {"line_type": r["line_type"], "assignment_id": r["assignment_id"],
-                     "addon_id": r["addon_id"], "service": r["service"],
-                     "destination_group": r["destination_group"],
-                     "description": r["description"],
-                     "before": _plain(r["amount_before"], units),
-                     "after": _plain(r["amount_after"], units),
-                     "difference": _plain(r["difference"], units)}
+    kinds = {AddAddon: "add", EndAssignment: "end", ChangeAssignment: "change"}
+    return PreviewDoc(
+        account_id=shown.account_id,
+        currency=shown.currency,
+        items=[PreviewItemDoc(kind=kinds[type(it)], **vars(it),  # type: ignore[arg-type]
+                              **({"assignment_id": p.new_ids[n]} if n in p.new_ids else {}))
+               for n, it in enumerate(p.items)],
+        periods=[
+            PreviewPeriodDoc(
+                period=period.period,
+                total_before=_plain(period.total_before, units) or "",
+                total_after=_plain(period.total_after, units) or "",
+                difference=_plain(period.total_after - period.total_before, units) or "",
+                lines=[
+                    PreviewLineDoc(
+                        line_type=r["line_type"], assignment_id=r["assignment_id"],
+                        addon_id=r["addon_id"], service=r["service"],
+                        destination_group=r["destination_group"], description=r["description"],
+                        before=_plain(r["amount_before"], units),
+                        after=_plain(r["amount_after"], units),
+                        difference=_plain(r["difference"], units) or "",
+                    )
                     for r in period.lines.iter_rows(named=True)
                 ],
-            }
+            )
             for period in p.periods
         ],
-        "verdicts": [dates(r) for r in p.decisions.select(
-            "assignment_id", "period", "rule", "outcome", "reason", "effective_start",
-            "effective_end").iter_rows(named=True)],
-        "plan_changes": [dates(r) for r in p.plan_changes.select(
-            "assignment_id", "effective_from", "takes_effect_on", "fee_plan_id", "quantity",
-            "status", "reason").iter_rows(named=True)],
-    }
+        verdicts=[VerdictDoc(**r) for r in p.decisions.select(list(VerdictDoc.model_fields))
+                  .iter_rows(named=True)],
+        plan_changes=[PlanChangeDoc(**r) for r in p.plan_changes.select(
+            list(PlanChangeDoc.model_fields)).iter_rows(named=True)],
+    )
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of `billrun preview --json` (docs/preview.schema.json is this)."""
+    return PreviewDoc.model_json_schema()
 
 
 def print_preview(shown: AccountPreview, console: Console) -> None:
@@ -287,7 +355,7 @@ def run(args: Any, console: Console) -> int:
     finally:
         con.close()
     if args.json:
-        print(json.dumps(as_json(shown), indent=2))
+        print(as_json(shown).model_dump_json(indent=2))
     else:
         print_preview(shown, console)
     return 0

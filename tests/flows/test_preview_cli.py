@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing.preview import AddAddon, EndAssignment
-from billrun.preview import preview_account
+from billrun.preview import PreviewDoc, json_schema, preview_account
 from flows.load import load_flow
 from flows.nightly import nightly_flow
 
@@ -55,6 +55,7 @@ def test_replacing_and_ending_priced_by_hand_as_json_and_nothing_written(billed:
                       "--end", "assignment=AS_TV,on=2026-02-21", "--json")
     assert got.returncode == 0, got.stderr
     doc = json.loads(got.stdout)
+    PreviewDoc.model_validate(doc)  # the documented schema (docs/preview.schema.json)
     february, march = doc["periods"]
     # AS_V100 is replaced on 02-11 by the later same-priority add-on: 5 × 18/28 = -3.21.
     # AS_TV ends 02-21: 30 × 8/28 = -8.57. ADD_VOICE200 has no fee.
@@ -142,3 +143,8 @@ def test_a_preview_equals_loading_the_same_change_on_a_copy(
             "WHERE account_id = 'A1' AND period = '2026-02' ORDER BY ALL").fetchall()
     after = shown.preview.periods[0].lines.filter(pl.col("amount_after").is_not_null())
     assert sorted(after.select("line_type", "assignment_id", "amount_after").rows()) == real
+
+
+def test_the_documented_json_schema_is_the_one_printed() -> None:
+    documented = Path(__file__).resolve().parents[2] / "docs" / "preview.schema.json"
+    assert json.loads(documented.read_text()) == json_schema()
