@@ -317,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("explain", _delegate("explain"), "the decisions, lines and counters of one invoice")
     p.add_argument("--account", required=True, metavar="ID")
     p.add_argument("--period", type=_period, required=True, metavar="YYYY-MM")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document (amounts as strings) instead of tables")
     add_db(p)
 
     p = add("preview", cmd_preview,

@@ -228,10 +228,15 @@ def explain(args: argparse.Namespace) -> int:
         parse_period(args.period)
     except ValueError as exc:
         return _bad_argument(str(exc))
-    from billrun.explain import ExplainError, explain_invoice
+    from billrun.explain import ExplainError, explain_invoice, explain_json
 
     try:
-        explain_invoice(args.db, args.account, args.period, console)
+        if getattr(args, "json", False):
+            import json
+
+            print(json.dumps(explain_json(args.db, args.account, args.period), indent=2))
+        else:
+            explain_invoice(args.db, args.account, args.period, console)
     except ExplainError as exc:
         err_console.print(f"[red]billrun: {exc}[/red]")
         return exc.exit_code

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -318,6 +320,44 @@ def _fixed(units: pl.Expr, scale: int, digits: int) -> pl.Expr:
     whole = units // (10**scale)
     fraction = (units % (10**scale)) // (10 ** (scale - digits))
     return pl.format("{}.{}", whole, fraction.cast(pl.Utf8).str.zfill(digits))
+
+
+def _jsonable(value: object) -> object:
+    """A cell as JSON: amounts (Decimal) as exact strings, dates and times as ISO text."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    return value
+
+
+def explain_json(db: str, account_id: str, period: str) -> dict[str, object]:
+    """`explain --json`: one document with the same sections as the tables (amounts are
+    strings at the currency's precision; the per-event parts keep their exact decimals)."""
+    con, source = _open(db)
+    try:
+        frames = explain_frames(con, account_id, period)
+        frames["events"], frames["parcels"] = recomputed_detail(con, account_id, period)
+        currency = _minor_units(con, account_id)
+    except duckdb.CatalogException:
+        raise NotADatabaseError(f"{source} is not a billrun DuckDB database") from None
+    finally:
+        con.close()
+    if all(f.height == 0 for f in frames.values()):
+        raise ExplainError(f"nothing billed or decided for account {account_id} in {period}")
+    units = currency[1] if currency else 2
+    doc: dict[str, object] = {"account_id": account_id, "period": period,
+                              "currency": currency[0] if currency else None}
+    for key, shown in frames.items():
+        if key != "events" and shown.height:
+            shown = shown.with_columns(
+                pl.Series(name, [None if v is None else f"{Decimal(v):.{units}f}"
+                                 for v in shown[name]], dtype=pl.Utf8)
+                for name in AMOUNT_COLUMNS if name in shown.columns
+            )
+        doc[key] = [{k: _jsonable(v) for k, v in row.items()}
+                    for row in shown.iter_rows(named=True)]
+    return doc
 
 
 def explain_invoice(db: str, account_id: str, period: str, console: Console) -> None:

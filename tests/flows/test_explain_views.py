@@ -97,3 +97,14 @@ def test_explain_splits_the_crossing_event_at_the_tier_boundary(billed: Path) ->
         ("E2", "100.00", "50.00", "100.00", "50.00", "5.0000", "5.0000"),
         ("E2", "0.00", "100.00", "120.00", "20.00", "2.0000", "0.0000"),
     ]
+
+
+def test_explain_json_is_one_document_with_amounts_as_strings(billed: Path) -> None:
+    import json
+
+    from billrun.explain import explain_json
+
+    doc = json.loads(json.dumps(explain_json(str(billed), "A1", "2026-01")))
+    assert doc["currency"] == "USD" and doc["invoice"][0]["total"] == "37.32"
+    assert sum(Decimal(line["amount"]) for line in doc["lines"]) == Decimal("37.32")
+    assert {d["assignment_id"] for d in doc["decisions"]} == {"AS_TV", "AS_V100"}
