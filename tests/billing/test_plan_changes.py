@@ -9,6 +9,7 @@ said otherwise; the add-on `ADD` ("Pack") has one subscription `SUB`.
 from __future__ import annotations
 
 from datetime import date, datetime
+from dataclasses import replace
 from typing import Any
 
 import polars as pl
@@ -337,3 +338,28 @@ def test_the_lines_of_a_life_sum_to_the_term_formula(life: Any, rnd: Any) -> Non
     expected = sum(Fraction(fee * q_days, (t_end - t_start).days)
                    for (_, t_start, t_end), (q_days, fee, _) in per_term.items())
     assert abs(sum(amounts) - expected) <= Fraction(len(amounts), 2)
+
+
+@settings(max_examples=10, deadline=None)
+@hyp_given(st.lists(lives(), min_size=2, max_size=3))
+def test_billing_accounts_together_or_one_by_one_gives_the_same_rows(many: Any) -> None:
+    """Shards: the changes of one account never move another's lines or verdicts."""
+    cat = catalog([plan("M30", 1, "30.00"), plan("Q60", 3, "60.00")])
+    parts = []
+    for n, (_, start, end, base, quantity, changes) in enumerate(many):
+        one = inputs(cat, start=start, plan_id=base, quantity=quantity, end=end, changes=changes)
+        rename = {"account_id": pl.lit(f"A{n}"), "assignment_id": pl.lit(f"S{n}")}
+        parts.append(replace(
+            one, accounts=one.accounts.with_columns(account_id=rename["account_id"]),
+            assignments=one.assignments.with_columns(**rename),
+            changes=one.changes.with_columns(assignment_id=rename["assignment_id"])))
+    together = replace(parts[0], accounts=pl.concat([p.accounts for p in parts]),
+                       assignments=pl.concat([p.assignments for p in parts]),
+                       changes=pl.concat([p.changes for p in parts]))
+    for period in ("2026-03", "2026-07"):
+        whole = bill(together, period, None, NO_COUNTERS)
+        alone = [bill(p, period, None, NO_COUNTERS) for p in parts]
+        assert sorted(whole.charges.rows()) == sorted(
+            r for a in alone for r in a.charges.rows())
+        assert sorted(whole.plan_changes.rows()) == sorted(
+            r for a in alone for r in a.plan_changes.rows())
