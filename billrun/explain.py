@@ -179,12 +179,33 @@ def explain_frames(
             [account_id, period, account_id, period],
         ),
     }
+    frames["versions"] = _versions(con, account_id)
     if told == "<=":
         decisions = frames["decisions"]
         frames["decisions"] = pl.concat(
             [decisions, _never_stored(con, account_id, period, decisions)]
         )
     return frames
+
+
+def _versions(con: duckdb.DuckDBPyConnection, account_id: str) -> pl.DataFrame:
+    """The change story of the account's add-ons (SPEC §8.1): every version, base and change,
+    when it took effect and why (`assignment_history`); only for add-ons that have changes."""
+    has_view = scalar(con, "SELECT count(*) FROM duckdb_views() WHERE view_name = "
+                      "'assignment_history'")
+    if not has_view:
+        return pl.DataFrame()
+    return frame(
+        con,
+        """SELECT assignment_id, effective_from, takes_effect_on, fee_plan_id, quantity,
+                  status, reason
+           FROM assignment_history h
+           WHERE account_id = ? AND assignment_id IN (
+               SELECT assignment_id FROM assignment_history
+               WHERE account_id = ? AND effective_from IS NOT NULL)
+           ORDER BY assignment_id, effective_from NULLS FIRST""",
+        [account_id, account_id],
+    )
 
 
 def event_detail(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -> pl.DataFrame:
@@ -388,6 +409,8 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
     console.print(f"[dim]from {source}[/dim]")
     titles = {
         "decisions": "Decisions (rule, outcome, reason)",
+        "versions": "Versions of each changed add-on (base, then each change: when it took "
+                    "effect and why)",
         "lines": "Invoice lines",
         "fee_terms": "Fee terms (promotion that priced each term, suspended days credited)",
         "adjustments": "Adjustments made after finalization",
