@@ -14,6 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import store
+from pipeline.contracts import PLAN_CHANGE_SCHEMA
+from store import usage_state
+from store.results import _write_plan_changes
+from store.views import VIEWS
 from flows.load import load_directory
 from tests.conftest import write_text
 
@@ -214,3 +218,75 @@ def test_a_database_made_before_the_column_gets_it(tmp_path: Path) -> None:
         )
     finally:
         con.close()
+
+
+def test_a_change_row_makes_only_its_account_recompute(
+    drops: Drops, con: duckdb.DuckDBPyConnection
+) -> None:
+    """The incremental nightly continues a draft only while the account's inputs hash the same
+    (store/usage_state.py): a new change row is such an input."""
+    drops.load(BASE, "S2,A2,ADD_TV,TV1,2025-03-01,,2025-02-28 10:00:00,2,")
+    con.execute("CREATE TEMP TABLE _groups AS SELECT * FROM (VALUES ('A1', '2025-04'), "
+                "('A2', '2025-04')) g(account_id, period)")
+    before = usage_state.inputs_prints(con, "_groups")
+    drops.load("S1,A1,ADD_TV,TV1,,,,3,2025-04-11")
+    after = usage_state.inputs_prints(con, "_groups")
+    assert after[("A1", "2025-04")] != before[("A1", "2025-04")]
+    assert after[("A2", "2025-04")] == before[("A2", "2025-04")]
+    # a correction of the change is a new input again; its unchanged reload is not
+    drops.load("S1,A1,ADD_TV,TV1,,,,4,2025-04-11")
+    corrected = usage_state.inputs_prints(con, "_groups")
+    assert corrected[("A1", "2025-04")] not in (before[("A1", "2025-04")],
+                                                after[("A1", "2025-04")])
+    drops.load("S1,A1,ADD_TV,TV1,,,,4,2025-04-11")
+    assert usage_state.inputs_prints(con, "_groups") == corrected
+
+
+def _verdicts(con: duckdb.DuckDBPyConnection, run_id: str, *rows: tuple) -> int:
+    """Write verdicts as a run's commit does (store.results), from PLAN_CHANGE_SCHEMA rows."""
+    con.register("_rows", pl.DataFrame(list(rows), schema=PLAN_CHANGE_SCHEMA, orient="row"))
+    con.execute("CREATE OR REPLACE TEMP TABLE _new_plan_changes AS SELECT * FROM _rows")
+    con.unregister("_rows")
+    return _write_plan_changes(con, run_id)
+
+
+def test_assignment_history_shows_each_version_with_its_verdict(
+    drops: Drops, con: duckdb.DuckDBPyConnection
+) -> None:
+    drops.load(BASE, "S1,A1,ADD_TV,TV1,,,,3,2025-04-11", "S1,A1,ADD_TV,TV1E,,,,,2025-05-01")
+    con.execute(f"CREATE VIEW assignment_history AS {VIEWS['assignment_history']}")
+
+    def history() -> list[tuple]:
+        return con.execute("SELECT * FROM assignment_history").fetchall()
+
+    base = ("S1", "A1", "ADD_TV", None, date(2025, 3, 1), "TV1", 1, "base", None)
+    assert history() == [  # loaded, not billed yet
+        base,
+        ("S1", "A1", "ADD_TV", date(2025, 4, 11), None, "TV1", 3, "not in effect",
+         "not billed yet"),
+        ("S1", "A1", "ADD_TV", date(2025, 5, 1), None, "TV1E", 1, "not in effect",
+         "not billed yet"),
+    ]
+    in_effect = ("S1", "A1", date(2025, 4, 11), date(2025, 4, 11), "TV1", 3, "in effect",
+                 "immediate: on its effective_from")
+    refused = ("S1", "A1", date(2025, 5, 1), None, "TV1E", 1, "refused",
+               "fee plan TV1E is in EUR, the account in USD")
+    assert _verdicts(con, "run-1", in_effect, refused) == 2
+    assert _verdicts(con, "run-2", in_effect, refused) == 0  # the same verdicts: no rewrite
+    assert history() == [
+        base,
+        ("S1", "A1", "ADD_TV", date(2025, 4, 11), date(2025, 4, 11), "TV1", 3, "in effect",
+         "immediate: on its effective_from"),
+        ("S1", "A1", "ADD_TV", date(2025, 5, 1), None, "TV1E", 1, "refused",
+         "fee plan TV1E is in EUR, the account in USD"),
+    ]
+    # a correction of the first change: its verdict was on the version before
+    drops.load("S1,A1,ADD_TV,TV1,,,,4,2025-04-11")
+    assert history()[1] == ("S1", "A1", "ADD_TV", date(2025, 4, 11), None, "TV1", 4,
+                            "not in effect", "not billed yet")
+    # the next run's verdict replaces the old one
+    assert _verdicts(con, "run-3", (*in_effect[:5], 4, *in_effect[6:])) == 1
+    assert con.execute(
+        "SELECT effective_from, quantity, run_id FROM plan_change_verdicts ORDER BY ALL"
+    ).fetchall() == [(date(2025, 4, 11), 4, "run-3"), (date(2025, 5, 1), 1, "run-1")]
+    assert history()[1][4:8] == (date(2025, 4, 11), "TV1", 4, "in effect")
