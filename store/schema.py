@@ -49,10 +49,11 @@ RAW_DDL: list[str] = [
         FROM (SELECT * FROM assignment_versions WHERE effective_from IS NULL
               QUALIFY row_number() OVER (PARTITION BY assignment_id ORDER BY load_seq DESC) = 1
              ) b
-        LEFT JOIN (SELECT assignment_id, max(load_seq) AS load_seq,
-                          arg_max_null(end_date, load_seq) AS end_date
+        LEFT JOIN (SELECT assignment_id, load_seq, end_date
                    FROM assignment_versions WHERE effective_from IS NOT NULL
-                   GROUP BY assignment_id) c USING (assignment_id)""",
+                   QUALIFY row_number() OVER (PARTITION BY assignment_id
+                                              ORDER BY load_seq DESC) = 1
+                  ) c USING (assignment_id)""",
     # Grain: one row per (assignment_id, effective_from): the current version of each change
     # of an assignment's fee plan or quantity (SPEC §8.1), its latest delivered row.
     """CREATE OR REPLACE VIEW assignment_changes AS
