@@ -5,8 +5,9 @@ A load is idempotent. Reloading the same files changes no table:
 - a usage row whose event_id is stored with the same values is `unchanged`; with other values it
   is rejected as a duplicate key (an event is never billed twice);
 - an assignment row equal to the current version of its key (assignment_id, and effective_from
-  for a change: SPEC §8.1) whose end_date is the assignment's end date as it stands before the
-  row is `unchanged`; any other becomes a new version, and the current one of its key;
+  for a change: SPEC §8.1) is `unchanged`, unless it is the load's last row of its assignment
+  and its end_date is not the end date the assignment has without it; any other becomes a new
+  version, and the current one of its key;
 - an account row with a stored (account_id, effective_from) and other values replaces it;
 - a rejected row already stored with the same source, line, reason and raw is not added again.
 
@@ -423,36 +424,48 @@ def _publish_assignments(
     """A row that differs from the current version of its key becomes a new version.
 
     SPEC §8.1: a change row (with `effective_from`) is first checked against its assignment's
-    base version as this load leaves it (`_check_changes`). A row is `unchanged` when it equals
-    the current version of its key and its `end_date` is the assignment's end date as it stands
-    before it (the stored one, or that of the load's previous row of the assignment): loading
-    it would change nothing, since the latest delivered row gives the end date."""
+    base version as this load leaves it (`_check_changes`). Then a row equal to the current
+    version of its key is `unchanged`, except the load's last row of its assignment when its
+    `end_date` differs from the end date the assignment has without it (the stored one, or that
+    of the load's latest new or changed row of the assignment before it): the latest delivered
+    row gives the end date, so that row becomes a version again. For a row delivered alone, that
+    is SPEC §8.1's rule (equal to its key's version and to the assignment's end date), and
+    loading the same file twice changes nothing."""
     _check_changes(con, stats)
     key = ("c.assignment_id = b.assignment_id "
            "AND c.effective_from IS NOT DISTINCT FROM b.effective_from")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _assignments AS
-        WITH staged AS (
-            SELECT s.*,
-                   row_number() OVER (PARTITION BY assignment_id ORDER BY line) AS _nth,
-                   lag(end_date) OVER (PARTITION BY assignment_id ORDER BY line) AS _end_before
-            FROM _staging_assignments s),
-        current_versions AS (
+        WITH current_versions AS (
             SELECT * FROM assignment_versions
             SEMI JOIN _staging_assignments USING (assignment_id)
             QUALIFY row_number() OVER (PARTITION BY assignment_id, effective_from
-                                       ORDER BY load_seq DESC) = 1)
-        SELECT b.* EXCLUDE (_nth, _end_before, raw),
-               CASE WHEN c.assignment_id IS NULL THEN 'new'
-                    WHEN CASE WHEN b.effective_from IS NULL
+                                       ORDER BY load_seq DESC) = 1),
+        compared AS (
+            SELECT b.* EXCLUDE (raw),
+                   c.assignment_id IS NOT NULL AS _known,
+                   c.assignment_id IS NOT NULL
+                     AND CASE WHEN b.effective_from IS NULL
                               THEN {_same(ASSIGNMENT_FIELDS, 'c', 'b')}
-                              ELSE {_same(CHANGE_FIELDS, 'c', 'b')} END
-                     AND b.end_date IS NOT DISTINCT FROM
-                         CASE WHEN b._nth = 1 THEN a.end_date ELSE b._end_before END
+                              ELSE {_same(CHANGE_FIELDS, 'c', 'b')} END AS _equal,
+                   row_number() OVER (PARTITION BY b.assignment_id ORDER BY b.line DESC) = 1
+                     AS _last
+            FROM _staging_assignments b LEFT JOIN current_versions c ON {key}),
+        -- the end date the assignment has without its last row: that of the latest row before
+        -- it that becomes a version, else the stored one
+        ends AS (
+            SELECT assignment_id, end_date FROM compared WHERE NOT _equal AND NOT _last
+            QUALIFY row_number() OVER (PARTITION BY assignment_id ORDER BY line DESC) = 1)
+        SELECT b.* EXCLUDE (_known, _equal, _last),
+               CASE WHEN NOT b._known THEN 'new'
+                    WHEN NOT b._equal THEN 'changed'
+                    WHEN NOT b._last THEN 'same'
+                    WHEN b.end_date IS NOT DISTINCT FROM
+                         CASE WHEN e.assignment_id IS NULL THEN a.end_date ELSE e.end_date END
                     THEN 'same'
                     ELSE 'changed' END AS state
-        FROM staged b
-        LEFT JOIN current_versions c ON {key}
+        FROM compared b
+        LEFT JOIN ends e ON e.assignment_id = b.assignment_id
         LEFT JOIN assignments a ON a.assignment_id = b.assignment_id"""
     )
     con.execute(

@@ -130,6 +130,16 @@ def test_within_one_file_the_last_line_gives_the_end_date(
     stats = drops.load(BASE, "S1,A1,ADD_TV,TV1,,2025-06-30,,2,2025-05-01")
     assert counts(stats) == (2, 2, 1, 0)
     assert current(con) == [("S1", "TV1", 1, date(2025, 3, 1), date(2025, 6, 30))]
+    # loading the same file again changes nothing, either way round
+    stored = versions(con)
+    assert counts(drops.load(BASE, "S1,A1,ADD_TV,TV1,,2025-06-30,,2,2025-05-01")) == (2, 2, 2, 0)
+    assert versions(con) == stored
+    drops.load("S1,A1,ADD_TV,TV1,,2025-06-30,,2,2025-05-01", BASE)
+    stored = versions(con)
+    assert counts(drops.load("S1,A1,ADD_TV,TV1,,2025-06-30,,2,2025-05-01", BASE))\
+        == (2, 2, 2, 0)
+    assert versions(con) == stored
+    assert current(con) == [("S1", "TV1", 1, date(2025, 3, 1), None)]
 
 
 def test_change_rows_that_do_not_fit_their_base_are_rejected_at_load(
