@@ -6,7 +6,8 @@ Each `validate_*` takes the all-string frame that `store.sources` reads (a `line
 input's columns, `_extra`) and returns `Validated(valid, rejected)`:
 
 - `valid`: the typed columns of docs/CONTRACTS.md, plus `line` so that the store keeps each
-  row's origin;
+  row's origin (and, for assignments, `raw`: a change row's text, which the store may still
+  reject: SPEC §8.1);
 - `rejected`: `source, line, reason, raw`. The reason lists every problem of the row, each as
   `field: problem`, joined by `; `. No row is ever dropped: `valid` + `rejected` = the input.
 
