@@ -1,6 +1,7 @@
 """SPEC §8.1 change rows on their way to `bill` and back: staged by shard with the accounts they
 belong to (as the locks are), read by each unit and by `explain`, and shown in the analyst
-copy's `assignment_history` after a nightly. Real files, a real DuckDB file, a real flow."""
+copy's `assignment_history` after a nightly. Real files, a real DuckDB file, a real flow (the
+second test only)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pytest
 
 import store
 from billrun.explain import _account_inputs
@@ -34,7 +36,8 @@ B_TV,B1,ADD_TV,TV1,,,,1,2026-03-01
 MORE_ACCOUNTS = ACCOUNTS + "B1,USD,MP_BASIC,1,active,2026-01-01,,\n"
 
 
-def test_changes_reach_each_unit_and_explain_and_the_history(tmp_path: Path) -> None:
+def _loaded(tmp_path: Path) -> tuple[Path, pl.DataFrame]:
+    """A database with the drop above loaded, and its changes."""
     db = tmp_path / "billrun.duckdb"
     drop = write_drop(tmp_path / "drop", catalog=CATALOG, accounts=MORE_ACCOUNTS,
                       assignments=ASSIGNMENTS)
@@ -42,10 +45,19 @@ def test_changes_reach_each_unit_and_explain_and_the_history(tmp_path: Path) -> 
     try:
         load_directory(con, drop)
         changes = store.read_changes(con)
-        assert changes.rows() == [
-            ("AS_TV", date(2026, 2, 1), "TV1", 2),
-            ("B_TV", date(2026, 1, 15), "TV1", 3), ("B_TV", date(2026, 3, 1), "TV1", 1),
-        ]
+    finally:
+        con.close()
+    assert changes.rows() == [
+        ("AS_TV", date(2026, 2, 1), "TV1", 2),
+        ("B_TV", date(2026, 1, 15), "TV1", 3), ("B_TV", date(2026, 3, 1), "TV1", 1),
+    ]
+    return db, changes
+
+
+def test_each_unit_reads_the_changes_of_its_shard(tmp_path: Path) -> None:
+    db, changes = _loaded(tmp_path)
+    con = store.connect(db)
+    try:
         # the run's staging: each unit reads the changes of its shard's accounts
         stage, shards = staging.Stage(str(tmp_path / "staging"), "run-1"), 2
         staging.write_text(stage, staging.CATALOG_FILE, store.read_catalog_text(con) or "")
@@ -65,6 +77,10 @@ def test_changes_reach_each_unit_and_explain_and_the_history(tmp_path: Path) -> 
     assert pl.concat([u.changes for u in units]).sort("assignment_id", "effective_from")\
         .equals(changes)
 
+
+@pytest.mark.slow
+def test_explain_and_the_analyst_copy_after_a_nightly(tmp_path: Path) -> None:
+    db, changes = _loaded(tmp_path)
     nightly_flow(as_of=date(2026, 2, 10), db=str(db), shards=2)
     with duckdb.connect(str(db), read_only=True) as con:
         explained = _account_inputs(con, "B1", "2026-01", with_usage=False)
