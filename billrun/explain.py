@@ -241,12 +241,17 @@ def _account_inputs(
     policy = scalar(con, "SELECT conflict_policy FROM catalog_settings") or (
         catalog.conflict_policy
     )
+    assignments = store.read_assignments(con).filter(pl.col("account_id") == account_id)
     inputs = BillInputs(
         catalog=catalog,
         policy=policy,
         accounts=accounts,
-        assignments=store.read_assignments(con).filter(pl.col("account_id") == account_id),
+        assignments=assignments,
         locks=locks,
+        # SPEC §8.1: the changes of the account's assignments
+        changes=store.read_changes(con).join(
+            assignments.select("assignment_id"), on="assignment_id", how="semi"
+        ),
     )
     if not with_usage:
         return inputs

@@ -33,8 +33,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.catalog import Catalog, parse_catalog
-from pipeline.contracts import INPUT_COLUMNS as COLUMNS
+from pipeline.contracts import INPUT_COLUMNS
 from pipeline.periods import add_months, parse_period
+
+# The columns the generator writes: every input column but assignments' `effective_from`
+# (SPEC §8.1, optional): it makes no change rows, so its files read as they did before.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    kind: tuple(c for c in columns if (kind, c) != ("assignments", "effective_from"))
+    for kind, columns in INPUT_COLUMNS.items()
+}
 
 # Fixed, so that the row order of the files does not depend on anything but the arguments.
 CHUNK_ACCOUNTS = 20_000

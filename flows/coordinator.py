@@ -183,6 +183,8 @@ def stage_and_bill(
                        shards)
         staging.export(con, stage, "locks", staging.LOCKS_SQL.format(shard=staging.shard_sql(
             shards, "a.account_id")), shards)
+        staging.export(con, stage, "changes", staging.CHANGES_SQL.format(
+            shard=staging.shard_sql(shards, "a.account_id")), shards)
         unplanned = staging.export(con, stage, "unplanned", f"""SELECT DISTINCT account_id,
             {shard} AS shard FROM assignments ANTI JOIN _plan USING (account_id)""", shards)
         if reprocess:

@@ -22,6 +22,8 @@ from pipeline.adjust import check_unique_line_keys, split_reprocess
 from billing.bill import BillInputs, bill, settle
 from pipeline.catalog import Catalog, CatalogFrames, catalog_frames, parse_catalog
 from pipeline.contracts import (
+    CHANGE_KEY,
+    CHANGE_SCHEMA,
     COUNTER_KEY,
     COUNTER_SCHEMA,
     PARCEL_KEY,
@@ -92,10 +94,12 @@ def _inputs(spec: UnitSpec) -> BillInputs:
     return BillInputs(
         catalog=catalog,
         policy=spec.policy,
-        # The orders of store.raw.read_accounts / read_assignments (Parquet keeps no order).
+        # The orders of store.raw.read_accounts / read_assignments / read_changes (Parquet
+        # keeps no order).
         accounts=_read(spec, "accounts").sort("account_id", "effective_from"),
         assignments=_read(spec, "assignments").sort("assignment_id"),
         locks=_read(spec, "locks"),
+        changes=typed(_read(spec, "changes"), CHANGE_SCHEMA).sort(CHANGE_KEY),
         frames=frames,
     )
 
@@ -162,7 +166,8 @@ def _bill_period(
     )
     with_usage = BillInputs(
         catalog=inputs.catalog, policy=inputs.policy, accounts=inputs.accounts,
-        assignments=inputs.assignments, usage=usage, locks=inputs.locks, frames=inputs.frames,
+        assignments=inputs.assignments, usage=usage, locks=inputs.locks,
+        changes=inputs.changes, frames=inputs.frames,
     )
     continued, so_far = _so_far(spec, period)
     bills, drafts = [], []
@@ -195,6 +200,9 @@ def _bill_period(
     lifecycles = _concat([b.lifecycles for b in bills])
     if lifecycles.width:
         lifecycles = lifecycles.with_columns(pl.lit(period).alias("period"))
+    plan_changes = _concat([b.plan_changes for b in bills])
+    if plan_changes.width:
+        plan_changes = plan_changes.with_columns(pl.lit(period).alias("period"))
     outputs = {
         "scope": plan.select("account_id", "period", "status"),
         "charges": charges,
@@ -205,6 +213,7 @@ def _bill_period(
         "parcel_scope": plan.select("account_id", pl.col("period_start").alias("window_start")),
         "lifecycles": lifecycles,
         "locks": _locks(spec, lifecycles),
+        "plan_changes": plan_changes,
     }
     if spec.reprocess:
         outputs.update(_split(spec, period, plan, outputs))

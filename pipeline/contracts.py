@@ -30,7 +30,7 @@ INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "assignments": (
         "assignment_id", "account_id", "addon_id", "fee_plan_id", "start_date", "end_date",
-        "assigned_at", "quantity",
+        "assigned_at", "quantity", "effective_from",
     ),
     "usage": (
         "event_id", "account_id", "service", "destination_group", "started_at", "quantity",

@@ -6,7 +6,8 @@ Each `validate_*` takes the all-string frame that `store.sources` reads (a `line
 input's columns, `_extra`) and returns `Validated(valid, rejected)`:
 
 - `valid`: the typed columns of docs/CONTRACTS.md, plus `line` so that the store keeps each
-  row's origin;
+  row's origin (and, for assignments, `raw`: a change row's text, which the store may still
+  reject: SPEC §8.1);
 - `rejected`: `source, line, reason, raw`. The reason lists every problem of the row, each as
   `field: problem`, joined by `; `. No row is ever dropped: `valid` + `rejected` = the input.
 
@@ -169,8 +170,12 @@ def _duplicate(key: list[str], label: str, shown: pl.Expr) -> Check:
     )
 
 
-def raw_text(columns: list[str]) -> pl.Expr:
-    """The row re-joined as CSV text (RFC 4180 quoting), with any surplus field at the end."""
+def raw_text(columns: list[str], trailing: tuple[str, ...] = ()) -> pl.Expr:
+    """The row re-joined as CSV text (RFC 4180 quoting), with any surplus field at the end.
+
+    `trailing` columns come after `columns` only where the row has a value: an optional column
+    added later (assignments' `effective_from`) leaves the text of the rows without it as it
+    was before the column existed."""
 
     def field(col: pl.Expr) -> pl.Expr:
         needs_quotes = col.str.contains(r'[",\r\n]')
@@ -178,6 +183,10 @@ def raw_text(columns: list[str]) -> pl.Expr:
         return pl.when(needs_quotes).then(quoted).otherwise(col).fill_null("")
 
     row = pl.concat_str([field(pl.col(c)) for c in columns], separator=",")
+    for name in trailing:
+        row = pl.when(pl.col(name).is_not_null()).then(
+            pl.concat_str([row, field(pl.col(name))], separator=",")
+        ).otherwise(row)
     return (
         pl.when(pl.col(EXTRA).is_not_null())
         .then(pl.concat_str([row, field(pl.col(EXTRA))], separator=","))
@@ -197,9 +206,10 @@ def _row_checks(columns: list[str]) -> list[Check]:
 
 def _split(
     frame: pl.DataFrame, checks: list[Check], typed: list[pl.Expr | str], columns: list[str],
-    source: str,
+    source: str, raw: pl.Expr | None = None,
 ) -> Validated:
-    """Flag the rows that fail any check, then word the reasons of those rows only."""
+    """Flag the rows that fail any check, then word the reasons of those rows only. `raw`: the
+    rejected rows' text (default: `raw_text(columns)`)."""
     flags = [f"_bad{i}" for i in range(len(checks))]
     blank = pl.all_horizontal([pl.col(c).is_null() for c in [*columns, EXTRA]])
     flagged = frame.with_columns(
@@ -226,7 +236,7 @@ def _split(
         pl.lit(source, pl.String).alias("source"),
         pl.col("line").cast(pl.Int64),
         reason.alias("reason"),
-        raw_text(columns).alias("raw"),
+        (raw_text(columns) if raw is None else raw).alias("raw"),
     )
     return Validated(valid, rejected)
 
@@ -392,6 +402,12 @@ def _with_reference(parsed: pl.DataFrame, stored: pl.DataFrame | None) -> pl.Dat
 
 
 ASSIGNMENT_COLUMNS = list(INPUT_COLUMNS["assignments"])
+# SPEC §8.1: `effective_from` came later and is optional; a row's text shows it only when the
+# row has one, so the rows of a file without it read as they always did.
+CHANGE_COLUMN = "effective_from"
+_ASSIGNMENT_TEXT = raw_text(
+    [c for c in ASSIGNMENT_COLUMNS if c != CHANGE_COLUMN], trailing=(CHANGE_COLUMN,)
+)
 
 
 def validate_assignments(
@@ -401,18 +417,35 @@ def validate_assignments(
 
     A fee plan that exists but belongs to another subscription or currency is valid here: the
     rules layer decides that it is ineligible, and records why.
+
+    SPEC §8.1: a row with `effective_from` is a change of the assignment's fee plan and
+    quantity from that day; one without it is the base version. The key within a file is
+    `(assignment_id, effective_from)` (a null `effective_from` is the base). A change's
+    `start_date` and `assigned_at` are the base version's, so a change row may leave them
+    empty (if given they must still parse). What a change is checked against (its base
+    version: same account and add-on, `effective_from` not before `start_date`) may be in the
+    store or in the same load, so the store checks it when it publishes the load
+    (store/raw.py); a valid change row therefore keeps its text in `raw` (null for a base row).
     """
-    start, end, assigned, quantity = fields = (
+    start, end, assigned, quantity, effective = fields = (
         parse_date("start_date"), parse_date("end_date"), parse_timestamp("assigned_at"),
-        parse_whole("quantity"),
+        parse_whole("quantity"), parse_date(CHANGE_COLUMN),
     )
     subscription_of = {a.id: a.subscription for a in catalog.addons if a.subscription}
+    is_change = _c(CHANGE_COLUMN).is_not_null()
+    # A key whose effective_from does not parse is no key: such a row is rejected for its date
+    # and takes no part in finding duplicates.
+    keyed = _c(CHANGE_COLUMN).is_null() | effective.value.is_not_null()
     parsed = _prepared(raw, *fields).with_columns(
         start.value.alias("_start_date"),
         end.value.alias("_end_date"),
         assigned.value.alias("_assigned_at"),
         pl.when(_c("quantity").is_null()).then(1).otherwise(quantity.value).alias("_quantity"),
-        first_line(["assignment_id"]),
+        effective.value.alias("_effective_from"),
+        keyed.alias("_keyed"),
+    ).with_columns(
+        pl.when(_c("_keyed")).then(_c("line")).min()
+        .over(["assignment_id", "_effective_from"]).alias("_first"),
     )
     checks = [
         *_row_checks(ASSIGNMENT_COLUMNS),
@@ -434,14 +467,14 @@ def validate_assignments(
                 _c("addon_id").replace_strict(subscription_of, default=None),
             ),
         ),
-        _required("start_date"),
+        _check(_c("start_date").is_null() & ~is_change, "start_date: required"),
         *start.checks,
         *end.checks,
         _check(
             _c("_end_date") < _c("_start_date"),
             pl.format("end_date: end before start ({} < {})", _c("end_date"), _c("start_date")),
         ),
-        _required("assigned_at"),
+        _check(_c("assigned_at").is_null() & ~is_change, "assigned_at: required"),
         *assigned.checks,
         *quantity.checks,
         _check(_c("_quantity") < 1, _quoted("quantity", "'{}' is less than 1")),
@@ -449,11 +482,29 @@ def validate_assignments(
             _c("_quantity") > MAX_ASSIGNMENT_QUANTITY,
             _quoted("quantity", f"'{{}}' is more than {MAX_ASSIGNMENT_QUANTITY}"),
         ),
-        _duplicate(["assignment_id"], "assignment_id", pl.format("'{}'", _c("assignment_id"))),
+        *effective.checks,
+        _check(
+            _c("assignment_id").is_not_null() & _c("_keyed")
+            & (_c("line") != _c("_first")),
+            pl.when(is_change).then(
+                pl.format(
+                    "assignment_id: duplicate assignment_id, effective_from ('{}', {}) "
+                    "(first at line {})",
+                    _c("assignment_id"), _c("_effective_from"), _c("_first"),
+                )
+            ).otherwise(
+                pl.format(
+                    "assignment_id: duplicate assignment_id '{}' (first at line {})",
+                    _c("assignment_id"), _c("_first"),
+                )
+            ),
+        ),
     ]
     typed = [
         "assignment_id", "account_id", "addon_id", "fee_plan_id",
         _c("_start_date").alias("start_date"), _c("_end_date").alias("end_date"),
         _c("_assigned_at").alias("assigned_at"), _c("_quantity").alias("quantity"),
+        _c("_effective_from").alias(CHANGE_COLUMN),
+        pl.when(is_change).then(_ASSIGNMENT_TEXT).alias("raw"),
     ]
-    return _split(parsed, checks, typed, ASSIGNMENT_COLUMNS, source)
+    return _split(parsed, checks, typed, ASSIGNMENT_COLUMNS, source, raw=_ASSIGNMENT_TEXT)

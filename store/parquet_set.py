@@ -28,6 +28,7 @@ PARQUET_TABLES: tuple[str, ...] = (
     "discount_counters",
     "rejected_rows",
     "runs",
+    "plan_change_verdicts",  # SPEC §8.1; read through the assignment_history view
     *VIEWS,
 )
 MANIFEST = "_manifest.json"

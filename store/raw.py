@@ -4,8 +4,10 @@ typed Polars frames back.
 A load is idempotent. Reloading the same files changes no table:
 - a usage row whose event_id is stored with the same values is `unchanged`; with other values it
   is rejected as a duplicate key (an event is never billed twice);
-- an assignment row equal to the current version of its assignment_id is `unchanged`; one that
-  differs becomes a new version, and the current one;
+- an assignment row equal to the current version of its key (assignment_id, and effective_from
+  for a change: SPEC §8.1) is `unchanged`, unless it is the load's last row of its assignment
+  and its end_date is not the end date the assignment has without it; any other becomes a new
+  version, and the current one of its key;
 - an account row with a stored (account_id, effective_from) and other values replaces it;
 - a rejected row already stored with the same source, line, reason and raw is not added again.
 
@@ -24,7 +26,7 @@ import duckdb
 import polars as pl
 
 from pipeline.catalog import Catalog, parse_catalog
-from pipeline.contracts import INPUT_COLUMNS
+from pipeline.contracts import CHANGE_SCHEMA, INPUT_COLUMNS, typed
 from pipeline.validate import Validated
 from store import checks
 from store.clock import Clock, utc_now
@@ -32,6 +34,9 @@ from store.runs import RunRecord, new_run_id, record_run
 
 ACCOUNT_FIELDS = list(INPUT_COLUMNS["accounts"])
 ASSIGNMENT_FIELDS = list(INPUT_COLUMNS["assignments"])
+# What a re-delivered change row must repeat to be `unchanged`: its start_date and assigned_at
+# are always its base version's (SPEC §8.1), whatever the row says.
+CHANGE_FIELDS = [c for c in ASSIGNMENT_FIELDS if c not in ("start_date", "assigned_at")]
 # What a reloaded event must repeat to be `unchanged`: everything but its key.
 USAGE_FIELDS = [c for c in INPUT_COLUMNS["usage"] if c != "event_id"]
 
@@ -139,8 +144,10 @@ class LoadReport:
 
 _STAGING_DDL = {
     "_staging_accounts": f"SELECT {', '.join(ACCOUNT_FIELDS)}, source, line FROM accounts",
+    # `raw`: a change row's text, for a rejection at publish (its base version is checked then)
     "_staging_assignments": (
-        f"SELECT {', '.join(ASSIGNMENT_FIELDS)}, source, line FROM assignment_versions"
+        f"SELECT {', '.join(ASSIGNMENT_FIELDS)}, source, line, CAST(NULL AS VARCHAR) AS raw "
+        "FROM assignment_versions"
     ),
     "_staging_rejected": "SELECT source, line, reason, raw FROM rejected_rows",
 }
@@ -200,7 +207,8 @@ def load_batch(
 
 
 def _drop_staging(con: duckdb.DuckDBPyConnection) -> None:
-    for name in [*_STAGING_DDL, "_accounts", "_assignments", "_usage_repeats", "_usage_clash",
+    for name in [*_STAGING_DDL, "_accounts", "_assignments", "_bases", "_change_rejects",
+                 "_usage_repeats", "_usage_clash",
                  _CHECKED_USAGE, "_known_accounts", f"{_RAW_USAGE}_rows"]:
         try:
             con.execute(f"DROP TABLE IF EXISTS {name}")
@@ -217,11 +225,14 @@ def _stage_chunk(
 ) -> None:
     """Stage one validated chunk (accounts or assignments): its good and rejected rows."""
     stats.rows_in += chunk.valid.height + chunk.rejected.height
-    fields = ACCOUNT_FIELDS if file.kind == "accounts" else ASSIGNMENT_FIELDS
-    _insert_frame(
-        con, _STAGE_KIND[file.kind],
-        chunk.valid.select(*fields, pl.lit(file.source).alias("source"), "line"),
-    )
+    if file.kind == "accounts":
+        valid = chunk.valid.select(*ACCOUNT_FIELDS, pl.lit(file.source).alias("source"), "line")
+    else:
+        raw = pl.col("raw") if "raw" in chunk.valid.columns else pl.lit(None, pl.String)
+        valid = chunk.valid.select(
+            *ASSIGNMENT_FIELDS, pl.lit(file.source).alias("source"), "line", raw.alias("raw")
+        )
+    _insert_frame(con, _STAGE_KIND[file.kind], valid)
     stats.rejected += chunk.rejected.height
     if chunk.rejected.height:
         _insert_frame(
@@ -410,25 +421,133 @@ def _publish_accounts(con: duckdb.DuckDBPyConnection, rep: LoadReport, stats: Fi
 def _publish_assignments(
     con: duckdb.DuckDBPyConnection, rep: LoadReport, stats: FileStats
 ) -> None:
-    """A row that differs from its assignment's current version becomes a new version."""
+    """A row that differs from the current version of its key becomes a new version.
+
+    SPEC §8.1: a change row (with `effective_from`) is first checked against its assignment's
+    base version as this load leaves it (`_check_changes`). Then a row equal to the current
+    version of its key is `unchanged`, except the load's last row of its assignment when its
+    `end_date` differs from the end date the assignment has without it (the stored one, or that
+    of the load's latest new or changed row of the assignment before it): the latest delivered
+    row gives the end date, so that row becomes a version again. For a row delivered alone, that
+    is SPEC §8.1's rule (equal to its key's version and to the assignment's end date), and
+    loading the same file twice changes nothing."""
+    _check_changes(con, stats)
+    key = ("c.assignment_id = b.assignment_id "
+           "AND c.effective_from IS NOT DISTINCT FROM b.effective_from")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _assignments AS
-        SELECT b.*, CASE WHEN c.assignment_id IS NULL THEN 'new'
-                         WHEN {_same(ASSIGNMENT_FIELDS, 'c', 'b')} THEN 'same'
-                         ELSE 'changed' END AS state
-        FROM _staging_assignments b
-        LEFT JOIN assignments c ON c.assignment_id = b.assignment_id"""
+        WITH current_versions AS (
+            SELECT * FROM assignment_versions
+            SEMI JOIN _staging_assignments USING (assignment_id)
+            QUALIFY row_number() OVER (PARTITION BY assignment_id, effective_from
+                                       ORDER BY load_seq DESC) = 1),
+        compared AS (
+            SELECT b.* EXCLUDE (raw),
+                   c.assignment_id IS NOT NULL AS _known,
+                   c.assignment_id IS NOT NULL
+                     AND CASE WHEN b.effective_from IS NULL
+                              THEN {_same(ASSIGNMENT_FIELDS, 'c', 'b')}
+                              ELSE {_same(CHANGE_FIELDS, 'c', 'b')} END AS _equal,
+                   row_number() OVER (PARTITION BY b.assignment_id ORDER BY b.line DESC) = 1
+                     AS _last
+            FROM _staging_assignments b LEFT JOIN current_versions c ON {key}),
+        -- the end date the assignment has without its last row: that of the latest row before
+        -- it that becomes a version, else the stored one
+        ends AS (
+            SELECT assignment_id, end_date FROM compared WHERE NOT _equal AND NOT _last
+            QUALIFY row_number() OVER (PARTITION BY assignment_id ORDER BY line DESC) = 1)
+        SELECT b.* EXCLUDE (_known, _equal, _last),
+               CASE WHEN NOT b._known THEN 'new'
+                    WHEN NOT b._equal THEN 'changed'
+                    WHEN NOT b._last THEN 'same'
+                    WHEN b.end_date IS NOT DISTINCT FROM
+                         CASE WHEN e.assignment_id IS NULL THEN a.end_date ELSE e.end_date END
+                    THEN 'same'
+                    ELSE 'changed' END AS state
+        FROM compared b
+        LEFT JOIN ends e ON e.assignment_id = b.assignment_id
+        LEFT JOIN assignments a ON a.assignment_id = b.assignment_id"""
     )
     con.execute(
-        f"""INSERT INTO assignment_versions
+        f"""INSERT INTO assignment_versions BY NAME
             SELECT {', '.join(ASSIGNMENT_FIELDS)},
                    (SELECT coalesce(max(load_seq), 0) FROM assignment_versions)
-                     + row_number() OVER (ORDER BY line),
-                   source, line, ?, ?
+                     + row_number() OVER (ORDER BY line) AS load_seq,
+                   source, line, ? AS run_id, ? AS loaded_at
             FROM _assignments WHERE state <> 'same' ORDER BY line""",
         [rep.run_id, rep.started_at],
     )
     _count(con, "_assignments", stats)
+
+
+# Why a staged change row does not fit its base version (`b`, null when it has none), one
+# clause per problem, as `field: problem` (docs/INPUTS.md).
+_CHANGE_PROBLEMS = {
+    "b.assignment_id IS NULL":
+        "'effective_from: a change of assignment ' || _quoted(s.assignment_id) || ', which has no "
+        "base version (a row without effective_from) stored or in this load'",
+    "s.account_id <> b.account_id":
+        "'account_id: ' || _quoted(s.account_id) || ' differs from the base version''s '"
+        " || _quoted(b.account_id)",
+    "s.addon_id <> b.addon_id":
+        "'addon_id: ' || _quoted(s.addon_id) || ' differs from the base version''s '"
+        " || _quoted(b.addon_id)",
+    "s.effective_from < b.start_date":
+        "'effective_from: ' || s.effective_from || ' is before the base version''s start_date '"
+        " || b.start_date",
+    "s.end_date < b.start_date":
+        "'end_date: end before start (' || s.end_date || ' < ' || b.start_date"
+        " || ', the base version''s start_date)'",
+}
+
+
+def _check_changes(con: duckdb.DuckDBPyConnection, stats: FileStats) -> None:
+    """Reject the staged change rows that do not fit their base version (SPEC §8.1: none, or
+    another account or add-on, or an `effective_from` before its `start_date`), and give the
+    others their base's `start_date` and `assigned_at`. The base is the one this load leaves:
+    the load's own base row of the assignment, else the stored one."""
+    if not _rows(con, "SELECT count(*) FROM _staging_assignments "
+                      "WHERE effective_from IS NOT NULL")[0][0]:
+        return
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _bases AS
+           WITH changed AS (SELECT DISTINCT assignment_id FROM _staging_assignments
+                            WHERE effective_from IS NOT NULL),
+           loaded AS (SELECT assignment_id, account_id, addon_id, start_date, assigned_at
+                      FROM _staging_assignments SEMI JOIN changed USING (assignment_id)
+                      WHERE effective_from IS NULL
+                      QUALIFY row_number() OVER (PARTITION BY assignment_id
+                                                 ORDER BY line DESC) = 1)
+           SELECT * FROM loaded
+           UNION ALL
+           SELECT assignment_id, account_id, addon_id, start_date, assigned_at
+           FROM assignments SEMI JOIN changed USING (assignment_id)
+           ANTI JOIN loaded USING (assignment_id)"""
+    )
+    checks.define_macros(con)  # _quoted
+    reasons = ", ".join(f"CASE WHEN {cond} THEN {text} END"
+                        for cond, text in _CHANGE_PROBLEMS.items())
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _change_rejects AS
+            SELECT s.source, s.line, concat_ws('; ', {reasons}) AS reason, s.raw
+            FROM _staging_assignments s LEFT JOIN _bases b USING (assignment_id)
+            WHERE s.effective_from IS NOT NULL
+              AND ({' OR '.join(_CHANGE_PROBLEMS)})"""
+    )
+    rejected = _rows(con, "SELECT count(*) FROM _change_rejects")[0][0]
+    if rejected:
+        con.execute("INSERT INTO _staging_rejected SELECT * FROM _change_rejects")
+        con.execute(
+            """DELETE FROM _staging_assignments s USING _change_rejects r
+               WHERE s.source = r.source AND s.line = r.line"""
+        )
+        stats.rejected += rejected
+    con.execute(
+        """UPDATE _staging_assignments s
+           SET start_date = b.start_date, assigned_at = b.assigned_at
+           FROM _bases b
+           WHERE s.assignment_id = b.assignment_id AND s.effective_from IS NOT NULL"""
+    )
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str, stats: FileStats) -> None:
@@ -490,6 +609,22 @@ def read_assignments(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         """SELECT assignment_id, account_id, addon_id, fee_plan_id, start_date, end_date,
                   assigned_at, CAST(quantity AS BIGINT) AS quantity
            FROM assignments ORDER BY assignment_id"""
+    )
+
+
+# The current version of every change (SPEC §8.1), as pipeline.contracts.CHANGE_SCHEMA; also
+# what a run exports by shard (store/staging.py) and the incremental nightly hashes.
+CHANGES_SQL = """SELECT assignment_id, effective_from, fee_plan_id,
+       CAST(quantity AS BIGINT) AS quantity
+FROM assignment_changes"""
+
+
+def read_changes(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The current version of every change of an assignment's fee plan or quantity (SPEC §8.1):
+    `assignment_id, effective_from, fee_plan_id, quantity` (CHANGE_SCHEMA), ordered by
+    assignment_id and effective_from."""
+    return typed(
+        _frame(con, f"{CHANGES_SQL} ORDER BY assignment_id, effective_from"), CHANGE_SCHEMA
     )
 
 

@@ -13,7 +13,13 @@ from datetime import date
 import duckdb
 import polars as pl
 
-from pipeline.contracts import COUNTER_KEY, DECISIONS_SCHEMA, LINE_KEY, PARCEL_KEY
+from pipeline.contracts import (
+    COUNTER_KEY,
+    DECISIONS_SCHEMA,
+    LINE_KEY,
+    PARCEL_KEY,
+    PLAN_CHANGE_SCHEMA,
+)
 from store.clock import timed
 from store.duck import frame, scalar
 from store.faults import checkpoint
@@ -31,6 +37,7 @@ _LIFECYCLE_COLUMNS = (
     "assignment_id, account_id, addon_id, fee_plan_id, start_date, end_date, eff_start, eff_end, "
     "billable, end_reason"
 )
+_PLAN_CHANGE_COLUMNS = ", ".join(PLAN_CHANGE_SCHEMA)
 
 
 @dataclass
@@ -290,6 +297,14 @@ def write_results(
                                                ORDER BY period NULLS LAST) = 1""",
             ):
                 counts["lifecycles_rewritten"] = _write_lifecycles(con, run_id)
+            # SPEC §8.1: one verdict per change, like the life cycles: the first period's.
+            if _staged_table(
+                con, "_new_plan_changes",
+                f"""SELECT {_PLAN_CHANGE_COLUMNS}, period FROM {staged('plan_changes')}
+                    QUALIFY row_number() OVER (PARTITION BY assignment_id, effective_from
+                                               ORDER BY period NULLS LAST) = 1""",
+            ):
+                counts["plan_changes_rewritten"] = _write_plan_changes(con, run_id)
             if _staged_table(
                 con, "_new_locks",
                 f"""SELECT n.assignment_id, n.locked_start FROM {staged('locks')} n
@@ -442,6 +457,26 @@ def _write_lifecycles(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
         f"FROM _changed_lifecycles"
     )
     return int(scalar(con, "SELECT count(*) FROM _changed_lifecycles"))
+
+
+def _write_plan_changes(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    """Replace the verdicts on changes (`_new_plan_changes`) whose content changed, keyed by
+    (assignment_id, effective_from), as `_write_lifecycles` does (idempotent)."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _changed_plan_changes AS
+            SELECT {_PLAN_CHANGE_COLUMNS} FROM _new_plan_changes
+            EXCEPT SELECT {_PLAN_CHANGE_COLUMNS} FROM plan_change_verdicts"""
+    )
+    con.execute(
+        "DELETE FROM plan_change_verdicts USING _changed_plan_changes c "
+        "WHERE plan_change_verdicts.assignment_id = c.assignment_id "
+        "AND plan_change_verdicts.effective_from = c.effective_from"
+    )
+    con.execute(
+        f"INSERT INTO plan_change_verdicts SELECT {_PLAN_CHANGE_COLUMNS}, '{run_id}' "
+        f"FROM _changed_plan_changes"
+    )
+    return int(scalar(con, "SELECT count(*) FROM _changed_plan_changes"))
 
 
 def _mark_finalized(con: duckdb.DuckDBPyConnection) -> None:

@@ -61,6 +61,13 @@ RESULTS_DDL: list[str] = [
         assignment_id VARCHAR PRIMARY KEY, account_id VARCHAR NOT NULL, addon_id VARCHAR,
         fee_plan_id VARCHAR, start_date DATE, end_date DATE, eff_start DATE, eff_end DATE,
         billable BOOLEAN NOT NULL, end_reason VARCHAR, run_id VARCHAR)""",
+    # Grain: one row per change of an assignment (`assignment_id, effective_from`, SPEC §8.1):
+    # what the rules settled of it (when it takes effect, its status and why), as the latest run
+    # that billed its account decided it. Written like `assignment_lifecycles`.
+    """CREATE TABLE IF NOT EXISTS plan_change_verdicts (
+        assignment_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL, effective_from DATE NOT NULL,
+        takes_effect_on DATE, fee_plan_id VARCHAR, quantity INTEGER, status VARCHAR NOT NULL,
+        reason VARCHAR, run_id VARCHAR NOT NULL, PRIMARY KEY (assignment_id, effective_from))""",
     # Grain: one row per finalized (account, period), including those that had no line at all.
     """CREATE TABLE IF NOT EXISTS finalized_periods (
         account_id VARCHAR NOT NULL, period VARCHAR NOT NULL, PRIMARY KEY (account_id, period))""",

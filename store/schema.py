@@ -27,19 +27,41 @@ RAW_DDL: list[str] = [
         closed_on DATE, effective_from DATE NOT NULL,
         source VARCHAR NOT NULL, line BIGINT NOT NULL, run_id VARCHAR NOT NULL,
         loaded_at TIMESTAMP NOT NULL)""",
-    # Grain: one row per version of an assignment; `load_seq` grows with every version loaded.
+    # Grain: one row per delivered version of an assignment, base (`effective_from` null) or
+    # change (SPEC §8.1); `load_seq` grows with every version loaded. A change row holds its base
+    # version's `start_date` and `assigned_at`. `effective_from` is the last column: a database
+    # made before it gets it added (below), and both then have the same column order.
     """CREATE TABLE IF NOT EXISTS assignment_versions (
         assignment_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL, addon_id VARCHAR NOT NULL,
         fee_plan_id VARCHAR, start_date DATE NOT NULL, end_date DATE,
         assigned_at TIMESTAMP NOT NULL, quantity INTEGER NOT NULL,
         load_seq BIGINT NOT NULL, source VARCHAR NOT NULL, line BIGINT NOT NULL,
-        run_id VARCHAR NOT NULL, loaded_at TIMESTAMP NOT NULL)""",
-    # Grain: one row per assignment_id, its latest version.
+        run_id VARCHAR NOT NULL, loaded_at TIMESTAMP NOT NULL, effective_from DATE)""",
+    "ALTER TABLE assignment_versions ADD COLUMN IF NOT EXISTS effective_from DATE",
+    # Grain: one row per assignment_id: its current base version (the latest delivered row
+    # without `effective_from`), with the `end_date` of the latest delivered row of any kind,
+    # base or change (SPEC §8.1). `load_seq`, `source` and `line` are the base version's.
     """CREATE OR REPLACE VIEW assignments AS
-        SELECT assignment_id, account_id, addon_id, fee_plan_id, start_date, end_date,
-               assigned_at, quantity, load_seq, source, line
-        FROM assignment_versions
-        QUALIFY row_number() OVER (PARTITION BY assignment_id ORDER BY load_seq DESC) = 1""",
+        SELECT b.assignment_id, b.account_id, b.addon_id, b.fee_plan_id, b.start_date,
+               CASE WHEN c.load_seq > b.load_seq THEN c.end_date ELSE b.end_date END
+                 AS end_date,
+               b.assigned_at, b.quantity, b.load_seq, b.source, b.line
+        FROM (SELECT * FROM assignment_versions WHERE effective_from IS NULL
+              QUALIFY row_number() OVER (PARTITION BY assignment_id ORDER BY load_seq DESC) = 1
+             ) b
+        LEFT JOIN (SELECT assignment_id, load_seq, end_date
+                   FROM assignment_versions WHERE effective_from IS NOT NULL
+                   QUALIFY row_number() OVER (PARTITION BY assignment_id
+                                              ORDER BY load_seq DESC) = 1
+                  ) c USING (assignment_id)""",
+    # Grain: one row per (assignment_id, effective_from): the current version of each change
+    # of an assignment's fee plan or quantity (SPEC §8.1), its latest delivered row.
+    """CREATE OR REPLACE VIEW assignment_changes AS
+        SELECT assignment_id, effective_from, account_id, addon_id, fee_plan_id, quantity,
+               end_date, load_seq, source, line
+        FROM assignment_versions WHERE effective_from IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY assignment_id, effective_from
+                                   ORDER BY load_seq DESC) = 1""",
     # Grain: one row per event_id (an event is never billed twice).
     """CREATE TABLE IF NOT EXISTS usage (
         event_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL, service VARCHAR NOT NULL,

@@ -43,7 +43,7 @@ EXTRA = "_extra"
 COLUMNS = INPUT_COLUMNS
 OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {
     "accounts": frozenset({"billing_day", "closed_on", "effective_from"}),
-    "assignments": frozenset({"fee_plan_id", "end_date", "quantity"}),
+    "assignments": frozenset({"fee_plan_id", "end_date", "quantity", "effective_from"}),
     "usage": frozenset(),
 }
 

@@ -3,7 +3,8 @@ write, under `<root>/<run_id>/`, through fsspec so that the root may be a local 
 `file://` URL or (later) object storage, unchanged.
 
     <root>/<run_id>/inputs/catalog.yaml                         the catalog text
-    <root>/<run_id>/inputs/<name>/shard=<s>/*.parquet            accounts, assignments, locks, ...
+    <root>/<run_id>/inputs/<name>/shard=<s>/*.parquet            accounts, assignments, locks,
+                                                                 changes, ...
     <root>/<run_id>/inputs/<name>/period=<p>/shard=<s>/*.parquet plan, usage, counters_before, ...
     <root>/<run_id>/units/<period>/<shard>/<output>.parquet      what each unit computed
 
@@ -32,6 +33,7 @@ from pipeline.contracts import (
     LINE_SCHEMA,
     LOCK_SCHEMA,
     PARCEL_SCHEMA,
+    PLAN_CHANGE_SCHEMA,
     USAGE_SUM_SCHEMA,
 )
 
@@ -56,6 +58,8 @@ UNIT_OUTPUTS: dict[str, dict[str, pl.DataType]] = {
     # the unit's period (null for the settle round): the commit keeps each assignment's first
     "lifecycles": {**LIFECYCLE_SCHEMA, **_PERIOD},
     "locks": {**LOCK_SCHEMA, **_PERIOD},
+    # SPEC §8.1: each change's verdict; the commit keeps, like a life cycle, the first period's
+    "plan_changes": {**PLAN_CHANGE_SCHEMA, **_PERIOD},
     # A nightly's draft groups, what the next night may continue from (store/usage_state.py):
     # their day limits, and their lines' exact sums (Decimal(38,0): Parquet has no Int128).
     "usage_marks": {"account_id": pl.Utf8(), "period": pl.Utf8(), "period_start": pl.Date(),
@@ -249,6 +253,11 @@ ASSIGNMENTS_SQL = """SELECT assignment_id, account_id, addon_id, fee_plan_id, st
 FROM assignments"""  # the columns of store.raw.read_assignments
 LOCKS_SQL = """SELECT l.assignment_id, l.locked_start, {shard} AS shard
 FROM activation_locks l JOIN assignments a USING (assignment_id)"""
+# SPEC §8.1: the current changes (the columns of store.raw.read_changes), by their assignment's
+# account, like the locks.
+CHANGES_SQL = """SELECT c.assignment_id, c.effective_from, c.fee_plan_id,
+       CAST(c.quantity AS BIGINT) AS quantity, {shard} AS shard
+FROM assignment_changes c JOIN assignments a USING (assignment_id)"""
 USAGE_SQL = """SELECT event_id, account_id, service, destination_group, started_at,
        CAST(CAST(quantity AS DECIMAL(38,6)) * 1000000 AS BIGINT) AS quantity_units,
        CAST(CAST(amount AS DECIMAL(38,6)) * 1000000 AS BIGINT) AS amount_units,

@@ -4,9 +4,9 @@ they continue from, and the state a run leaves for the next night.
 
 A group continues when, since its last computation by a nightly run:
 - the catalog and the conflict policy are the same (`basis`);
-- the account's rows, assignments, activation locks, the never-reset counters and the
-  rollover parcels before the period are the same (`inputs_print`, one hash, computed by the
-  same SQL on both sides);
+- the account's rows, assignments, changes of its assignments (SPEC §8.1), activation locks,
+  the never-reset counters and the rollover parcels before the period are the same
+  (`inputs_print`, one hash, computed by the same SQL on both sides);
 - the day limit did not move back;
 - no event came in at or before the last one counted, in counter order (started_at,
   event_id): as many events are stored up to it as were counted.
@@ -55,6 +55,10 @@ def _inputs_print_sql(groups: str) -> str:
     k AS (SELECT a.account_id, sum(hash('lock', l.assignment_id, l.locked_start)) AS h
           FROM activation_locks l JOIN assignments a USING (assignment_id)
           SEMI JOIN g ON a.account_id = g.account_id GROUP BY a.account_id),
+    v AS (SELECT a.account_id, sum(hash('change', x.assignment_id, x.effective_from,
+                                        x.fee_plan_id, x.quantity)) AS h
+          FROM assignment_changes x JOIN assignments a USING (assignment_id)
+          SEMI JOIN g ON a.account_id = g.account_id GROUP BY a.account_id),
     c AS (SELECT account_id, period, sum(hash('counter', service, destination_group,
                                               threshold_type, window_start, value)) AS h
           FROM (SELECT g.account_id, g.period, c.service, c.destination_group, c.threshold_type,
@@ -78,11 +82,23 @@ def _inputs_print_sql(groups: str) -> str:
             AND q.window_start < CAST(strptime(g.period || '-01', '%Y-%m-%d') AS DATE)
           GROUP BY g.account_id, g.period)
     SELECT g.account_id, g.period,
-           hash(coalesce(a.h, 0), coalesce(s.h, 0), coalesce(k.h, 0), coalesce(c.h, 0),
-                coalesce(q.h, 0)) AS inputs_print
+           -- an account without changes hashes as it did before changes existed, so that
+           -- the state stored by earlier nights still continues
+           CASE WHEN v.h IS NULL
+                THEN hash(coalesce(a.h, 0), coalesce(s.h, 0), coalesce(k.h, 0),
+                          coalesce(c.h, 0), coalesce(q.h, 0))
+                ELSE hash(coalesce(a.h, 0), coalesce(s.h, 0), coalesce(k.h, 0),
+                          coalesce(c.h, 0), coalesce(q.h, 0), v.h) END AS inputs_print
     FROM g LEFT JOIN a USING (account_id) LEFT JOIN s USING (account_id)
-    LEFT JOIN k USING (account_id) LEFT JOIN c USING (account_id, period)
-    LEFT JOIN q USING (account_id, period)"""
+    LEFT JOIN k USING (account_id) LEFT JOIN v USING (account_id)
+    LEFT JOIN c USING (account_id, period) LEFT JOIN q USING (account_id, period)"""
+
+
+def inputs_prints(con: duckdb.DuckDBPyConnection, groups: str) -> dict[tuple[str, str], int]:
+    """`(account_id, period) -> inputs_print` for the groups of table `groups` (`account_id,
+    period`): what a draft's stored mark is compared with (module doc)."""
+    rows = con.execute(_inputs_print_sql(groups)).fetchall()
+    return {(account, period): int(value) for account, period, value in rows}
 
 
 def plan_continued(

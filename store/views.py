@@ -110,6 +110,29 @@ VIEWS: dict[str, str] = {
         SELECT source, split_part(reason, ':', 1) AS field, count(*) AS rows,
                any_value(reason) AS example_reason
         FROM rejected_rows GROUP BY ALL ORDER BY rows DESC, source, field""",
+    # One row per version of an assignment (SPEC §8.5): its base version (no effective_from,
+    # taking effect on start_date), then each change, with the verdict of the latest run that
+    # billed it (plan_change_verdicts). A change without a verdict for its current version
+    # (loaded, or corrected, since its account was last billed) is 'not in effect', with the
+    # reason 'not billed yet'.
+    "assignment_history": """
+        WITH versions AS (
+            SELECT assignment_id, account_id, addon_id, CAST(NULL AS DATE) AS effective_from,
+                   start_date AS takes_effect_on, fee_plan_id, quantity, 'base' AS status,
+                   CAST(NULL AS VARCHAR) AS reason
+            FROM assignments
+            UNION ALL
+            SELECT c.assignment_id, a.account_id, a.addon_id, c.effective_from,
+                   v.takes_effect_on, c.fee_plan_id, c.quantity,
+                   CASE WHEN v.assignment_id IS NULL THEN 'not in effect' ELSE v.status END,
+                   CASE WHEN v.assignment_id IS NULL THEN 'not billed yet' ELSE v.reason END
+            FROM assignment_changes c JOIN assignments a USING (assignment_id)
+            LEFT JOIN plan_change_verdicts v  -- the verdict on this version of the change
+              ON v.assignment_id = c.assignment_id AND v.effective_from = c.effective_from
+             AND v.fee_plan_id IS NOT DISTINCT FROM c.fee_plan_id
+             AND v.quantity = c.quantity)
+        SELECT * FROM versions
+        ORDER BY assignment_id, effective_from NULLS FIRST""",
     # One row per period, status and currency: the invoice run at a glance.
     "invoice_summary": """
         SELECT period, status, currency, count(*) AS invoices, sum(total) AS total

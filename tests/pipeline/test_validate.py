@@ -241,6 +241,73 @@ def test_duplicate_assignment_id() -> None:
     assert reasons(out) == ["assignment_id: duplicate assignment_id 'S1' (first at line 2)"]
 
 
+def test_a_file_without_effective_from_gives_base_rows_as_before() -> None:
+    rows = raw("assignments", assignment(), assignment(assignment_id="S2", quantity="x"))
+    out = validate_assignments(rows, CATALOG, source="assignments.csv", account_ids=KNOWN)
+    assert out.valid["effective_from"].to_list() == [None]
+    assert out.valid["raw"].to_list() == [None]  # only a change row keeps its text
+    # the text of a rejected row has no trailing field for the column the file lacks
+    assert out.rejected["raw"].to_list() == [
+        "S2,A1,ADD_TV,TV1,2025-02-01,,2025-01-30 10:00:00,x"
+    ]
+
+
+def test_change_rows_are_typed_and_keep_their_text() -> None:
+    """SPEC §8.1: a row with effective_from is a change; its start_date and assigned_at are the
+    base version's, so it may leave them out."""
+    out = validate_assignments(
+        raw("assignments", assignment(),
+            assignment(effective_from="2025-03-11", fee_plan_id="TV1P", quantity="3",
+                       start_date=None, assigned_at=None)),
+        CATALOG, source="assignments.csv", account_ids=KNOWN,
+    )
+    assert out.rejected.is_empty()
+    assert out.valid.select("effective_from", "fee_plan_id", "quantity", "start_date",
+                            "raw").rows() == [
+        (None, "TV1", 1, date(2025, 2, 1), None),
+        (date(2025, 3, 11), "TV1P", 3, None, "S1,A1,ADD_TV,TV1P,,,,3,2025-03-11"),
+    ]
+
+
+def test_a_bad_effective_from_is_rejected_naming_the_field() -> None:
+    out = validate_assignments(
+        raw("assignments", assignment(effective_from="2025-02-30"), assignment()),
+        CATALOG, source="assignments.csv", account_ids=KNOWN,
+    )
+    # the bad row is no key: the base row after it is not taken for its duplicate
+    assert out.valid["line"].to_list() == [3]
+    assert reasons(out) == ["effective_from: '2025-02-30' is not a date (YYYY-MM-DD)"]
+    assert out.rejected["raw"].to_list() == [
+        "S1,A1,ADD_TV,TV1,2025-02-01,,2025-01-30 10:00:00,,2025-02-30"
+    ]
+
+
+def test_the_key_is_assignment_id_and_effective_from() -> None:
+    out = validate_assignments(
+        raw("assignments",
+            assignment(),
+            assignment(effective_from="2025-03-01", quantity="2"),
+            assignment(effective_from="2025-04-01", quantity="3"),
+            assignment(effective_from="2025-03-01", quantity="4"),
+            assignment(quantity="5")),
+        CATALOG, source="assignments.csv", account_ids=KNOWN,
+    )
+    assert out.valid["quantity"].to_list() == [1, 2, 3]
+    assert reasons(out) == [
+        "assignment_id: duplicate assignment_id, effective_from ('S1', 2025-03-01) "
+        "(first at line 3)",
+        "assignment_id: duplicate assignment_id 'S1' (first at line 2)",
+    ]
+
+
+def test_a_base_row_still_needs_its_start_and_assignment_time() -> None:
+    out = validate_assignments(
+        raw("assignments", assignment(start_date=None, assigned_at=None)),
+        CATALOG, source="assignments.csv", account_ids=KNOWN,
+    )
+    assert reasons(out) == ["start_date: required; assigned_at: required"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Usage
 
