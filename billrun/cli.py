@@ -276,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", metavar="DIR")
     add_db(p)
     p.add_argument("--conflict-policy", choices=("replace", "reject"))
+    # Checked by the settings (0..31, like BILLRUN_GRACE_DAYS): a bad value is one line, exit 2.
+    p.add_argument("--grace-days", metavar="G",
+                   help="finalize a period only from G days after its end (0 to 31); "
+                   "overrides the catalog's finalize_grace_days")
     add_run_budget(p)
     p.add_argument("--allow-future", action="store_true",
                    help="accept an --as-of beyond the horizon (finalizes periods not yet ended)")
