@@ -54,6 +54,8 @@ def test_a_period_waits_for_its_grace_and_late_events_land_in_its_draft(tmp_path
     assert q(db, "SELECT period, status FROM invoices ORDER BY period") == [
         ("2026-01", "draft"), ("2026-02", "draft"),
     ]
+    # A draft in its grace is billed whole: the total a final January has (test_cli_runs.py).
+    assert q(db, "SELECT total FROM invoices WHERE period = '2026-01'") == [(Decimal("37.32"),)]
 
     planned = billrun("nightly", "--as-of", "2026-02-03", "--dry-run", "--grace-days", "3",
                       "--db", str(db))
@@ -73,3 +75,4 @@ def test_a_period_waits_for_its_grace_and_late_events_land_in_its_draft(tmp_path
         (Decimal(150), Decimal("15.00")),
     ]
     assert q(db, "SELECT count(*) FROM adjustments") == [(0,)]
+    assert q(db, "SELECT total FROM invoices WHERE period = '2026-01'") == [(Decimal("40.32"),)]
