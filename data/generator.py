@@ -150,7 +150,8 @@ _SECTION_8_KEYS = (
      "  - id: SUB_VOICE\n    charge_mode: in_advance\n"
      "    plan_change: end_of_term  # SPEC 8.1: a change waits for the term's end\n"),
     ("  - id: SUB_VOICE200\n",
-     "  - id: SUB_VOICE200\n    plan_change: upgrades_now  # SPEC 8.1: the rest at the term's end\n"),
+     "  - id: SUB_VOICE200\n"
+     "    plan_change: upgrades_now  # SPEC 8.1: an upgrade now, the rest at the term's end\n"),
     ("  - id: SUB_SEATS\n", "  - id: SUB_SEATS\n    plan_change: upgrades_now\n"),
     ('{id: V200_12, term_months: 12, fee: "80.00", currency: USD}',
      '{id: V200_12, term_months: 12, fee: "80.00", currency: USD, minimum_terms: 1, '
@@ -190,7 +191,7 @@ def _change_plans(cat: Catalog) -> pl.DataFrame:
     that currency (a change picks one other than the current plan); `wrong`, a plan the rules
     refuse for it (of the same subscription in another currency, else of another subscription);
     `deferred`, whether a change may wait for the term's end (`plan_change` not immediate)."""
-    subs = [s for s in cat.subscriptions]
+    subs = list(cat.subscriptions)
     rows = []
     for addon in cat.addons:
         if addon.subscription is None:
