@@ -48,13 +48,15 @@ class DryPlan:
 def read_plan(db: str | Path, as_of: date, grace_days: int | None = None) -> DryPlan:
     """The nightly plan as of `as_of` over the stored inputs of `db`, read-only; the grace is
     `grace_days`, else the stored catalog's `finalize_grace_days` (as the nightly flow has it)."""
-    from store import read_accounts, read_catalog
+    from pipeline.catalog import parse_catalog
+    from store import read_accounts, read_catalog_text
     from store.results import read_final_periods, read_first_activity
 
     con = duckdb.connect(str(db), read_only=True)
     try:
-        if grace_days is None:
-            grace_days = read_catalog(con).finalize_grace_days
+        if grace_days is None:  # no catalog loaded yet: nothing can be final early anyway
+            text = read_catalog_text(con)
+            grace_days = parse_catalog(text).finalize_grace_days if text else 0
         plan = nightly_plan(
             read_accounts(con), read_first_activity(con), read_final_periods(con), as_of,
             grace_days,
