@@ -587,7 +587,10 @@ def _change_rows(
     effective = pl.col("_lo") + pl.duration(
         days=below(key, seed, "change_day", pl.max_horizontal(pl.col("_span"), pl.lit(1)))
     )
-    refused = chance(key, seed, "change_refused", REFUSED_CHANGE_SHARE)
+    # (not where the base row already has that plan, as ineligible scenario rows may)
+    refused = chance(key, seed, "change_refused", REFUSED_CHANGE_SHARE) & (
+        pl.col("wrong") != pl.col("fee_plan_id")
+    ).fill_null(True)
     new_plan = pl.col("_other").list.get(
         below(key, seed, "change_plan", pl.col("_other").list.len()), null_on_oob=True
     )
