@@ -113,23 +113,27 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def _run_generate(
-    accounts: int, out: Path, seed: int, months: int, start: str, fmt: str
+    accounts: int, out: Path, seed: int, months: int, start: str, fmt: str,
+    changes: bool = True,
 ) -> int:
     from data.generator import generate
 
     started = time.perf_counter()
     with summary.progress(f"generating {accounts:,} accounts", accounts) as update:
         report = generate(
-            accounts, out, seed=seed, months=months, start=start, fmt=fmt, progress=update
+            accounts, out, seed=seed, months=months, start=start, fmt=fmt, progress=update,
+            changes=changes,
         )
     summary.print_generate_report(report, time.perf_counter() - started)
     return EXIT_OK
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    """`billrun generate --accounts N --out DIR [--seed S] [--months M] [--start YYYY-MM]`."""
+    """`billrun generate --accounts N --out DIR [--seed S] [--months M] [--start YYYY-MM]
+    [--no-changes]`."""
     return _run_generate(
-        args.accounts, Path(args.out), args.seed, args.months, args.start, args.format
+        args.accounts, Path(args.out), args.seed, args.months, args.start, args.format,
+        changes=not args.no_changes,
     )
 
 
@@ -282,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--months", type=_positive, default=2, metavar="M")
     p.add_argument("--start", type=_period, default="2026-01", metavar="YYYY-MM")
     p.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    p.add_argument("--no-changes", action="store_true",
+                   help="no SPEC 8.1 change rows (and no effective_from column) in assignments")
 
     p = add("demo", cmd_demo, "generate a small data set, load (and bill) it, print a summary")
     p.add_argument("--dir", default=DEMO_DIR, help=f"working folder (default ./{DEMO_DIR})")
@@ -291,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", metavar="DIR")
     add_db(p)
     p.add_argument("--conflict-policy", choices=("replace", "reject"))
+    # Checked by the settings (0..31, like BILLRUN_GRACE_DAYS): a bad value is one line, exit 2.
+    p.add_argument("--grace-days", metavar="G",
+                   help="finalize a period only from G days after its end (0 to 31); "
+                   "overrides the catalog's finalize_grace_days")
     add_run_budget(p)
     p.add_argument("--allow-future", action="store_true",
                    help="accept an --as-of beyond the horizon (finalizes periods not yet ended)")

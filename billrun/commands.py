@@ -140,7 +140,8 @@ def _on_runner(flow: Any, args: argparse.Namespace) -> tuple[Any, str | None]:
 
 
 def nightly(args: argparse.Namespace) -> int:
-    """`billrun nightly --as-of D [--input DIR] [--db FILE] [--conflict-policy P]`."""
+    """`billrun nightly --as-of D [--input DIR] [--db FILE] [--conflict-policy P]
+    [--grace-days G]`."""
     try:
         as_of = date.fromisoformat(args.as_of)
     except ValueError:
@@ -162,7 +163,8 @@ def nightly(args: argparse.Namespace) -> int:
     if getattr(args, "dry_run", False):
         from billrun.dry_run import dry_run_command
 
-        return dry_run_command(args.db, as_of, input_dir, console, err_console)
+        return dry_run_command(args.db, as_of, input_dir, console, err_console,
+                               grace_days=getattr(args, "grace_days", None))
     from flows.prefect_env import connect
 
     connect()
@@ -180,6 +182,7 @@ def nightly(args: argparse.Namespace) -> int:
                 db=args.db,
                 input_dir=input_dir,
                 conflict_policy=getattr(args, "conflict_policy", None),
+                grace_days=getattr(args, "grace_days", None),
                 memory_gb=getattr(args, "memory_gb", None),
                 staging=staging,
                 incremental=not getattr(args, "full", False),

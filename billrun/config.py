@@ -28,6 +28,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+# SPEC §8.3's bound of a grace period, the catalog's and the setting's
+MAX_GRACE_DAYS = 31
+
 CONFIG_FILE = "billrun.toml"
 ENV_PREFIX = "BILLRUN_"
 DEFAULT_CRON = "0 2 * * *"
@@ -100,6 +103,9 @@ class Settings(BaseSettings):
     as_of_horizon_days: int = Field(
         1, ge=0, le=366, description="how many days past today --as-of may be"
     )
+    grace_days: int | None = Field(
+        None, description="overrides the catalog's finalize_grace_days (SPEC §8.3)"
+    )
 
     @field_validator("cron")
     @classmethod
@@ -117,12 +123,19 @@ class Settings(BaseSettings):
         parse_cluster(value)
         return value
 
-    @field_validator("as_of_horizon_days", mode="before")
+    @field_validator("as_of_horizon_days", "grace_days", mode="before")
     @classmethod
     def _whole_days(cls, value: Any) -> Any:
         # TOML 1.5 or "1.5" must not be truncated to 1 silently; booleans are not days.
         if isinstance(value, bool) or isinstance(value, float):
             raise ValueError(f"{value!r} is not a whole number of days")
+        return value
+
+    @field_validator("grace_days")
+    @classmethod
+    def _grace_days(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= MAX_GRACE_DAYS:
+            raise ValueError(f"{value} is not a number of days from 0 to {MAX_GRACE_DAYS}")
         return value
 
     @classmethod
@@ -259,6 +272,8 @@ def _explain(
         value = error.get("input")
         message = str(error["msg"]).removeprefix("Value error, ")
         lines.append(f"{key} ({source}) = {value!r}: {message}")
+    if len(lines) == 1:  # one bad key: one line (README: every failure is one line)
+        return f"invalid configuration: {lines[0]}"
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 

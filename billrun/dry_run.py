@@ -6,6 +6,7 @@ stored inputs read through a read-only connection; no Prefect flow, no lock, no 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -14,53 +15,89 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.schedule import nightly_plan
+from pipeline.schedule import nightly_plan, with_finalize_dates
 
 ACTIONS = {"draft": "draft (open period)", "final": "finalize"}
 
 
-def plan_summary(plan: pl.DataFrame) -> pl.DataFrame:
-    """`period, status, accounts`: how many accounts each period would be computed for."""
+def plan_summary(plan: pl.DataFrame, as_of: date, grace_days: int = 0) -> pl.DataFrame:
+    """`period, status, until, accounts`: how many accounts each period would be computed for.
+    `until` is set on the drafts of a period that has ended but waits for its grace to end
+    (SPEC §8.3): the as-of date from which a nightly finalizes it."""
+    waiting = (pl.col("status") == "draft") & (pl.col("period_end") <= as_of)
     return (
-        plan.group_by("period", "status")
+        with_finalize_dates(plan, grace_days)
+        .with_columns(
+            pl.when(waiting).then(pl.col("finalizes_on")).otherwise(None).alias("until")
+        )
+        .group_by("period", "status", "until")
         .agg(pl.col("account_id").n_unique().alias("accounts"))
-        .sort("period", "status")
+        .sort("period", "status", "until", nulls_last=False)
+        .select("period", "status", "until", "accounts")
     )
 
 
-def read_plan(db: str | Path, as_of: date) -> pl.DataFrame:
-    """The nightly plan as of `as_of` over the stored inputs of `db`, read-only."""
-    from store import read_accounts
+@dataclass(frozen=True)
+class DryPlan:
+    """The plan a nightly would run, and the grace it was made with."""
+
+    plan: pl.DataFrame
+    grace_days: int
+
+
+def read_plan(db: str | Path, as_of: date, grace_days: int | None = None) -> DryPlan:
+    """The nightly plan as of `as_of` over the stored inputs of `db`, read-only; the grace is
+    `grace_days`, else the stored catalog's `finalize_grace_days` (as the nightly flow has it)."""
+    from pipeline.catalog import parse_catalog
+    from store import read_accounts, read_catalog_text
     from store.results import read_final_periods, read_first_activity
 
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return nightly_plan(
-            read_accounts(con), read_first_activity(con), read_final_periods(con), as_of
+        if grace_days is None:  # no catalog loaded yet: nothing can be final early anyway
+            text = read_catalog_text(con)
+            grace_days = parse_catalog(text).finalize_grace_days if text else 0
+        plan = nightly_plan(
+            read_accounts(con), read_first_activity(con), read_final_periods(con), as_of,
+            grace_days,
         )
+        return DryPlan(plan, grace_days)
     finally:
         con.close()
 
 
+def _action(status: str, until: date | None, grace_days: int) -> str:
+    if until is None:
+        return ACTIONS[status]
+    return f"draft until {until} (grace {grace_days} day{'s' if grace_days != 1 else ''})"
+
+
 def print_dry_run(
-    db: str | Path, as_of: date, input_dir: str | None, console: Console
+    db: str | Path, as_of: date, input_dir: str | None, console: Console,
+    grace_days: int | None = None,
 ) -> None:
-    """Print the plan: per period, draft or finalize, and how many accounts."""
-    summary = plan_summary(read_plan(db, as_of))
+    """Print the plan: per period, draft or finalize, and how many accounts. A period that
+    ended but waits for its grace says until when (`2026-01: draft until 2026-02-04 (grace 3
+    days)`)."""
+    dry = read_plan(db, as_of, grace_days)
+    summary = plan_summary(dry.plan, as_of, dry.grace_days)
     table = Table(
         title=f"billrun nightly --dry-run as of {as_of}: nothing is written",
         title_justify="left",
     )
     for name in ("period", "would", "accounts"):
         table.add_column(name, justify="right" if name == "accounts" else "left")
-    for period, status, accounts in summary.iter_rows():
-        table.add_row(period, ACTIONS[status], f"{accounts:,}")
+    for period, status, until, accounts in summary.iter_rows():
+        table.add_row(period, _action(status, until, dry.grace_days), f"{accounts:,}")
     console.print(table)
     if summary.height == 0:
         console.print("nothing to bill: no account has activity up to that date")
     else:
         n = summary["accounts"].sum()
-        console.print(f"{summary.height} period(s), {n:,} account-period(s) would be computed")
+        periods = summary["period"].n_unique()
+        console.print(f"{periods} period(s), {n:,} account-period(s) would be computed")
+    for period, _, until, _ in summary.filter(pl.col("until").is_not_null()).iter_rows():
+        console.print(f"{period}: {_action('draft', until, dry.grace_days)}")
     if input_dir:
         console.print(
             f"note: {input_dir} is not loaded by a dry run; the plan covers the inputs already "
@@ -69,14 +106,15 @@ def print_dry_run(
 
 
 def dry_run_command(
-    db: str | Path, as_of: date, input_dir: str | None, console: Console, err: Console
+    db: str | Path, as_of: date, input_dir: str | None, console: Console, err: Console,
+    grace_days: int | None = None,
 ) -> int:
     """Run the dry run for the CLI; returns the exit code (2: no database, 1: unreadable)."""
     if not Path(db).exists():
         err.print(f"[red]billrun: error:[/red] no database at {db}: run `billrun load` first")
         return 2
     try:
-        print_dry_run(db, as_of, input_dir, console)
+        print_dry_run(db, as_of, input_dir, console, grace_days)
     except duckdb.IOException as exc:  # a run holds the file: DuckDB allows no reader then
         err.print(f"[red]billrun: cannot read {db} now:[/red] {exc}")
         return 1

@@ -18,6 +18,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "cluster": ("cluster", "--cluster"),
     "staging": ("staging", "--staging"),
     "horizon_days": ("as_of_horizon_days", "--horizon-days"),
+    "grace_days": ("grace_days", "--grace-days"),
 }
 
 

@@ -107,6 +107,9 @@ def print_generate_report(report: GenerateReport, seconds: float) -> None:
     for name, rows in report.rows.items():
         table.add_row(name, f"{rows:,}", f"{report.bad.get(name, 0):,}")
     console.print(table)
+    changes = getattr(report, "changes", 0)
+    if changes:
+        console.print(f"{changes:,} of the assignments rows are changes (effective_from set)")
     console.print(
         f"{report.accounts:,} accounts, {report.months} month(s) from {report.start}, "
         f"seed {report.seed}   time: {seconds:.1f} s"

@@ -39,6 +39,7 @@ def nightly_flow(
     db: str = "billrun.duckdb",
     input_dir: str | None = None,
     conflict_policy: str | None = None,
+    grace_days: int | None = None,
     shards: int | None = None,
     memory_gb: float | None = None,
     staging: str | None = None,
@@ -47,6 +48,8 @@ def nightly_flow(
 ) -> RunSummary:
     """Load new inputs, recompute every non-final period up to `as_of`, finalize ended ones.
 
+    `grace_days` overrides the catalog's `finalize_grace_days`: a period is finalized only by a
+    night at least that many days after its end, and stays a draft until then (SPEC §8.3).
     `shards`: fixed shard count (tests); by default it follows from `memory_gb` (the budget,
     8 GB by default). `staging`: the staging root (path or fsspec URL; default beside `db`).
     `concurrency`: how many units run at once. `incremental`: drafts whose new events all come
@@ -65,13 +68,17 @@ def nightly_flow(
         try:
             stored = read_stored_inputs(con, conflict_policy)
             basis = usage_basis(stored.catalog_text, stored.policy)
+            grace = stored.catalog.finalize_grace_days if grace_days is None else grace_days
             plan = with_cutoffs(
-                nightly_plan(stored.accounts, stored.first_activity, stored.finalized, as_of),
+                nightly_plan(
+                    stored.accounts, stored.first_activity, stored.finalized, as_of, grace
+                ),
                 as_of,
             )
             logger.info(
-                "nightly as of %s: %d account-periods over %d period(s), policy %s",
-                as_of, plan.height, plan["period"].n_unique(), stored.policy,
+                "nightly as of %s: %d account-periods over %d period(s), policy %s, "
+                "grace %d day(s)",
+                as_of, plan.height, plan["period"].n_unique(), stored.policy, grace,
             )
             # On a Dask task runner (`billrun --cluster`), its workers' slots set how many
             # units run at once; on threads, `concurrency` does.

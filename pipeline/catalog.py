@@ -54,7 +54,8 @@ class FeePlan(_Strict):
     promotions: list[Promotion] = Field(default_factory=list)
     # SPEC §8.2: a commitment of `minimum_terms` terms, and the fee for ending it early. The two
     # come together (checked in `_reference_problems`).
-    minimum_terms: int | None = Field(default=None, ge=1)
+    # strict: a YAML `true` is not 1 term (nor, below, 1 day of grace)
+    minimum_terms: int | None = Field(default=None, ge=1, strict=True)
     early_termination_fee: Decimal | None = Field(default=None, ge=0)
 
 
@@ -128,7 +129,7 @@ class Catalog(_Strict):
     subscriptions: list[Subscription] = Field(default_factory=list)
     discount_plans: list[DiscountPlan] = Field(default_factory=list)
     # SPEC §8.3: a period is finalized only by a nightly at least this many days after its end.
-    finalize_grace_days: int = Field(default=0, ge=0, le=31)
+    finalize_grace_days: int = Field(default=0, ge=0, le=31, strict=True)
 
     @field_validator("currencies")
     @classmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 
@@ -28,19 +28,51 @@ def with_period_bounds(plan: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFra
     ).drop("billing_day")
 
 
+MAX_GRACE_DAYS = 31  # SPEC §8.3: `finalize_grace_days` and `--grace-days` are 0 to 31
+
+
+def check_grace_days(grace_days: int) -> int:
+    """`grace_days` if it is a whole number of days from 0 to MAX_GRACE_DAYS, else ValueError."""
+    if isinstance(grace_days, bool) or not isinstance(grace_days, int):
+        raise ValueError(f"grace days {grace_days!r} is not a whole number")
+    if not 0 <= grace_days <= MAX_GRACE_DAYS:
+        raise ValueError(f"grace days {grace_days} is not from 0 to {MAX_GRACE_DAYS}")
+    return grace_days
+
+
+def finalizes_on(period_end: date, grace_days: int = 0) -> date:
+    """The first as-of date whose nightly finalizes a period that ends on `period_end` (end
+    dates are exclusive: the first day of the next period): `grace_days` days after it
+    (SPEC §8.3; 0 is SPEC §5's "ended on or before the as-of date")."""
+    return period_end + timedelta(days=check_grace_days(grace_days))
+
+
+def finalizes_on_expr(period_end: pl.Expr, grace_days: int = 0) -> pl.Expr:
+    """`finalizes_on` over a column of period ends."""
+    return period_end.dt.offset_by(f"{check_grace_days(grace_days)}d")
+
+
+def is_finalized_by(period_end: date, as_of: date, grace_days: int = 0) -> bool:
+    """Whether a nightly as of `as_of` finalizes a period ending on `period_end` (SPEC §8.3)."""
+    return finalizes_on(period_end, grace_days) <= as_of
+
+
 def nightly_plan(
     accounts: pl.DataFrame,
     first_activity: pl.DataFrame,
     finalized: pl.DataFrame,
     as_of: date,
+    grace_days: int = 0,
 ) -> pl.DataFrame:
     """Every (account, period) from the account's first activity (its earliest assignment start
     or usage event: an account with neither has nothing to bill) to the period containing `as_of`
     that is not final yet: `account_id, period, status, period_start, period_end`.
 
-    `status` is `final` for a period that ended on or before `as_of` (end dates are exclusive),
-    `draft` for the open one. A period never computed is computed first: this is the catch-up.
+    `status` is `final` for a period that ended at least `grace_days` days before `as_of` (end
+    dates are exclusive; `finalizes_on`), `draft` for the open one and for an ended one still in
+    its grace (SPEC §8.3). A period never computed is computed first: this is the catch-up.
     """
+    final_from = finalizes_on_expr(pl.col("period_end"), grace_days)
     days = first_billing_days(accounts)
     starts = days.join(first_activity, on="account_id", how="inner")
     bounds = starts.with_columns(
@@ -59,7 +91,7 @@ def nightly_plan(
     return (
         with_period_bounds(plan, accounts)
         .with_columns(
-            pl.when(pl.col("period_end") <= as_of)
+            pl.when(final_from <= as_of)
             .then(pl.lit("final"))
             .otherwise(pl.lit("draft"))
             .alias("status")
@@ -137,3 +169,12 @@ def day_limit(period_end: pl.Expr, cutoff: pl.Expr) -> pl.Expr:
 def cutoff_for(status: str | None, as_of: date | None) -> date | None:
     """The cutoff of one (account, period) of `status`, as `with_cutoffs` sets it."""
     return None if status == "final" else as_of
+
+
+def with_finalize_dates(plan: pl.DataFrame, grace_days: int = 0) -> pl.DataFrame:
+    """Add `finalizes_on` to a nightly plan: the as-of date from which a nightly finalizes each
+    (account, period) (`finalizes_on`), e.g. to say how long a period that ended waits for its
+    grace to end (SPEC §8.3)."""
+    return plan.with_columns(
+        finalizes_on_expr(pl.col("period_end"), grace_days).alias("finalizes_on")
+    )

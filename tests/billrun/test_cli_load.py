@@ -122,6 +122,33 @@ def test_an_invalid_catalog_exits_2_naming_field_and_id(tmp_path: Path) -> None:
     assert not db.exists()
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ('{id: TV1, term_months: 1, fee: "30.00", currency: USD}',
+         '{id: TV1, term_months: 1, fee: "30.00", currency: USD, minimum_terms: 12}',
+         "subscriptions[SUB_TV].fee_plans[TV1].early_termination_fee"),
+        ('{id: TV1, term_months: 1, fee: "30.00", currency: USD}',
+         '{id: TV1, term_months: 1, fee: "30.00", currency: USD, minimum_terms: 12, '
+         'early_termination_fee: "9.999"}',
+         "subscriptions[SUB_TV].fee_plans[TV1].early_termination_fee"),
+        ("conflict_policy: replace", "conflict_policy: replace\nfinalize_grace_days: 32",
+         "finalize_grace_days"),
+        ("  - id: SUB_TV\n", "  - id: SUB_TV\n    plan_change: sometimes\n",
+         "subscriptions[SUB_TV].plan_change"),
+    ],
+)
+def test_a_section_8_catalog_mistake_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, field: str
+) -> None:
+    assert old in CATALOG
+    _write(tmp_path, "catalog.yaml", CATALOG.replace(old, new, 1))
+    db = tmp_path / "billrun.duckdb"
+    assert main(["load", str(tmp_path), "--db", str(db)]) == 2  # checked before any flow runs
+    assert field in " ".join(capsys.readouterr().err.split())
+    assert not db.exists()
+
+
 def test_a_missing_folder_exits_2(tmp_path: Path) -> None:
     assert main(["load", str(tmp_path / "nowhere"), "--db", str(tmp_path / "x.duckdb")]) == 2
 

@@ -41,6 +41,7 @@ def test_defaults_when_nothing_is_configured(workdir: Path, capsys) -> None:
     assert shown["cron"] == ('"0 2 * * *"', "default")  # every night at 02:00
     assert shown["as_of_horizon_days"] == ("1", "default")
     assert shown["memory_gb"] == ("(not set)", "default")
+    assert shown["grace_days"] == ("(not set)", "default")  # the catalog's finalize_grace_days
 
 
 def test_file_then_env_then_flag(workdir: Path, capsys, monkeypatch) -> None:
@@ -112,6 +113,9 @@ def test_commands_take_their_defaults_from_the_file(workdir: Path, capsys) -> No
         ("", {"BILLRUN_MEMORY_GB": "0"}, [], ["memory_gb", "BILLRUN_MEMORY_GB"]),
         ("", {}, ["--cron", "every night"], ["cron", "--cron"]),
         ("", {}, ["--config", "missing.toml"], ["missing.toml"]),
+        ("grace_days = 32\n", {}, [], ["grace_days", "billrun.toml", "0 to 31"]),
+        ("grace_days = 1.5\n", {}, [], ["grace_days", "billrun.toml"]),
+        ("", {"BILLRUN_GRACE_DAYS": "-1"}, [], ["grace_days", "BILLRUN_GRACE_DAYS", "0 to 31"]),
     ],
 )
 def test_a_bad_value_is_exit_2_naming_the_key(
@@ -135,3 +139,12 @@ def test_a_bad_file_does_not_stop_commands_that_read_no_setting(
 ) -> None:
     (workdir / "billrun.toml").write_text("memory_gb = -2\n")
     assert main(["generate", "--accounts", "3", "--out", str(workdir / "gen")]) == 0
+
+
+def test_grace_days_from_the_file_the_env_or_the_flag(workdir: Path, capsys, monkeypatch) -> None:
+    (workdir / "billrun.toml").write_text("grace_days = 3\n")
+    assert settings_shown(capsys)["grace_days"] == ("3", f"file {workdir / 'billrun.toml'}")
+    monkeypatch.setenv("BILLRUN_GRACE_DAYS", "0")
+    assert settings_shown(capsys)["grace_days"] == ("0", "env BILLRUN_GRACE_DAYS")
+    resolved = config.load_settings({"grace_days": "31"}, flag_names={"grace_days": "--grace-days"})
+    assert (resolved.grace_days, resolved.sources["grace_days"]) == (31, "flag --grace-days")

@@ -76,9 +76,11 @@ def write_drops(src: Path, folder: Path, nights: list[date], late_every: int,
 
 
 def run_nights(tmp: Path, seed: int, accounts: int, nights: list[date], late_every: int,
-               held_every: int, catalog_again: bool = False) -> tuple[dict, dict, list[int]]:
+               held_every: int, catalog_again: bool = False,
+               grace_days: int | None = None) -> tuple[dict, dict, list[int]]:
     """The same drops and nights on two databases, incremental and whole; returns both DBs'
-    tables and, for each incremental night, how many drafts it continued."""
+    tables and, for each incremental night, how many drafts it continued. `grace_days`: the
+    nights' `--grace-days` (SPEC §8.3; None: the catalog's)."""
     generate(accounts, tmp / "gen", seed=seed, months=2)
     drops = write_drops(tmp / "gen", tmp, nights, late_every, held_every, catalog_again)
     inc, whole = tmp / "inc.duckdb", tmp / "whole.duckdb"
@@ -86,7 +88,8 @@ def run_nights(tmp: Path, seed: int, accounts: int, nights: list[date], late_eve
     for drop, as_of in zip(drops, nights, strict=True):
         for db, incremental in ((inc, True), (whole, False)):
             load_flow(str(drop), str(db))
-            summary = nightly_flow(as_of=as_of, db=str(db), shards=2, incremental=incremental)
+            summary = nightly_flow(as_of=as_of, db=str(db), shards=2, incremental=incremental,
+                                   grace_days=grace_days)
             if incremental:
                 continued.append(summary.changes["drafts_continued"])
             else:
@@ -150,6 +153,28 @@ def test_an_earlier_as_of_recomputes_every_draft_whole() -> None:
         inc, whole, continued = run_nights(Path(tmp), 9, 20, nights, 0, 0)
         assert inc == whole
         assert continued == [0, 0]
+
+
+def test_a_draft_in_its_grace_continues_and_equals_a_whole_recompute() -> None:
+    # SPEC §8.3 with a grace of 3 days: on Feb 2 January (billing day 1) is still a draft,
+    # beside February's, and continues from what Jan 30 counted (no event comes late here: a
+    # late one recomputes its account whole, as in the open period); Feb 4 finalizes it.
+    with tempfile.TemporaryDirectory() as tmp:
+        nights = [date(2026, 1, 30), date(2026, 2, 2), date(2026, 2, 4)]
+        inc, whole, continued = run_nights(Path(tmp), 13, 25, nights, 0, 0, grace_days=3)
+        assert inc == whole
+        # Without the grace, Feb 2 continues only the drafts of periods still open then.
+        no_grace = Path(tmp) / "no-grace"
+        no_grace.mkdir()
+        _, _, open_only = run_nights(no_grace, 13, 25, nights[:2], 0, 0, grace_days=0)
+        assert continued[1] > open_only[1]
+        # On Feb 4, January is final where it ended on Feb 1 (billing day 1), a draft where it
+        # ended later (its grace is not over: billing day 2 finalizes it on Feb 5).
+        with duckdb.connect(str(Path(tmp) / "inc.duckdb"), read_only=True) as con:
+            statuses = con.execute("""SELECT DISTINCT a.billing_day = 1, i.status
+                FROM invoices i JOIN accounts a USING (account_id)
+                WHERE i.period = '2026-01' ORDER BY ALL""").fetchall()
+        assert statuses == [(False, "draft"), (True, "final")]
 
 
 # Few examples, no shrinking: one example is a generated drop per night and two runs a night.

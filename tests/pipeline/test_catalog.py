@@ -124,3 +124,90 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_malformed_catalog_text(text: str, expected: str) -> None:
     with pytest.raises(CatalogError, match=expected.replace("[", r"\[")):
         parse_catalog(text)
+
+
+# --- SPEC §8 keys: each mistake is a CatalogError naming the field (exit 2 at load) ----------
+
+
+def _tv1(raw: dict[str, Any]) -> dict[str, Any]:
+    return _find(_find(raw["subscriptions"], "SUB_TV")["fee_plans"], "TV1")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"minimum_terms": 12},
+         "subscriptions[SUB_TV].fee_plans[TV1].early_termination_fee: required with "
+         "minimum_terms"),
+        ({"early_termination_fee": "100.00"},
+         "subscriptions[SUB_TV].fee_plans[TV1].minimum_terms: required with "
+         "early_termination_fee"),
+        ({"minimum_terms": 0, "early_termination_fee": "100.00"},
+         "subscriptions[SUB_TV].fee_plans[TV1].minimum_terms"),
+        ({"minimum_terms": 1.5, "early_termination_fee": "100.00"},
+         "subscriptions[SUB_TV].fee_plans[TV1].minimum_terms"),
+        ({"minimum_terms": True, "early_termination_fee": "100.00"},
+         "subscriptions[SUB_TV].fee_plans[TV1].minimum_terms"),
+        ({"minimum_terms": 12, "early_termination_fee": "-1.00"},
+         "subscriptions[SUB_TV].fee_plans[TV1].early_termination_fee"),
+        ({"minimum_terms": 12, "early_termination_fee": "100.001"},
+         "subscriptions[SUB_TV].fee_plans[TV1].early_termination_fee: 100.001 has more "
+         "decimals than USD allows (2)"),
+    ],
+)
+def test_a_commitment_mistake_names_its_field(change: dict[str, Any], expected: str) -> None:
+    raw = sample()
+    _tv1(raw).update(change)
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(raw)
+    assert any(expected in p for p in caught.value.problems), caught.value.problems
+
+
+def test_a_commitment_in_yen_takes_no_decimals() -> None:
+    raw = sample()
+    plan = _find(_find(raw["subscriptions"], "SUB_TV")["fee_plans"], "TV1J")
+    plan.update({"minimum_terms": 6, "early_termination_fee": "500.5"})
+    with pytest.raises(CatalogError, match=r"fee_plans\[TV1J\]\.early_termination_fee"):
+        parse_catalog(raw)
+    plan["early_termination_fee"] = "500"
+    fp = catalog_frames(parse_catalog(raw)).fee_plans.filter(fee_plan_id="TV1J")
+    assert fp.select("minimum_terms", "early_termination_fee_minor").row(0) == (6, 500)
+
+
+@pytest.mark.parametrize("value", ["sometimes", "", None, 1])
+def test_an_unknown_plan_change_names_the_field(value: object) -> None:
+    raw = sample()
+    _find(raw["subscriptions"], "SUB_TV")["plan_change"] = value
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(raw)
+    assert any("subscriptions[SUB_TV].plan_change" in p for p in caught.value.problems), (
+        caught.value.problems
+    )
+
+
+@pytest.mark.parametrize("value", [32, -1, 1.5, "soon", True])
+def test_a_grace_outside_0_to_31_days_names_the_field(value: object) -> None:
+    raw = sample()
+    raw["finalize_grace_days"] = value
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(raw)
+    assert any(p.startswith("finalize_grace_days") for p in caught.value.problems), (
+        caught.value.problems
+    )
+
+
+def test_the_section_8_keys_parse_with_their_defaults_and_values() -> None:
+    assert parse_catalog(sample()).finalize_grace_days == 0
+    raw = sample()
+    raw["finalize_grace_days"] = 31
+    _find(raw["subscriptions"], "SUB_TV")["plan_change"] = "upgrades_now"
+    _tv1(raw).update({"minimum_terms": 12, "early_termination_fee": "100.00"})
+    cat = parse_catalog(raw)
+    frames = catalog_frames(cat)
+    assert cat.finalize_grace_days == 31
+    assert frames.subscriptions.filter(subscription_id="SUB_TV")["plan_change"].item() == (
+        "upgrades_now"
+    )
+    assert frames.fee_plans.filter(fee_plan_id="TV1").select(
+        "minimum_terms", "early_termination_fee_minor"
+    ).row(0) == (12, 10000)
