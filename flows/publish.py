@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from prefect.artifacts import create_table_artifact
 from flows.billing import StoredInputs
 from flows.run_report import publish_report
 from pipeline.catalog import CatalogFrames
+from pipeline.documents import DocumentTerms
 from pipeline.money import format_amount
 from rules.conflicts import offer_verdicts
 from store.clock import utc_now
@@ -89,6 +90,7 @@ def finish_run(
             stored.frames, stored.policy, offer_verdicts(stored.catalog, stored.policy)  # type: ignore[arg-type]
         )
         seconds: dict[str, float] = {}
+        batch = replace(batch, terms=DocumentTerms.of(stored.catalog))
         changes = write_results(con, batch, stored.frames.currencies, also=refresh,
                                 seconds=seconds)
         totals = read_staged_totals(con, batch.stage)

@@ -7,14 +7,16 @@ so a second run over the same inputs leaves every results table identical (run i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import duckdb
 import polars as pl
 
 from pipeline.contracts import COUNTER_KEY, DECISIONS_SCHEMA, LINE_KEY, PARCEL_KEY
+from pipeline.documents import DocumentTerms
 from store.clock import timed
+from store.documents import issue_documents
 from store.duck import frame, scalar
 from store.faults import checkpoint
 from store.runs import RunRecord, record_run
@@ -45,6 +47,8 @@ class ResultsBatch:
     # A nightly's catalog and policy (store/usage_state.py): its drafts' state is kept for the
     # next night under it. None (a reprocess): the state of the groups it recomputed is dropped.
     usage_basis: str | None = None
+    # The catalog's document numbering and payment terms (SPEC §9), used in the commit.
+    terms: DocumentTerms = field(default_factory=DocumentTerms)
 
 
 def _minor_factor_sql(column: str) -> str:
@@ -308,6 +312,8 @@ def write_results(
             if also is not None:
                 also(con)
             record_run(con, batch.run, "success")
+        with timed(took, "documents"):  # numbers inside the transaction (store/documents.py)
+            counts.update(issue_documents(con, run_id, batch.terms))
         with timed(took, "invariants"):
             _check_invariants(con)
         checkpoint("before-commit")
