@@ -162,3 +162,13 @@ def test_demo_bills_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_generate_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["generate", "--accounts", "20", "--out", str(tmp_path), "--months", "1"]) == 0
     assert "usage.csv" in capsys.readouterr().out
+
+
+def test_a_bad_document_key_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(tmp_path, "catalog.yaml", CATALOG + "\ninvoice_prefix: ABCDEFGHIJKLMNOPQ\n")
+    db = tmp_path / "billrun.duckdb"
+    assert main(["load", str(tmp_path), "--db", str(db)]) == 2  # checked before any flow
+    assert "invoice_prefix: String should have at most 16 characters" in capsys.readouterr().err
+    assert not db.exists()
