@@ -191,6 +191,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_invoice(args: argparse.Namespace) -> int:
+    """`billrun invoice`: one invoice as HTML, every final invoice of a period, or a list."""
+    from billrun.invoice import command
+
+    return command(args, summary.console, summary.err_console)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -302,6 +309,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("explain", _delegate("explain"), "the decisions, lines and counters of one invoice")
     p.add_argument("--account", required=True, metavar="ID")
     p.add_argument("--period", type=_period, required=True, metavar="YYYY-MM")
+    add_db(p)
+
+    p = add("invoice", cmd_invoice,
+            "write an invoice as a printable HTML page, or list an account's invoices and notes")
+    p.add_argument("--account", metavar="ID")
+    p.add_argument("--period", type=_period, metavar="YYYY-MM")
+    p.add_argument("--all", action="store_true",
+                   help="every final invoice of --period, one file each, into --out DIR")
+    p.add_argument("--out", metavar="FILE|DIR",
+                   help="where to write (default ./invoice-<account>-<period>.html; with --all, "
+                   "the folder, default .)")
+    p.add_argument("--json", action="store_true",
+                   help="without --period: the list as one JSON document")
     add_db(p)
 
     p = add("serve", _delegate("serve"), "run the nightly flow on a schedule (Prefect)")
