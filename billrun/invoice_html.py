@@ -32,6 +32,7 @@ th, td { text-align: left; padding: 1.2mm 1.5mm; border-bottom: 0.2mm solid #ccc
          vertical-align: top; }
 th { background: #f0f0f0; font-weight: 600; }
 td.num, th.num { text-align: right; white-space: nowrap; }
+td.nowrap { white-space: nowrap; }
 tr.subtotal td { font-weight: 600; border-bottom: 0.4mm solid #888; }
 .total { margin-top: 6mm; font-size: 13pt; font-weight: 700; text-align: right; }
 .draft-mark { color: #b00; font-weight: 700; letter-spacing: 2mm; }
@@ -98,7 +99,7 @@ TEMPLATE = """<!DOCTYPE html>
       <span class="muted">{{ group.addon_id }}</span></td></tr>
     {% for row in group.rows %}
     <tr class="line"><td>{{ row.description }}</td><td>{{ row.line_type }}</td>
-      <td>{{ row.term }}</td><td>{{ row.proration }}</td><td class="num">{{ row.quantity }}</td>
+      <td class="nowrap">{{ row.term }}</td><td class="nowrap">{{ row.proration }}</td><td class="num">{{ row.quantity }}</td>
       <td class="num amount">{{ row.amount }}</td></tr>
     {% endfor %}
     <tr class="subtotal"><td colspan="5">Subtotal {{ group.name }}</td>

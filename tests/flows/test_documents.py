@@ -157,3 +157,147 @@ def test_the_analyst_copy_and_parquet_set_hold_the_documents(billed) -> None:
     sets = db.with_name("billrun.analyst")
     assert pl.read_parquet(sets / "documents.parquet").height == len(EXPECTED)
     assert "invoice_number" in pl.read_parquet(sets / "invoices.parquet").columns
+
+
+# --- the document itself: `billrun invoice`, rendered and printed by headless Chromium -------
+
+def test_the_invoice_prints_its_number_total_and_every_line_on_a4_and_letter(
+    billed, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from billrun.cli import main
+    from billrun.invoice import load_document, open_copy
+
+    from .pdf_text import media_box, print_to_pdf
+
+    page = tmp_path / "a1.html"
+    assert main(["invoice", "--db", str(billed["db"]), "--account", "A1", "--period", "2026-01",
+                 "--out", str(page)]) == 0
+    assert str(page.resolve()) in capsys.readouterr().out
+    con = open_copy(billed["db"])
+    try:
+        doc = load_document(con, "A1", "2026-01")
+    finally:
+        con.close()
+    # Worked by hand (module doc): the lines are 10.00, 20.32, 5.00, usage 12.00, discount
+    # -10.00; the debit note adds 3.00.
+    assert sorted(doc.line_amounts) == sorted(["10.00", "20.32", "5.00", "12.00", "-10.00"])
+    for paper, size in ((None, (612, 792)), ("A4", (595, 842))):
+        pdf = tmp_path / f"a1-{paper or 'letter'}.pdf"
+        text = "\n".join(print_to_pdf(page, pdf, paper))
+        assert media_box(pdf) == pytest.approx(size, abs=1)
+        lines = text.splitlines()
+        assert "INV-00000001" in lines and "Invoice INV-00000001" in lines
+        assert "Total 37.32 USD" in lines
+        for amount in doc.line_amounts:
+            assert amount in lines, amount
+        assert {"2026-02-01", "2026-02-15", "Acme Telecom & Co", "Tax id: US-123"} <= set(lines)
+        flat = " ".join(text.split())  # a narrower page may wrap a cell's words
+        for shown in ("21/31 days", "2026-01-11 to 2026-02-01", "full term"):
+            assert shown in flat, shown
+        assert {"DN-00000001", "Total with corrections 40.32 USD"} <= set(lines)
+    html = page.read_text()
+    assert "Acme Telecom &amp; Co" in html  # autoescaped
+    assert "<script" not in html and "http" not in html.replace("http-equiv", "")  # self-contained
+
+
+def test_a_draft_is_marked_and_has_no_number(billed, tmp_path: Path) -> None:
+    from billrun.cli import main
+
+    from .pdf_text import print_to_pdf
+
+    page = tmp_path / "draft.html"
+    assert main(["invoice", "--db", str(billed["db"]), "--account", "A1", "--period", "2026-03",
+                 "--out", str(page)]) == 0
+    text = "\n".join(print_to_pdf(page, tmp_path / "draft.pdf"))
+    assert "DRAFT" in text and "INV-" not in text and "Issued on" not in text
+    assert "Total 35.00 USD" in text.splitlines()
+
+
+def test_all_writes_one_file_per_final_invoice_of_the_period(
+    billed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from billrun.cli import main
+
+    out = tmp_path / "feb"
+    assert main(["invoice", "--db", str(billed["db"]), "--period", "2026-02", "--all",
+                 "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "invoice-A1-2026-02.html", "invoice-A2-2026-02.html"]
+    assert "CN-00000001" in (out / "invoice-A2-2026-02.html").read_text()
+    monkeypatch.chdir(tmp_path)  # without --out: ./invoice-<account>-<period>.html
+    assert main(["invoice", "--db", str(billed["db"]), "--account", "A2", "--period",
+                 "2026-01"]) == 0
+    assert (tmp_path / "invoice-A2-2026-01.html").exists()
+
+
+def test_the_account_list_as_json_has_amounts_at_the_currency_precision(
+    billed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from billrun.cli import main
+
+    capsys.readouterr()
+    assert main(["invoice", "--db", str(billed["db"]), "--account", "A2", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert [(d["period"], d["kind"], d["number"], d["total"], d["corrects"])
+            for d in listing["documents"]] == [
+        ("2026-01", "invoice", "INV-00000002", "5.00", None),
+        ("2026-02", "invoice", "INV-00000004", "5.00", None),
+        ("2026-02", "credit_note", "CN-00000001", "-2.50", "INV-00000004"),
+        ("2026-03", "invoice", None, "5.00", None),
+    ]
+    assert main(["invoice", "--db", str(billed["db"]), "--account", "A1"]) == 0
+    assert "DN-00000001" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [
+    ["--account", "NOPE", "--period", "2026-01"],
+    ["--account", "A1", "--period", "2025-01"],
+    ["--account", "NOPE"],
+    ["--period", "2025-01", "--all"],
+])
+def test_no_such_invoice_is_exit_2_with_one_line(
+    billed, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from billrun.cli import main
+
+    capsys.readouterr()
+    assert main(["invoice", "--db", str(billed["db"]), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("billrun: error: no ") and err.count("\n") == 1, err
+
+
+def test_a_page_break_never_splits_a_line(tmp_path: Path) -> None:
+    """The stylesheet keeps each row whole and repeats the header; a 3-page invoice of rows
+    whose descriptions wrap shows every row's start, end and amount on one page."""
+    from billrun.invoice_html import STYLE, render_invoice
+    from pipeline.documents import invoice_document
+
+    from .pdf_text import print_to_pdf
+
+    assert "tr { break-inside: avoid; page-break-inside: avoid; }" in STYLE
+    assert "thead { display: table-header-group; }" in STYLE
+    words = " ".join(f"word{n}" for n in range(30))
+    lines = [{"line_type": "recurring", "addon_id": "ADD_X", "assignment_id": f"S{n:03d}",
+              "quantity": Decimal(1), "amount": Decimal(n), "term_start": None,
+              "description": f"R{n:03d}start {words} R{n:03d}end"} for n in range(1, 61)]
+    total = sum(Decimal(n) for n in range(1, 61))
+    doc = invoice_document(
+        {"account_id": "A9", "period": "2026-01", "currency": "USD", "total": total,
+         "status": "final", "invoice_number": "INV-00000009", "issued_on": date(2026, 2, 1),
+         "due_on": date(2026, 3, 3)},
+        lines, [], [], minor_units=2, addon_names={"ADD_X": "X pack"},
+        account={"account_id": "A9", "billing_day": 1}, seller=None,
+    )
+    page = tmp_path / "long.html"
+    page.write_text(render_invoice(doc))
+    pages = print_to_pdf(page, tmp_path / "long.pdf")
+    assert len(pages) >= 2
+    for n in range(1, 61):
+        holding = [i for i, text in enumerate(pages)
+                   if f"R{n:03d}start" in text or f"R{n:03d}end" in text]
+        assert len(set(holding)) == 1, (n, holding)
+        assert f"{n}.00" in pages[holding[0]].splitlines()
+    assert all("Add-on / line" in text for text in pages[:-1])  # the header repeats
+    assert "Total 1,830.00 USD" in pages[-1].splitlines()
