@@ -99,8 +99,8 @@ TEMPLATE = """<!DOCTYPE html>
       <span class="muted">{{ group.addon_id }}</span></td></tr>
     {% for row in group.rows %}
     <tr class="line"><td>{{ row.description }}</td><td>{{ row.line_type }}</td>
-      <td class="nowrap">{{ row.term }}</td><td class="nowrap">{{ row.proration }}</td><td class="num">{{ row.quantity }}</td>
-      <td class="num amount">{{ row.amount }}</td></tr>
+      <td class="nowrap">{{ row.term }}</td><td class="nowrap">{{ row.proration }}</td>
+      <td class="num">{{ row.quantity }}</td><td class="num amount">{{ row.amount }}</td></tr>
     {% endfor %}
     <tr class="subtotal"><td colspan="5">Subtotal {{ group.name }}</td>
       <td class="num">{{ group.subtotal }}</td></tr>

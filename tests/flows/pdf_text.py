@@ -12,7 +12,9 @@ from pathlib import Path
 
 _OBJ = re.compile(rb"(\d+) 0 obj(.*?)endobj", re.S)
 _STREAM = re.compile(rb"stream\r?\n(.*?)\r?\nendstream", re.S)
-_TOKEN = re.compile(rb"/([\w.+-]+)\s+[-\d.]+\s+Tf|<([0-9A-Fa-f]*)>\s*Tj|\[(.*?)\]\s*TJ|\bET\b", re.S)
+_TOKEN = re.compile(
+    rb"/([\w.+-]+)\s+[-\d.]+\s+Tf|<([0-9A-Fa-f]*)>\s*Tj|\[(.*?)\]\s*TJ|\bET\b", re.S
+)
 
 
 def _stream(body: bytes) -> bytes:
