@@ -496,6 +496,8 @@ class StagedTotals:
     invoices: pl.DataFrame  # currency, invoices, total_minor
     revenue: pl.DataFrame  # period, addon_id, currency, net_minor, lines
     adjustments: pl.DataFrame  # the adjustment lines (differences only: few)
+    # kind, issued, first, last: the document numbers the run issued (SPEC §9)
+    documents: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def read_staged_totals(con: duckdb.DuckDBPyConnection, stage: Stage) -> StagedTotals:
@@ -517,4 +519,12 @@ def read_staged_totals(con: duckdb.DuckDBPyConnection, stage: Stage) -> StagedTo
                 ORDER BY period NULLS LAST, addon_id NULLS LAST, currency NULLS LAST""",
         ),
         adjustments=frame(con, f"SELECT * FROM {output_glob(con, stage, 'adjustments')}"),
+        documents=frame(
+            con,
+            """SELECT kind, count(*) AS issued, arg_min(document_number, sequence) AS first,
+                      arg_max(document_number, sequence) AS last
+               FROM documents WHERE run_id = ? GROUP BY kind
+               ORDER BY CASE kind WHEN 'invoice' THEN 0 WHEN 'credit_note' THEN 1 ELSE 2 END""",
+            [stage.run_id],
+        ),
     )

@@ -301,3 +301,24 @@ def test_a_page_break_never_splits_a_line(tmp_path: Path) -> None:
         assert f"{n}.00" in pages[holding[0]].splitlines()
     assert all("Add-on / line" in text for text in pages[:-1])  # the header repeats
     assert "Total 1,830.00 USD" in pages[-1].splitlines()
+
+
+def test_the_summaries_and_the_run_report_say_what_each_run_issued(
+    billed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from billrun.commands import _print_run_summary
+    from flows.publish import documents_issued
+    from flows.run_report import run_facts
+
+    none = {"invoices issued": "0", "credit notes issued": "0", "debit notes issued": "0"}
+    assert documents_issued(billed["first"]) == {
+        **none, "invoices issued": "2 (INV-00000001 to INV-00000002)"}
+    assert documents_issued(billed["again"]) == none
+    assert documents_issued(billed["debit"]) == {**none, "debit notes issued": "1 (DN-00000001)"}
+    assert ("credit notes issued", "1 (CN-00000001)") in run_facts(billed["credit"])
+    capsys.readouterr()
+    _print_run_summary(billed["second"])
+    out = capsys.readouterr().out
+    assert "invoices issued" in out and "2 (INV-00000003 to INV-00000004)" in out
+    report = billed["db"].with_name("billrun.report.html").read_text()
+    assert "credit notes issued" in report  # the last run's report (the repeated reprocess)
