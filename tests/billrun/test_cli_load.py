@@ -147,6 +147,11 @@ def test_demo_bills_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["demo", "--dir", str(work)]) == 0
     out = capsys.readouterr().out
     assert "billrun.duckdb" in out and "demo done" in out and "analysts open" in out
+    # SPEC §9: the invoices of the last finalized period (February), one page each.
+    invoices = work / "invoices" / "2026-02"
+    assert f"of 2026-02, one HTML page each, in {invoices.resolve()}" in out.replace("\n", "")
+    pages = list(invoices.glob("invoice-*-2026-02.html"))
+    assert pages and all("Invoice INV-" in p.read_text() for p in pages[:3])
     with duckdb.connect(str(work / "billrun.analyst.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(DISTINCT account_id) FROM accounts").fetchall()[0][0] > 150
         assert con.execute("SELECT count(*) FROM usage").fetchall()[0][0] > 10_000
@@ -157,6 +162,12 @@ def test_demo_bills_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
             "SELECT count(*), sum(amount) FROM adjustments WHERE line_type = 'usage'"
         ).fetchall()
         assert late == [(5, Decimal("13.00"))]
+        assert con.execute(
+            "SELECT count(*) FROM invoices WHERE period = '2026-02' AND status = 'final'"
+        ).fetchone() == (len(pages),)
+        # the reprocess of January issued one debit note per account with late calls
+        assert con.execute(
+            "SELECT count(*) FROM documents WHERE kind = 'debit_note'").fetchone() == (5,)
 
 
 def test_generate_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
