@@ -103,3 +103,16 @@ def test_an_older_database_gains_the_columns_and_its_finals_are_numbered_in_run_
 ])
 def test_document_number(prefix: str, sequence: int, number: str) -> None:
     assert document_number(prefix, sequence) == number
+
+
+def test_a_gap_in_a_sequence_fails_the_commit(tmp_path: Path) -> None:
+    from store.documents import NumberingError
+
+    con = store.connect(tmp_path / "gap.duckdb")
+    try:
+        con.execute("""INSERT INTO documents VALUES ('INV-00000002', 'invoice', 'A', '2026-01',
+                       'USD', 1, DATE '2026-02-01', DATE '2026-03-03', NULL, 'n0', 2)""")
+        with pytest.raises(NumberingError, match="invoice"):
+            issue_documents(con, "n1", DocumentTerms())
+    finally:
+        con.close()
