@@ -19,7 +19,7 @@ body { font-family: "DejaVu Sans", Arial, Helvetica, sans-serif; font-size: 10pt
        margin: 0 auto; max-width: 190mm; padding: 8mm 0; }
 h1 { font-size: 18pt; margin: 0 0 2mm; }
 h2 { font-size: 12pt; margin: 7mm 0 2mm; break-after: avoid; page-break-after: avoid; }
-header { display: flex; justify-content: space-between; gap: 8mm; }
+header { display: flex; justify-content: space-between; align-items: flex-start; gap: 8mm; }
 .parties { display: flex; justify-content: space-between; gap: 8mm; margin-top: 5mm; }
 .parties div { width: 48%; }
 dl { display: grid; grid-template-columns: auto 1fr; gap: 1mm 4mm; margin: 0; }
