@@ -237,3 +237,7 @@ def command(args: argparse.Namespace, console: Console, err: Console) -> int:
         return EXIT_OK
     except InvoiceError as exc:
         return bad(str(exc))
+    except (duckdb.CatalogException, duckdb.BinderException) as exc:  # a copy made before §9
+        first = str(exc).splitlines()[0]
+        return bad(f"the analyst copy of {args.db} has no invoice documents yet (the next "
+                   f"`billrun nightly` publishes them): {first}")
