@@ -210,6 +210,13 @@ def cmd_preview(args: argparse.Namespace) -> int:
         return exc.exit_code
 
 
+def cmd_invoice(args: argparse.Namespace) -> int:
+    """`billrun invoice`: one invoice as HTML, every final invoice of a period, or a list."""
+    from billrun.invoice import command
+
+    return command(args, summary.console, summary.err_console)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -346,6 +353,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", metavar="YYYY-MM-DD",
                    help="bill only up to this day, as that night's draft (default: whole periods)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    add_db(p)
+
+    p = add("invoice", cmd_invoice,
+            "write an invoice as a printable HTML page, or list an account's invoices and notes")
+    p.add_argument("--account", metavar="ID")
+    p.add_argument("--period", type=_period, metavar="YYYY-MM")
+    p.add_argument("--all", action="store_true",
+                   help="every final invoice of --period, one file each, into --out DIR")
+    p.add_argument("--out", metavar="FILE|DIR",
+                   help="where to write (default ./invoice-<account>-<period>.html; with --all, "
+                   "the folder, default .)")
+    p.add_argument("--json", action="store_true",
+                   help="without --period: the list as one JSON document")
     add_db(p)
 
     p = add("serve", _delegate("serve"), "run the nightly flow on a schedule (Prefect)")

@@ -97,7 +97,7 @@ def _failure_code(exc: Exception) -> int:
 
 def _print_run_summary(summary: object) -> None:
     """The short summary every billing run ends with."""
-    from flows.publish import RunSummary, invoice_totals
+    from flows.publish import RunSummary, documents_issued, invoice_totals
 
     assert isinstance(summary, RunSummary)
     table = Table(title=f"billrun {summary.kind}: {summary.run_id}", show_header=False)
@@ -108,8 +108,11 @@ def _print_run_summary(summary: object) -> None:
     table.add_row("adjustment lines", f"{summary.adjustments:,}")
     for currency, text in invoice_totals(summary).items():
         table.add_row(f"invoices {currency}", text)
+    for label, text in documents_issued(summary).items():
+        table.add_row(label, text)
     for key, value in summary.changes.items():
-        table.add_row(key.replace("_", " "), f"{value:,}")
+        if not key.endswith("_issued"):  # shown above, with their numbers
+            table.add_row(key.replace("_", " "), f"{value:,}")
     table.add_row("analyst copy", summary.analyst_copy)
     if getattr(summary, "report", ""):
         table.add_row("run report", summary.report)

@@ -102,6 +102,7 @@ def bill_demo(inputs: Path, db: Path, console: Console) -> Path:
             ["account", "period", "line", "quantity", "amount", "reason"],
         )
     copy = Path(summary.analyst_copy)
+    invoices = write_last_invoices(db)
     console.print(f"working database: {db.resolve()}")
     console.print(f"analysts open:    {copy}  (read-only, swapped after each run)")
     console.print(f"Parquet files:    {parquet_pointer(db.resolve())}/  (one per table and view)")
@@ -109,4 +110,26 @@ def bill_demo(inputs: Path, db: Path, console: Console) -> Path:
     console.print(f"try:  billrun explain --db {db} --account <id> --period {LATE_PERIOD}")
     if summary.report:
         console.print(f"run report:       {summary.report}  (open in a browser; works offline)")
+    if invoices is not None:
+        period, folder, count = invoices
+        console.print(f"invoices:         {count:,} final invoice(s) of {period}, one HTML page "
+                      f"each, in {folder.resolve()}/  (print them from a browser)")
+        console.print(f"try:  billrun invoice --db {db} --account <id>   (its invoices and notes)")
     return Path(summary.analyst_copy)
+
+
+def write_last_invoices(db: Path) -> tuple[str, Path, int] | None:
+    """Write every final invoice of the last finalized period into `<demo>/invoices/<period>/`
+    (SPEC §9); returns the period, the folder and how many, or None when nothing is final."""
+    from billrun.invoice import open_copy, write_period
+
+    con = open_copy(db)
+    try:
+        period = con.execute(
+            "SELECT max(period) FROM invoices WHERE status = 'final'").fetchone()[0]
+    finally:
+        con.close()
+    if period is None:
+        return None
+    folder = db.parent / "invoices" / period
+    return period, folder, len(write_period(db, period, folder))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from prefect.artifacts import create_table_artifact
 from flows.coordinator import StoredInputs
 from flows.run_report import publish_report
 from pipeline.catalog import CatalogFrames
+from pipeline.documents import DocumentTerms
 from pipeline.money import format_amount
 from rules.conflicts import offer_verdicts
 from store.clock import utc_now
@@ -43,6 +44,8 @@ class RunSummary:
     seconds: float = 0.0
     minor_units: dict[str, int] = field(default_factory=dict)  # currency -> minor units
     report: str = ""  # the HTML run report, once written (flows/run_report.py)
+    # kind, issued, first, last: the invoice and note numbers the run issued (SPEC §9)
+    documents: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     @classmethod
     def of(
@@ -72,6 +75,7 @@ class RunSummary:
             analyst_copy=str(Path(analyst).resolve()),
             seconds=(utc_now() - started).total_seconds(),
             minor_units=dict(currencies.select("currency", "minor_units").iter_rows()),
+            documents=totals.documents,
         )
 
 
@@ -89,6 +93,7 @@ def finish_run(
             stored.frames, stored.policy, offer_verdicts(stored.catalog, stored.policy)  # type: ignore[arg-type]
         )
         seconds: dict[str, float] = {}
+        batch = replace(batch, terms=DocumentTerms.of(stored.catalog))
         changes = write_results(con, batch, stored.frames.currencies, also=refresh,
                                 seconds=seconds)
         totals = read_staged_totals(con, batch.stage)
@@ -127,6 +132,20 @@ def invoice_totals(summary: RunSummary) -> dict[str, str]:
     }
 
 
+def documents_issued(summary: RunSummary) -> dict[str, str]:
+    """Per kind, how many numbers the run issued, with the first and the last: `invoices` ->
+    `2 (INV-00000001 to INV-00000002)`; every kind is listed, `0` when it issued none."""
+    issued = {kind: (n, first, last) for kind, n, first, last in (
+        summary.documents.iter_rows() if summary.documents.height else [])}
+    shown = {}
+    for kind, label in (("invoice", "invoices"), ("credit_note", "credit notes"),
+                        ("debit_note", "debit notes")):
+        n, first, last = issued.get(kind, (0, None, None))
+        shown[f"{label} issued"] = (
+            "0" if not n else f"{n:,} ({first})" if n == 1 else f"{n:,} ({first} to {last})")
+    return shown
+
+
 def publish_artifacts(summary: RunSummary, revenue: pl.DataFrame) -> None:
     """Attach the run's summary and revenue by add-on (`period, addon_id, currency, net_minor,
     lines`, aggregated in DuckDB over the staged lines) to the flow run in Prefect."""
@@ -138,7 +157,9 @@ def publish_artifacts(summary: RunSummary, revenue: pl.DataFrame) -> None:
         {"measure": "finalized", "value": str(summary.finalized)},
         {"measure": "charge lines", "value": str(summary.charge_lines)},
         {"measure": "adjustments", "value": str(summary.adjustments)},
-        *({"measure": k, "value": str(v)} for k, v in summary.changes.items()),
+        *({"measure": k, "value": str(v)} for k, v in summary.changes.items()
+          if not k.endswith("_issued")),
+        *({"measure": k, "value": v} for k, v in documents_issued(summary).items()),
         *(
             {"measure": f"invoices {currency}", "value": total}
             for currency, total in invoice_totals(summary).items()

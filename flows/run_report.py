@@ -27,6 +27,8 @@ def report_beside(analyst_copy: str | Path) -> Path:
 
 def run_facts(summary: RunSummary) -> list[tuple[str, str]]:
     """What the flow itself reports about the run, as (measure, value) rows."""
+    from flows.publish import documents_issued  # flows.publish imports this module
+
     facts = [
         ("run", f"{summary.kind} {summary.run_id}"),
         ("periods", ", ".join(summary.periods) or "none"),
@@ -34,7 +36,9 @@ def run_facts(summary: RunSummary) -> list[tuple[str, str]]:
         ("drafts / finalized", f"{summary.drafts:,} / {summary.finalized:,}"),
         ("charge lines", f"{summary.charge_lines:,}"),
         ("adjustment lines", f"{summary.adjustments:,}"),
-        *((key.replace("_", " "), f"{value:,}") for key, value in summary.changes.items()),
+        *((key.replace("_", " "), f"{value:,}") for key, value in summary.changes.items()
+          if not key.endswith("_issued")),
+        *documents_issued(summary).items(),  # SPEC §9: with the first and last numbers
         ("time", f"{summary.seconds:.1f} s"),
     ]
     # `summary.invoices` holds one row per currency: how many invoices, and their total.

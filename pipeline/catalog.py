@@ -121,6 +121,14 @@ class Addon(_Strict):
     subscription: str | None = None
 
 
+class Seller(_Strict):
+    """SPEC §9: who issues the invoices, printed at the top of each document."""
+
+    name: str = ""
+    address: str = ""
+    tax_id: str = ""
+
+
 class Catalog(_Strict):
     currencies: dict[str, int] = Field(min_length=1)
     conflict_policy: Literal["replace", "reject"] = "replace"
@@ -130,6 +138,13 @@ class Catalog(_Strict):
     discount_plans: list[DiscountPlan] = Field(default_factory=list)
     # SPEC §8.3: a period is finalized only by a nightly at least this many days after its end.
     finalize_grace_days: int = Field(default=0, ge=0, le=31, strict=True)
+    # SPEC §9: invoice documents. Each prefix is 1 to 16 characters; a due date is the issue
+    # date plus `payment_terms_days`; `seller` heads the printed document.
+    invoice_prefix: str = Field(default="INV-", min_length=1, max_length=16)
+    credit_note_prefix: str = Field(default="CN-", min_length=1, max_length=16)
+    debit_note_prefix: str = Field(default="DN-", min_length=1, max_length=16)
+    payment_terms_days: int = Field(default=30, ge=0, le=365)
+    seller: Seller | None = None
 
     @field_validator("currencies")
     @classmethod

@@ -24,6 +24,7 @@ PARQUET_TABLES: tuple[str, ...] = (
     "invoices",
     "charges",
     "adjustments",
+    "documents",
     "decisions",
     "discount_counters",
     "rejected_rows",

@@ -7,7 +7,7 @@ so a second run over the same inputs leaves every results table identical (run i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import duckdb
@@ -20,7 +20,9 @@ from pipeline.contracts import (
     PARCEL_KEY,
     PLAN_CHANGE_SCHEMA,
 )
+from pipeline.documents import DocumentTerms
 from store.clock import timed
+from store.documents import issue_documents
 from store.duck import frame, scalar
 from store.faults import checkpoint
 from store.runs import RunRecord, record_run
@@ -52,6 +54,8 @@ class ResultsBatch:
     # A nightly's catalog and policy (store/usage_state.py): its drafts' state is kept for the
     # next night under it. None (a reprocess): the state of the groups it recomputed is dropped.
     usage_basis: str | None = None
+    # The catalog's document numbering and payment terms (SPEC §9), used in the commit.
+    terms: DocumentTerms = field(default_factory=DocumentTerms)
 
 
 def _minor_factor_sql(column: str) -> str:
@@ -323,6 +327,8 @@ def write_results(
             if also is not None:
                 also(con)
             record_run(con, batch.run, "success")
+        with timed(took, "documents"):  # numbers inside the transaction (store/documents.py)
+            counts.update(issue_documents(con, run_id, batch.terms))
         with timed(took, "invariants"):
             _check_invariants(con)
         checkpoint("before-commit")
@@ -525,6 +531,8 @@ class StagedTotals:
     invoices: pl.DataFrame  # currency, invoices, total_minor
     revenue: pl.DataFrame  # period, addon_id, currency, net_minor, lines
     adjustments: pl.DataFrame  # the adjustment lines (differences only: few)
+    # kind, issued, first, last: the document numbers the run issued (SPEC §9)
+    documents: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def read_staged_totals(con: duckdb.DuckDBPyConnection, stage: Stage) -> StagedTotals:
@@ -546,4 +554,12 @@ def read_staged_totals(con: duckdb.DuckDBPyConnection, stage: Stage) -> StagedTo
                 ORDER BY period NULLS LAST, addon_id NULLS LAST, currency NULLS LAST""",
         ),
         adjustments=frame(con, f"SELECT * FROM {output_glob(con, stage, 'adjustments')}"),
+        documents=frame(
+            con,
+            """SELECT kind, count(*) AS issued, arg_min(document_number, sequence) AS first,
+                      arg_max(document_number, sequence) AS last
+               FROM documents WHERE run_id = ? GROUP BY kind
+               ORDER BY CASE kind WHEN 'invoice' THEN 0 WHEN 'credit_note' THEN 1 ELSE 2 END""",
+            [stage.run_id],
+        ),
     )

@@ -22,6 +22,7 @@ RESULTS_DDL: list[str] = [
     """CREATE TABLE IF NOT EXISTS invoices (
         account_id VARCHAR NOT NULL, period VARCHAR NOT NULL, currency VARCHAR NOT NULL,
         total DECIMAL(38,4) NOT NULL, status VARCHAR NOT NULL, run_id VARCHAR NOT NULL,
+        invoice_number VARCHAR, issued_on DATE, due_on DATE,
         PRIMARY KEY (account_id, period))""",
     # Grain: one row per adjustment line made to a finalized period.
     """CREATE TABLE IF NOT EXISTS adjustments (
@@ -29,7 +30,15 @@ RESULTS_DDL: list[str] = [
         assignment_id VARCHAR, addon_id VARCHAR, service VARCHAR, destination_group VARCHAR,
         quantity DECIMAL(38,6), amount DECIMAL(38,4) NOT NULL, currency VARCHAR NOT NULL,
         description VARCHAR, run_id VARCHAR NOT NULL, term_start DATE, line_date DATE,
-        reason VARCHAR NOT NULL)""",
+        reason VARCHAR NOT NULL, document_number VARCHAR)""",
+    # Grain: one row per document number issued (SPEC §9): a final invoice, or a credit or debit
+    # note for the adjustment lines one run wrote to one final (account, period). `sequence` is
+    # the number without its prefix; each kind has its own gapless sequence from 1.
+    """CREATE TABLE IF NOT EXISTS documents (
+        document_number VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, account_id VARCHAR NOT NULL,
+        period VARCHAR NOT NULL, currency VARCHAR NOT NULL, total DECIMAL(38,4) NOT NULL,
+        issued_on DATE NOT NULL, due_on DATE NOT NULL, corrects VARCHAR, run_id VARCHAR NOT NULL,
+        sequence BIGINT NOT NULL, UNIQUE (kind, sequence))""",
     # Grain: one row per counter window; `value` at the window's end, or at the as-of date.
     # `reset` is part of the key: a daily window and a billing-period window may both open on
     # the period's first day for the same (service, destination group, threshold type).
@@ -74,6 +83,15 @@ RESULTS_DDL: list[str] = [
     # Grain: one row per assignment whose activation date was active in a billed period.
     """CREATE TABLE IF NOT EXISTS activation_locks (
         assignment_id VARCHAR PRIMARY KEY, locked_start DATE NOT NULL, run_id VARCHAR NOT NULL)""",
+]
+
+# Columns added to results tables after databases with them existed: `store.schema.connect` adds
+# each one that is missing (at the end of the table, where the DDL above declares it too).
+ADDED_COLUMNS: list[tuple[str, str, str]] = [
+    ("invoices", "invoice_number", "VARCHAR"),  # SPEC §9
+    ("invoices", "issued_on", "DATE"),
+    ("invoices", "due_on", "DATE"),
+    ("adjustments", "document_number", "VARCHAR"),
 ]
 
 # The run state of the incremental nightly (docs/RUNS.md, "Incremental nightly"): what the last

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.contracts import COUNTER_KEY
-from store.results_schema import RESULTS_DDL, STATE_DDL
+from store.results_schema import ADDED_COLUMNS, RESULTS_DDL, STATE_DDL
 
 RAW_DDL: list[str] = [
     # Grain: one row per catalog text ever loaded; the highest version is the current catalog.
@@ -86,7 +86,7 @@ RAW_DDL: list[str] = [
 # copy appends their new runs' rows instead of copying them whole (store/snapshot.py).
 APPEND_ONLY_TABLES = frozenset({
     "usage", "rejected_rows", "runs", "catalog_versions", "assignment_versions", "adjustments",
-    "activation_locks",
+    "activation_locks", "documents",
 })
 
 
@@ -106,6 +106,13 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every table and view that is missing; existing ones are left as they are."""
     for statement in [*RAW_DDL, *RESULTS_DDL, *STATE_DDL]:
         con.execute(statement)
+    have = set(con.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = 'main'"
+    ).fetchall())
+    for table, column, sql_type in ADDED_COLUMNS:  # a database made before the column existed
+        if (table, column) not in have:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
 
 def connect(

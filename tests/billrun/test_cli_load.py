@@ -174,6 +174,11 @@ def test_demo_bills_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["demo", "--dir", str(work)]) == 0
     out = capsys.readouterr().out
     assert "billrun.duckdb" in out and "demo done" in out and "analysts open" in out
+    # SPEC §9: the invoices of the last finalized period (February), one page each.
+    invoices = work / "invoices" / "2026-02"
+    assert f"of 2026-02, one HTML page each, in {invoices.resolve()}" in out.replace("\n", "")
+    pages = list(invoices.glob("invoice-*-2026-02.html"))
+    assert pages and all("Invoice INV-" in p.read_text() for p in pages[:3])
     with duckdb.connect(str(work / "billrun.analyst.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(DISTINCT account_id) FROM accounts").fetchall()[0][0] > 150
         assert con.execute("SELECT count(*) FROM usage").fetchall()[0][0] > 10_000
@@ -184,8 +189,24 @@ def test_demo_bills_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
             "SELECT count(*), sum(amount) FROM adjustments WHERE line_type = 'usage'"
         ).fetchall()
         assert late == [(5, Decimal("13.00"))]
+        assert con.execute(
+            "SELECT count(*) FROM invoices WHERE period = '2026-02' AND status = 'final'"
+        ).fetchone() == (len(pages),)
+        # the reprocess of January issued one debit note per account with late calls
+        assert con.execute(
+            "SELECT count(*) FROM documents WHERE kind = 'debit_note'").fetchone() == (5,)
 
 
 def test_generate_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["generate", "--accounts", "20", "--out", str(tmp_path), "--months", "1"]) == 0
     assert "usage.csv" in capsys.readouterr().out
+
+
+def test_a_bad_document_key_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(tmp_path, "catalog.yaml", CATALOG + "\ninvoice_prefix: ABCDEFGHIJKLMNOPQ\n")
+    db = tmp_path / "billrun.duckdb"
+    assert main(["load", str(tmp_path), "--db", str(db)]) == 2  # checked before any flow
+    assert "invoice_prefix: String should have at most 16 characters" in capsys.readouterr().err
+    assert not db.exists()

@@ -30,7 +30,7 @@ FEB_USAGE = (
     "E4,A1,voice,US,2026-02-03 12:00:00,20,2.00\n"
 )
 RESULT_TABLES = ["charges", "invoices", "decisions", "discount_counters", "counter_periods",
-                 "adjustments", "activation_locks", "runs"]
+                 "adjustments", "activation_locks", "runs", "documents"]
 
 
 def dump(db: Path) -> dict[str, list[tuple]]:
@@ -60,11 +60,13 @@ def billed(billed_once: Path, scenario: dict[str, Path], copy_db) -> Path:
     return copy_db(billed_once, scenario["db"])
 
 
-def _freeze_run_at(point: str, db: Path, tmp: Path) -> subprocess.Popen:
+def _freeze_run_at(
+    point: str, db: Path, tmp: Path, as_of: str = "2026-02-10"
+) -> subprocess.Popen:
     marker = tmp / f"paused-{point}"
     env = {**os.environ, "BILLRUN_PAUSE_AT": point, "BILLRUN_PAUSE_MARKER": str(marker)}
     proc = subprocess.Popen(
-        cli("nightly", "--as-of", "2026-02-10", "--db", str(db)),
+        cli("nightly", "--as-of", as_of, "--db", str(db)),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 180
@@ -96,6 +98,28 @@ def test_sigkill_before_commit_leaves_previous_results_whole(
         assert con.execute(
             "SELECT amount FROM charges WHERE period='2026-02' AND line_type='usage'"
         ).fetchall() == [(Decimal("2.00"),)]
+
+
+def test_a_run_killed_in_its_commit_gives_no_number_and_the_next_leaves_no_gap(
+    billed: Path, scenario: dict[str, Path]
+) -> None:
+    """SPEC §9: the 2026-03-01 nightly finalizes February; killed after it numbered the invoice
+    inside its transaction, it leaves no number, and the next run gives February the next one
+    (30.00 + 5.00; its 20-minute call is within the 100 free minutes)."""
+    with duckdb.connect(str(billed), read_only=True) as con:
+        assert con.execute("SELECT document_number FROM documents").fetchall() == [
+            ("INV-00000001",)]  # January
+    proc = _freeze_run_at("before-commit", billed, scenario["tmp"], as_of="2026-03-01")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with duckdb.connect(str(billed), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM documents").fetchone() == (1,)
+    nightly_flow(as_of=date(2026, 3, 1), db=str(billed))
+    with duckdb.connect(str(billed), read_only=True) as con:
+        assert con.execute(
+            "SELECT document_number, period, total FROM documents ORDER BY sequence"
+        ).fetchall() == [("INV-00000001", "2026-01", Decimal("37.32")),
+                         ("INV-00000002", "2026-02", Decimal("35.00"))]
 
 
 def test_sigkill_while_publishing_keeps_a_readable_analyst_copy(

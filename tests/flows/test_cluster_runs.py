@@ -112,6 +112,9 @@ def test_local_2_gives_the_tables_of_a_run_on_threads_row_for_row(
     tables = results(db)
     assert tables == on_threads  # every table, every column but run ids and clocks
     assert len(tables["adjustments"]) > 0  # the reprocess of a final period adjusted something
+    # SPEC §9: numbers, dates and notes too (the coordinator numbers in its commit)
+    assert {row[1] for row in tables["documents"]} >= {"invoice"}
+    assert all(row[-1] is not None for row in tables["adjustments"])  # document_number
     assert len(tables["charges"]) > 0
     assert [p for p in pids if running(p)] == []  # workers and servers ended with the runs
     assert not Path(f"{db}.staging").exists()

@@ -158,6 +158,23 @@ def _tv1(raw: dict[str, Any]) -> dict[str, Any]:
 def test_a_commitment_mistake_names_its_field(change: dict[str, Any], expected: str) -> None:
     raw = sample()
     _tv1(raw).update(change)
+
+
+# SPEC §9: the document keys. Each bad value names its field.
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("invoice_prefix", "", "invoice_prefix: String should have at least 1 character"),
+        ("credit_note_prefix", "X" * 17, "credit_note_prefix: String should have at most 16"),
+        ("debit_note_prefix", "", "debit_note_prefix: String should have at least 1"),
+        ("payment_terms_days", -1, "payment_terms_days: Input should be greater than or equal"),
+        ("payment_terms_days", 366, "payment_terms_days: Input should be less than or equal"),
+        ("seller", {"name": "A", "vat": "1"}, "seller.vat: Extra inputs are not permitted"),
+    ],
+)
+def test_document_keys_out_of_range_name_their_field(key: str, value: Any, expected: str) -> None:
+    raw = sample()
+    raw[key] = value
     with pytest.raises(CatalogError) as caught:
         parse_catalog(raw)
     assert any(expected in p for p in caught.value.problems), caught.value.problems
@@ -211,3 +228,18 @@ def test_the_section_8_keys_parse_with_their_defaults_and_values() -> None:
     assert frames.fee_plans.filter(fee_plan_id="TV1").select(
         "minimum_terms", "early_termination_fee_minor"
     ).row(0) == (12, 10000)
+
+
+def test_document_keys_default_and_accept_their_bounds() -> None:
+    cat = parse_catalog(SAMPLE.read_text())
+    assert (cat.invoice_prefix, cat.credit_note_prefix, cat.debit_note_prefix) == (
+        "INV-", "CN-", "DN-")
+    assert cat.payment_terms_days == 30 and cat.seller is None
+    raw = sample()
+    raw.update(invoice_prefix="X" * 16, credit_note_prefix="C", payment_terms_days=365,
+               seller={"name": "Acme", "address": "1 Main St", "tax_id": "T1"})
+    cat = parse_catalog(raw)
+    assert cat.invoice_prefix == "X" * 16 and cat.payment_terms_days == 365
+    assert cat.seller is not None and cat.seller.tax_id == "T1"
+    raw["payment_terms_days"] = 0
+    assert parse_catalog(raw).payment_terms_days == 0

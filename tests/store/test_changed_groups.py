@@ -18,7 +18,7 @@ COLUMNS = "account_id, period, currency, total, status"
 def _db(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     con = connect(tmp_path / "billrun.duckdb")
     con.execute(
-        """INSERT INTO invoices VALUES
+        """INSERT INTO invoices (account_id, period, currency, total, status, run_id) VALUES
            ('A1', '2026-01', 'USD', 10.00, 'final', 'run-1'),
            ('A2', '2026-01', 'USD', 20.00, 'draft', 'run-1'),
            ('A3', '2026-01', 'USD', 30.00, 'draft', 'run-1')"""
