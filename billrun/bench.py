@@ -218,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cluster", help="local:N or a Dask scheduler, for the billing steps")
+    parser.add_argument("--no-changes", action="store_true",
+                        help="generate no SPEC §8.1 change rows (to compare a run without them)")
     args = parser.parse_args(argv)
     work = Path(args.out or tempfile.mkdtemp(prefix="billrun-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -261,7 +263,7 @@ def _steps(bench: Bench, args: argparse.Namespace) -> list[Row]:
     generate = bench.run(
         f"generate {MONTH} (1 month)", "generate", "--accounts", str(args.accounts),
         "--months", "1", "--start", MONTH, "--out", str(gen), "--format", fmt,
-        "--seed", str(args.seed),
+        "--seed", str(args.seed), *(["--no-changes"] if args.no_changes else []),
     )
     _, split = bench.floor("split usage by day (bench prep)", "split", str(gen), str(first),
                            str(second), LAST_DAY)

@@ -391,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Not a setting (no BILLRUN_CLUSTER here): a bench measures exactly what its line says.
     p.add_argument("--cluster", metavar="local:N|ADDRESS",
                    help="run the billing steps' units on this cluster (see nightly --cluster)")
+    p.add_argument("--no-changes", action="store_true",
+                   help="generate no plan or quantity change rows (SPEC §8.1), for a comparison")
     return parser
 
 

@@ -285,4 +285,6 @@ def bench(args: argparse.Namespace) -> int:
         argv += ["--out", args.out]
     if getattr(args, "cluster", None):
         argv += ["--cluster", args.cluster]
+    if getattr(args, "no_changes", False):
+        argv += ["--no-changes"]
     return run_bench(argv)

@@ -33,25 +33,22 @@ class AccountInputs:
     last_as_of: date | None  # of the latest successful nightly
 
 
-def _has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+def _has_relation(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(scalar(
-        con, "SELECT count(*) FROM information_schema.columns "
-        "WHERE table_name = ? AND column_name = ?", [table, column]))
+        con, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]))
 
 
 def read_account_changes(con: duckdb.DuckDBPyConnection, account_id: str) -> pl.DataFrame:
-    """The current version of each change (SPEC §8.1) of the account's assignments."""
-    if not _has_column(con, "assignment_versions", "effective_from"):
+    """The current version of each change (SPEC §8.1) of the account's assignments (the
+    `assignment_changes` view; none in a database from before changes existed)."""
+    if not _has_relation(con, "assignment_changes"):
         return pl.DataFrame(schema=CHANGE_SCHEMA)
     got = frame(
         con,
-        """SELECT v.assignment_id, v.effective_from, v.fee_plan_id,
-                  CAST(coalesce(v.quantity, 1) AS BIGINT) AS quantity
-           FROM assignment_versions v JOIN assignments a USING (assignment_id)
-           WHERE a.account_id = ? AND v.effective_from IS NOT NULL
-           QUALIFY row_number() OVER (PARTITION BY v.assignment_id, v.effective_from
-                                      ORDER BY v.load_seq DESC) = 1
-           ORDER BY v.assignment_id, v.effective_from""",
+        """SELECT assignment_id, effective_from, fee_plan_id,
+                  CAST(coalesce(quantity, 1) AS BIGINT) AS quantity
+           FROM assignment_changes WHERE account_id = ?
+           ORDER BY assignment_id, effective_from""",
         [account_id],
     )
     return got.cast(CHANGE_SCHEMA) if got.height else pl.DataFrame(schema=CHANGE_SCHEMA)
