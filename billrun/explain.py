@@ -281,7 +281,7 @@ def _never_stored(
     rows = decide(
         inputs.catalog, inputs.accounts, inputs.assignments, [period],
         inputs.policy,  # type: ignore[arg-type]
-        inputs.locks,
+        inputs.locks, changes=inputs.changes,
     ).decisions.join(missing, on="assignment_id", how="semi")
     return rows.select(
         *(c for c in decisions.columns if c != "decided_in"),

@@ -98,7 +98,7 @@ def in_memory(db: Path, as_of: date) -> dict[str, pl.DataFrame]:
         accounts, assignments = store.read_accounts(con), store.read_assignments(con)
         inputs = BillInputs(
             catalog=catalog, policy=catalog.conflict_policy, accounts=accounts,
-            assignments=assignments, locks=read_locks(con),
+            assignments=assignments, locks=read_locks(con), changes=store.read_changes(con),
             frames=with_verdicts(catalog_frames(catalog)),
         )
         plan = with_cutoffs(nightly_plan(
