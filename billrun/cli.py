@@ -169,8 +169,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         path = write_report(args.db, out=args.out, period=args.period)
     except ReportError as exc:
-        print(f"billrun: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        summary.error(str(exc))
+        return exc.exit_code
     summary.console.print(f"report: [bold]{path.resolve()}[/]")
     return EXIT_OK
 
@@ -407,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             apply_settings(args)
         except ValueError as exc:  # config.ConfigError: a bad key, named with its source
-            print(f"billrun: error: {exc}", file=sys.stderr)  # unwrapped: paths stay whole
+            summary.error(str(exc))  # soft wrap: paths stay whole
             return EXIT_USAGE
     try:
         return int(args.handler(args))

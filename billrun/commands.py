@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from billrun.summary import error
 from flows import progress
 from pipeline.catalog import CatalogError
 from pipeline.periods import parse_period
@@ -27,7 +28,7 @@ err_console = Console(stderr=True, soft_wrap=True)  # one error, one line
 
 
 def _bad_argument(message: str) -> int:
-    err_console.print(f"[red]billrun: error:[/red] {message}")
+    error(message, err_console)
     return 2
 
 
@@ -70,28 +71,29 @@ def _guarded(run: Callable[[], object]) -> tuple[int, object | None]:
     """Run a flow; map the failures users can act on to exit codes and clear messages."""
     from billrun.failures import release
 
+    started = time.monotonic()
     try:
         return 0, run()
     except Exception as exc:  # a failed run: previous results stay whole (one transaction)
         release(exc)  # its frames hold DuckDB objects: free them (no nanobind leak report)
-        return _failure_code(exc), None
+        return _failure_code(exc, time.monotonic() - started), None
 
 
-def _failure_code(exc: Exception) -> int:
+def _failure_code(exc: Exception, seconds: float = 0.0) -> int:
     """Print the one-line message of a failed run and return its exit code."""
     from store.billed import PeriodNotBilledError
     from store.runlock import RunInProgressError
     from store.sources import SourceError
 
     if isinstance(exc, CatalogError):
-        err_console.print(f"[red]billrun: invalid catalog[/red]\n{exc}")
+        error(f"invalid catalog: {exc}", err_console)
         return 2
     if isinstance(exc, PeriodNotBilledError | SourceError):
         return _bad_argument(str(exc))
     if isinstance(exc, RunInProgressError):
-        err_console.print(f"[red]billrun: refused:[/red] {exc}")
+        error(f"refused: {exc}", err_console)
         return 1
-    err_console.print(f"[red]billrun: run failed:[/red] {type(exc).__name__}: {exc}")
+    error(f"run failed after {seconds:.1f} s: {type(exc).__name__}: {exc}", err_console)
     return 1
 
 
@@ -177,7 +179,6 @@ def nightly(args: argparse.Namespace) -> int:
         flow, staging = _on_runner(nightly_flow, args)
     except ValueError as exc:  # ClusterSpecError: no API the workers reach
         return _bad_argument(str(exc))
-    started = time.monotonic()
     with _progress_bar("nightly"):
         code, summary = _guarded(
             lambda: flow(
@@ -193,8 +194,6 @@ def nightly(args: argparse.Namespace) -> int:
         )
     if summary is not None:
         _print_run_summary(summary)
-    else:
-        err_console.print(f"nightly failed after {time.monotonic() - started:.1f} s")
     return code
 
 
@@ -244,7 +243,7 @@ def explain(args: argparse.Namespace) -> int:
         else:
             explain_invoice(args.db, args.account, args.period, console)
     except ExplainError as exc:
-        err_console.print(f"[red]billrun: {exc}[/red]")
+        error(str(exc), err_console)
         return exc.exit_code
     return 0
 

@@ -31,6 +31,13 @@ class ExplainError(RuntimeError):
     exit_code = 1
 
 
+class UnknownAccountError(ExplainError):
+    """`--account` names no account of the database: a bad argument (exit 2), not an account
+    with nothing in the period (exit 1)."""
+
+    exit_code = 2
+
+
 class NotADatabaseError(ExplainError):
     """`--db` names a file that DuckDB cannot open as a database: a bad argument (exit 2)."""
 
@@ -238,7 +245,10 @@ def _account_inputs(
         [account_id],
     )
     # The policy the last run billed with (a run may override the catalog's).
-    policy = scalar(con, "SELECT conflict_policy FROM catalog_settings") or (
+    # A database only loaded has no catalog_settings yet: the catalog's policy then.
+    billed = scalar(con, "SELECT count(*) FROM duckdb_tables() "
+                    "WHERE table_name = 'catalog_settings'")
+    policy = (billed and scalar(con, "SELECT conflict_policy FROM catalog_settings")) or (
         catalog.conflict_policy
     )
     assignments = store.read_assignments(con).filter(pl.col("account_id") == account_id)
@@ -348,6 +358,23 @@ def _fixed(units: pl.Expr, scale: int, digits: int) -> pl.Expr:
     return pl.format("{}.{}", whole, fraction.cast(pl.Utf8).str.zfill(digits))
 
 
+def _check_found(
+    con: duckdb.DuckDBPyConnection, account_id: str, period: str,
+    frames: dict[str, pl.DataFrame],
+) -> None:
+    """Raise when there is nothing to explain, saying whether the account is unknown or only
+    has nothing billed or decided in `period`."""
+    if any(f.height for f in frames.values()):
+        return
+    if not scalar(con, "SELECT count(*) FROM accounts WHERE account_id = ?", [account_id]):
+        raise UnknownAccountError(
+            f"no account {account_id} in the database (check --account and --db)"
+        )
+    raise ExplainError(
+        f"account {account_id} exists, but nothing was billed or decided for it in {period}"
+    )
+
+
 def _jsonable(value: object) -> object:
     """A cell as JSON: amounts (Decimal) as exact strings, dates and times as ISO text."""
     if isinstance(value, Decimal):
@@ -365,12 +392,11 @@ def explain_json(db: str, account_id: str, period: str) -> dict[str, object]:
         frames = explain_frames(con, account_id, period)
         frames["events"], frames["parcels"] = recomputed_detail(con, account_id, period)
         currency = _minor_units(con, account_id)
+        _check_found(con, account_id, period, frames)
     except duckdb.CatalogException:
         raise NotADatabaseError(f"{source} is not a billrun DuckDB database") from None
     finally:
         con.close()
-    if all(f.height == 0 for f in frames.values()):
-        raise ExplainError(f"nothing billed or decided for account {account_id} in {period}")
     units = currency[1] if currency else 2
     doc: dict[str, object] = {"account_id": account_id, "period": period,
                               "currency": currency[0] if currency else None}
@@ -392,14 +418,12 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
     try:
         frames = explain_frames(con, account_id, period)
         frames["events"], frames["parcels"] = recomputed_detail(con, account_id, period)
-        found = any(f.height for f in frames.values())
-        currency = _minor_units(con, account_id) if found else None
+        _check_found(con, account_id, period, frames)
+        currency = _minor_units(con, account_id)
     except duckdb.CatalogException:  # a DuckDB file, but without billrun's tables
         raise NotADatabaseError(f"{source} is not a billrun DuckDB database") from None
     finally:
         con.close()
-    if all(f.height == 0 for f in frames.values()):
-        raise ExplainError(f"nothing billed or decided for account {account_id} in {period}")
     invoice = frames["invoice"]
     units = currency[1] if currency else 2
     if invoice.height:

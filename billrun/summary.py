@@ -70,9 +70,17 @@ def flow_progress() -> Iterator[None]:
             reports.set_reporter(None)
 
 
-def error(message: str) -> None:
-    """Print an error message to stderr."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+ERROR_PREFIX = "billrun: error:"
+
+
+def error(message: str, console: Console | None = None) -> None:
+    """Print a failure as one line on stderr, `billrun: error: ...` (every command, every kind
+    of failure: the exit code says which kind)."""
+    from rich.markup import escape
+
+    (console or err_console).print(
+        f"[bold red]{ERROR_PREFIX}[/] {escape(message)}", highlight=False, markup=True
+    )
 
 
 def print_load_report(report: LoadReport, db: str | Path, seconds: float) -> None:
