@@ -83,6 +83,12 @@ def _run_load(input_dir: Path, db: Path) -> int:
     except CatalogError as exc:
         summary.error(str(exc))
         return EXIT_USAGE
+    if inputs.catalog is None and not inputs.files:  # nothing to do: say so, start nothing
+        summary.warning(
+            f"nothing to load: {input_dir} holds no catalog.yaml and no accounts, assignments "
+            "or usage file (.csv or .parquet); nothing was written"
+        )
+        return EXIT_OK
 
     prefect_env.connect()
     from billrun.failures import release
@@ -166,6 +172,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     """`billrun report [--period P] [--out FILE] [--db FILE]`."""
     from report.write import ReportError, write_report
 
+    folder = Path(args.out).parent if args.out else None
+    if folder is not None and not folder.is_dir():  # refused: no folder is made on a typo
+        summary.error(f"--out {args.out}: no folder {folder}")
+        return EXIT_USAGE
     try:
         path = write_report(args.db, out=args.out, period=args.period)
     except ReportError as exc:
@@ -274,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     def add_run_budget(p: argparse.ArgumentParser) -> None:
         # Unset flags fall back to $BILLRUN_MEMORY_GB / _STAGING / _CLUSTER, billrun.toml, defaults.
         p.add_argument("--memory-gb", type=float, metavar="GB",
-                       help="memory budget of the run; sets the number of shards (default 8)")
+                       help="memory budget of the run in GB; sets the number of shards "
+                       "(default 8 GB)")
         p.add_argument("--staging", metavar="DIR|URL",
                        help="staging folder or fsspec URL (default <db>.staging beside the db); "
                        "with --cluster ADDRESS, one every worker reaches")

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.contracts import COUNTER_KEY
-from pipeline.money import format_amount
+from pipeline.money import format_amount, format_quantity
 from store.duck import frame, scalar
 from store.snapshot import analyst_path
 
@@ -101,8 +101,13 @@ def _table(title: str, frame: pl.DataFrame) -> Table:
     table = Table(title=title, title_justify="left", show_lines=False)
     for column in frame.columns:
         table.add_column(column, overflow="fold")
+    quantities = {i for i, c in enumerate(frame.columns) if c == "quantity"}
     for row in frame.iter_rows():
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*(
+            format_quantity(v) if i in quantities and isinstance(v, Decimal)
+            else "" if v is None else str(v)
+            for i, v in enumerate(row)
+        ))
     return table
 
 
@@ -351,11 +356,16 @@ def recomputed_detail(
 
 
 def _fixed(units: pl.Expr, scale: int, digits: int) -> pl.Expr:
-    """A non-negative integer of `10^-scale` units as exact decimal text, truncated to `digits`
-    decimals (display only; amounts billed are the invoice lines')."""
+    """A non-negative integer of `10^-scale` units as exact decimal text: at least `digits`
+    decimals, more while they are not zero, never cut (so an event's tier parts add up to the
+    event, 115.594 + 256.781 = 372.375). Display only; amounts billed are the invoice lines'."""
     whole = units // (10**scale)
-    fraction = (units % (10**scale)) // (10 ** (scale - digits))
-    return pl.format("{}.{}", whole, fraction.cast(pl.Utf8).str.zfill(digits))
+    fraction = (
+        (units % (10**scale)).cast(pl.Utf8).str.zfill(scale)
+        .str.replace(r"0+$", "").str.pad_end(digits, "0")
+    )
+    return pl.format("{}.{}", whole, fraction)
+
 
 
 def _check_found(

@@ -83,6 +83,15 @@ def error(message: str, console: Console | None = None) -> None:
     )
 
 
+def warning(message: str, console: Console | None = None) -> None:
+    """Print a warning as one line on stderr, `billrun: warning: ...` (the command succeeds)."""
+    from rich.markup import escape
+
+    (console or err_console).print(
+        f"[bold yellow]billrun: warning:[/] {escape(message)}", highlight=False, markup=True
+    )
+
+
 def print_load_report(report: LoadReport, db: str | Path, seconds: float) -> None:
     """Rows in / loaded / unchanged / rejected per file, the catalog's fate and the time."""
     table = Table(title=f"billrun load  [dim]{report.run_id}[/]", title_justify="left")

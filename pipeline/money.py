@@ -92,3 +92,12 @@ def minor_as_text(amount_minor: pl.Expr, minor_units: pl.Expr) -> pl.Expr:
         .then(pl.concat_str(sign, whole))
         .otherwise(pl.concat_str(sign, whole, pl.lit("."), fraction))
     )
+
+
+def format_quantity(value: Decimal | int | str | None) -> str:
+    """A stored quantity (DECIMAL(18,6)) as people read it: `130`, `12.5`, never `130.000000`
+    (display only)."""
+    if value is None:
+        return ""
+    text = f"{Decimal(value).normalize():f}"
+    return "0" if text == "-0" else text
