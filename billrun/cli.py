@@ -199,8 +199,9 @@ def cmd_sql(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         summary.error(str(exc))
         return EXIT_USAGE
-    except duckdb.Error as exc:  # a bad QUERY is a bad argument
-        summary.error(f"{type(exc).__name__}: {exc}")
+    except duckdb.Error as exc:  # a bad QUERY is a bad argument; its first line says why
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        summary.error(f"{type(exc).__name__}: {first}")
         return EXIT_USAGE
     return EXIT_OK
 

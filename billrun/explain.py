@@ -101,12 +101,12 @@ def _table(title: str, frame: pl.DataFrame) -> Table:
     table = Table(title=title, title_justify="left", show_lines=False)
     for column in frame.columns:
         table.add_column(column, overflow="fold")
-    quantities = {i for i, c in enumerate(frame.columns) if c == "quantity"}
+    # Amounts come as text at the currency's precision; other decimals (quantities, counter
+    # values) read without trailing zeros: 130, not 130.000000.
     for row in frame.iter_rows():
         table.add_row(*(
-            format_quantity(v) if i in quantities and isinstance(v, Decimal)
-            else "" if v is None else str(v)
-            for i, v in enumerate(row)
+            format_quantity(v) if isinstance(v, Decimal) else "" if v is None else str(v)
+            for v in row
         ))
     return table
 

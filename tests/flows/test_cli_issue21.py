@@ -1,0 +1,132 @@
+"""Issue 21, item 6: the small things a new user met, through the CLI as the user ran it.
+
+One database is billed per module, in-process (load, nightly as of Feb 1, a late January call,
+reprocess of January); the few checks that need the real `billrun` script (exit code and
+stderr as a shell sees them) share one subprocess each and start no flow.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from billrun import commands
+from billrun.cli import main
+
+from tests.flows.conftest import ACCOUNTS, ASSIGNMENTS, CATALOG, write_drop
+
+BIN = Path(sys.executable).parent
+
+# The scenario's calls, with E2 at 70.125 minutes ($0.10/min: 7.0125): from counter 50 its
+# first 50 minutes are free (to 100), the other 20.125 are paid.
+USAGE = """event_id,account_id,service,destination_group,started_at,quantity,amount
+E1,A1,voice,US,2026-01-05 10:00:00,50,5.00
+E2,A1,voice,US,2026-01-25 18:30:00,70.125,7.0125
+"""
+# Loaded after January was finalized: 30 more minutes, $3.00, all past the free 100.
+LATE = """event_id,account_id,service,destination_group,started_at,quantity,amount
+E3,A1,voice,US,2026-01-28 09:00:00,30,3.00
+"""
+
+
+@pytest.fixture(scope="module")
+def billed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("issue21")
+    drop = write_drop(tmp / "drop1", catalog=CATALOG, accounts=ACCOUNTS,
+                      assignments=ASSIGNMENTS, usage=USAGE)
+    db = tmp / "billrun.duckdb"
+    assert main(["load", str(drop), "--db", str(db)]) == 0
+    assert main(["nightly", "--as-of", "2026-02-01", "--db", str(db)]) == 0  # January final
+    late = write_drop(tmp / "late", usage=LATE)
+    assert main(["load", str(late), "--db", str(db)]) == 0
+    assert main(["reprocess", "--period", "2026-01", "--db", str(db)]) == 0
+    return db
+
+
+def _rows(text: str, first: str) -> list[list[str]]:
+    """The cells of a rich table's rows whose first cell is `first`."""
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if cells and cells[0] == first:
+            rows.append(cells)
+    return rows
+
+
+def test_explain_parts_add_up_and_amounts_read_as_people_read_them(
+    billed: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(commands, "console", Console(width=400))
+    capsys.readouterr()
+    assert main(["explain", "--account", "A1", "--period", "2026-01", "--db", str(billed)]) == 0
+    out = capsys.readouterr().out
+    assert "000000" not in out  # no quantity as 130.000000
+
+    # E2's tier parts: 50 from counter 50 to 100 at 100 %, 20.125 from 100 to 120.125 at 0 %;
+    # they add up to the event's 70.125 minutes and $7.0125.
+    parts = _rows(out, "E2")
+    header = next(line for line in out.splitlines() if "event_id" in line)
+    names = [c.strip() for c in header.split("┃")[1:-1]]
+    got = [dict(zip(names, row, strict=True)) for row in parts]
+    assert [(p["tier_pct"], p["counter_from"], p["counter_to"], p["quantity"], p["amount"])
+            for p in got] == [
+        ("100.00", "50.00", "100.00", "50.00", "5.0000"),
+        ("0.00", "100.00", "120.125", "20.125", "2.0125"),
+    ]
+    assert sum(Decimal(p["quantity"]) for p in got) == Decimal("70.125")
+    assert sum(Decimal(p["amount"]) for p in got) == Decimal("7.0125")
+
+    # The late call's adjustment: 30 more minutes; the usage line was 5.00 + 7.0125 = 12.0125,
+    # billed 12.01, and is now 15.0125, 15.01: +3.00, its reason in dollars.
+    adjustment = next(r for r in _rows(out, "usage") if "adjustment" in " ".join(r)
+                      or "late" in " ".join(r))
+    assert "30" in adjustment and "3.00" in adjustment
+    assert any("billed 12.01, now 15.01 USD" in cell for cell in adjustment)
+
+
+def test_report_refusals_are_exit_2_and_make_no_folder(
+    billed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["report", "--period", "2030-01", "--db", str(billed)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("billrun: error: ") and err.endswith("no invoice for period 2030-01\n")
+    missing = billed.parent / "missing"
+    out = missing / "dir" / "x.html"
+    assert main(["report", "--out", str(out), "--db", str(billed)]) == 2
+    assert capsys.readouterr().err == f"billrun: error: --out {out}: no folder {out.parent}\n"
+    assert not missing.exists()
+
+
+def _script(*commands_: list[str], cwd: Path) -> list[subprocess.CompletedProcess[str]]:
+    return [
+        subprocess.run([str(BIN / "billrun"), *argv], capture_output=True, text=True,
+                       timeout=120, cwd=cwd, env={**os.environ, "COLUMNS": "80"})
+        for argv in commands_
+    ]
+
+
+@pytest.mark.slow
+def test_the_real_script_one_error_line_and_an_empty_load_warns(billed: Path) -> None:
+    empty = billed.parent / "empty"
+    empty.mkdir()
+    # None of these starts a flow or a server: a second or two each.
+    period, sql, load = _script(
+        ["report", "--period", "2030-01", "--db", str(billed)],
+        ["sql", "--db", str(billed), "SELEC 1"],
+        ["load", str(empty), "--db", str(billed.parent / "other.duckdb")],
+        cwd=billed.parent,
+    )
+    for done, code in ((period, 2), (sql, 2)):
+        assert done.returncode == code, done.stderr
+        assert done.stderr.startswith("billrun: error: ") and done.stderr.count("\n") == 1
+    assert "ParserException" in sql.stderr
+    assert load.returncode == 0, load.stderr
+    assert load.stderr.startswith(f"billrun: warning: nothing to load: {empty} holds no")
+    assert not (billed.parent / "other.duckdb").exists()  # nothing was written
