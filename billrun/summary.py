@@ -113,6 +113,8 @@ def print_load_report(report: LoadReport, db: str | Path, seconds: float) -> Non
         console.print(
             f"[yellow]{report.rejected:,} row(s) rejected[/]: see table [bold]rejected_rows[/]"
         )
+    if getattr(report, "analyst_copy", ""):
+        console.print(f"analyst copy: {report.analyst_copy}")
     console.print(f"database: [bold]{db}[/]   time: {seconds:.1f} s")
 
 

@@ -101,6 +101,7 @@ class LoadReport:
     catalog: str = "absent"
     files: list[FileStats] = field(default_factory=list)
     status: str = "running"
+    analyst_copy: str = ""  # where the load published it ("" when the caller publishes)
 
     @property
     def rows_in(self) -> int:

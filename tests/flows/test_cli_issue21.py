@@ -7,6 +7,7 @@ stderr as a shell sees them) share one subprocess each and start no flow.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -16,9 +17,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from billrun import commands
+from billrun import commands, sql_shell
 from billrun.cli import main
 
+from store.parquet_set import parquet_pointer
+from store.snapshot import analyst_path
 from tests.flows.conftest import ACCOUNTS, ASSIGNMENTS, CATALOG, write_drop
 
 BIN = Path(sys.executable).parent
@@ -28,11 +31,15 @@ BIN = Path(sys.executable).parent
 USAGE = """event_id,account_id,service,destination_group,started_at,quantity,amount
 E1,A1,voice,US,2026-01-05 10:00:00,50,5.00
 E2,A1,voice,US,2026-01-25 18:30:00,70.125,7.0125
+E9,A1,voice,US,not a date,10,1.00
 """
 # Loaded after January was finalized: 30 more minutes, $3.00, all past the free 100.
 LATE = """event_id,account_id,service,destination_group,started_at,quantity,amount
 E3,A1,voice,US,2026-01-28 09:00:00,30,3.00
 """
+
+
+AFTER_LOAD: dict[str, object] = {}  # what analysts saw right after the first load
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +49,10 @@ def billed(tmp_path_factory: pytest.TempPathFactory) -> Path:
                       assignments=ASSIGNMENTS, usage=USAGE)
     db = tmp / "billrun.duckdb"
     assert main(["load", str(drop), "--db", str(db)]) == 0
+    out = io.StringIO()
+    sql_shell.run_query(db, "SELECT source, count(*) AS n FROM rejected_rows GROUP BY 1", out)
+    AFTER_LOAD["sql"] = out.getvalue()
+    AFTER_LOAD["parquet"] = sorted(p.name for p in parquet_pointer(db).iterdir())
     assert main(["nightly", "--as-of", "2026-02-01", "--db", str(db)]) == 0  # January final
     late = write_drop(tmp / "late", usage=LATE)
     assert main(["load", str(late), "--db", str(db)]) == 0
@@ -130,3 +141,57 @@ def test_the_real_script_one_error_line_and_an_empty_load_warns(billed: Path) ->
     assert load.returncode == 0, load.stderr
     assert load.stderr.startswith(f"billrun: warning: nothing to load: {empty} holds no")
     assert not (billed.parent / "other.duckdb").exists()  # nothing was written
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 4: analysts see what exists
+
+
+def test_a_load_publishes_its_rejected_rows_and_inputs(billed: Path) -> None:
+    # Right after the first load, before any nightly: E9's bad date is in `billrun sql`.
+    assert _rows(str(AFTER_LOAD["sql"]), "usage.csv") == [["usage.csv", "1"]]
+    names = AFTER_LOAD["parquet"]
+    for table in ("accounts", "assignments", "usage", "rejected_rows", "runs"):
+        assert f"{table}.parquet" in names, names
+    assert "invoice_summary.parquet" not in names  # no views before the first billing run
+
+
+def test_the_parquet_set_has_the_inputs_analysts_join_to(billed: Path) -> None:
+    import polars as pl
+
+    folder = parquet_pointer(billed)
+    read = {name: pl.read_parquet(folder / f"{name}.parquet") for name in (
+        "accounts", "assignment_history", "usage", "catalog_main_products", "catalog_addons",
+        "catalog_subscriptions", "catalog_fee_plans")}
+    assert read["accounts"]["account_id"].to_list() == ["A1"]
+    assert sorted(read["assignment_history"]["assignment_id"]) == ["AS_TV", "AS_V100"]
+    assert sorted(read["usage"]["event_id"]) == ["E1", "E2", "E3"]  # E9 was rejected
+    assert read["catalog_main_products"]["main_product_id"].to_list() == ["MP_BASIC"]
+    assert sorted(read["catalog_addons"]["addon_id"]) == ["ADD_TV", "ADD_VOICE100",
+                                                         "ADD_VOICE200"]
+    assert sorted(read["catalog_fee_plans"]["fee_plan_id"]) == ["TV1", "V1"]
+
+
+def test_tables_lists_no_internal_table(billed: Path) -> None:
+    out = io.StringIO()
+    sql_shell.shell(billed, stdin=io.StringIO(".tables\n"), out=out)
+    listed = out.getvalue()
+    assert "invoice_summary" in listed and "accounts" in listed
+    assert "fingerprints" not in listed
+
+
+def test_revenue_by_addon_net_is_the_buckets_plus_the_adjustments(billed: Path) -> None:
+    import duckdb
+
+    with duckdb.connect(str(analyst_path(billed)), read_only=True) as con:
+        rows = con.execute(
+            "SELECT addon_id, fees, usage, discounts, adjustments, net FROM revenue_by_addon "
+            "WHERE period = '2026-01' ORDER BY addon_id"
+        ).fetchall()
+    d = Decimal
+    # TV: 10.00 activation + 30.00 x 21/31 = 20.32. Voice: 5.00 fee; usage 5.00 + 7.0125 =
+    # 12.01 billed, the first 100 minutes (10.00) free; the late call's +3.00 adjustment.
+    assert rows == [
+        ("ADD_TV", d("30.32"), None, None, None, d("30.32")),
+        ("ADD_VOICE100", d("5.00"), d("12.01"), d("-10.00"), d("3.00"), d("10.01")),
+    ]
