@@ -115,6 +115,10 @@ def _print_run_summary(summary: object) -> None:
     for key, value in summary.changes.items():
         if not key.endswith("_issued"):  # shown above, with their numbers
             table.add_row(key.replace("_", " "), f"{value:,}")
+    from store.late_usage import late_usage_lines
+
+    for label, text in late_usage_lines(getattr(summary, "late_usage", {})):
+        table.add_row(label, text, style="yellow")
     table.add_row("analyst copy", summary.analyst_copy)
     if getattr(summary, "report", ""):
         table.add_row("run report", summary.report)

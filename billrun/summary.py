@@ -113,6 +113,10 @@ def print_load_report(report: LoadReport, db: str | Path, seconds: float) -> Non
         console.print(
             f"[yellow]{report.rejected:,} row(s) rejected[/]: see table [bold]rejected_rows[/]"
         )
+    from store.late_usage import late_usage_lines
+
+    for label, text in late_usage_lines(getattr(report, "late_usage", {})):
+        console.print(f"[yellow]{label}[/]: {text}", highlight=False)
     if getattr(report, "analyst_copy", ""):
         console.print(f"analyst copy: {report.analyst_copy}")
     console.print(f"database: [bold]{db}[/]   time: {seconds:.1f} s")

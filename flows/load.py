@@ -21,6 +21,7 @@ from pipeline.validate import (
 )
 from store import FileBatch, LoadBatch, LoadReport, Staged, sources
 from store.clock import utc_now
+from store.late_usage import late_usage_by_period
 
 prefect_env.configure()
 
@@ -179,6 +180,7 @@ def load_flow(input_dir: str, db: str, publish: bool = True) -> LoadReport:
     con.execute(f"SET temp_directory = '{spill}'")
     try:
         report = load_directory(con, input_dir, now=utc_now(), log=logger.info)
+        report.late_usage = late_usage_by_period(con)
     finally:
         con.close()
     logger.info(

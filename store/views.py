@@ -8,6 +8,7 @@ import polars as pl
 from pipeline.catalog import CatalogFrames
 from pipeline.contracts import REVENUE_BUCKETS, line_types_where
 from pipeline.money import format_amount
+from store.late_usage import LATE_USAGE_SQL
 
 # Current catalog, flattened; rewritten by every billing run inside its transaction.
 CATALOG_TABLES = {
@@ -137,6 +138,9 @@ VIEWS: dict[str, str] = {
              AND v.quantity = c.quantity)
         SELECT * FROM versions
         ORDER BY assignment_id, effective_from NULLS FIRST""",
+    # One row per late event: dated in a period already final for its account, loaded after
+    # that period was last computed; with the command that bills it (store/late_usage.py).
+    "late_usage": LATE_USAGE_SQL,
     # One row per period, status and currency: the invoice run at a glance.
     "invoice_summary": """
         SELECT period, status, currency, count(*) AS invoices, sum(total) AS total

@@ -7,6 +7,7 @@ stderr as a shell sees them) share one subprocess each and start no flow.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import subprocess
@@ -14,6 +15,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pytest
 from rich.console import Console
 
@@ -55,7 +57,15 @@ def billed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     AFTER_LOAD["parquet"] = sorted(p.name for p in parquet_pointer(db).iterdir())
     assert main(["nightly", "--as-of", "2026-02-01", "--db", str(db)]) == 0  # January final
     late = write_drop(tmp / "late", usage=LATE)
-    assert main(["load", str(late), "--db", str(db)]) == 0
+    for key, argv in (("late load", ["load", str(late)]),
+                      ("next night", ["nightly", "--as-of", "2026-02-02"])):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main([*argv, "--db", str(db)]) == 0
+        AFTER_LOAD[key] = out.getvalue()
+    with duckdb.connect(str(analyst_path(db)), read_only=True) as con:
+        AFTER_LOAD["late_usage"] = con.execute(
+            "SELECT period, account_id, event_id, bill_with FROM late_usage").fetchall()
     assert main(["reprocess", "--period", "2026-01", "--db", str(db)]) == 0
     return db
 
@@ -195,3 +205,21 @@ def test_revenue_by_addon_net_is_the_buckets_plus_the_adjustments(billed: Path) 
         ("ADD_TV", d("30.32"), None, None, None, d("30.32")),
         ("ADD_VOICE100", d("5.00"), d("12.01"), d("-10.00"), d("3.00"), d("10.01")),
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 1: late usage is never silent
+
+
+def test_late_usage_is_counted_by_the_load_and_the_night_until_reprocessed(billed: Path) -> None:
+    # E3 is dated 2026-01-28, in January, final since the night of Feb 1: no night bills it.
+    line = ("late usage 2026-01: 1 event(s) in a final period, not billed yet: "
+            "billrun reprocess --period 2026-01")
+    assert line in " ".join(str(AFTER_LOAD["late load"]).split())
+    night = str(AFTER_LOAD["next night"])
+    assert "late usage 2026-01" in night and "billrun reprocess --period 2026-01" in night
+    assert AFTER_LOAD["late_usage"] == [
+        ("2026-01", "A1", "E3", "billrun reprocess --period 2026-01")]
+    # The reprocess billed it (the +3.00 adjustment above): nothing is waiting any more.
+    with duckdb.connect(str(analyst_path(billed)), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM late_usage").fetchone() == (0,)
