@@ -66,7 +66,7 @@ def _days(text: str) -> int:
 # load, generate, demo
 
 
-def _run_load(input_dir: Path, db: Path) -> int:
+def _run_load(input_dir: Path, db: Path, as_json: bool = False) -> int:
     """Check the folder and catalog up front (exit 2 at once), then run the load flow."""
     from flows import prefect_env
     from pipeline.catalog import CatalogError, parse_catalog
@@ -109,13 +109,20 @@ def _run_load(input_dir: Path, db: Path) -> int:
         release(exc)  # its frames hold DuckDB objects: free them (no nanobind leak report)
         summary.error(f"load failed, nothing was written: {type(exc).__name__}: {exc}")
         return EXIT_FAILED
-    summary.print_load_report(report, db, time.perf_counter() - started)
+    if as_json:
+        import json
+
+        from billrun.summary_json import load_json
+
+        print(json.dumps(load_json(report, db, time.perf_counter() - started), indent=2))
+    else:
+        summary.print_load_report(report, db, time.perf_counter() - started)
     return EXIT_OK
 
 
 def cmd_load(args: argparse.Namespace) -> int:
     """`billrun load DIR [--db FILE]`."""
-    return _run_load(Path(args.dir), Path(args.db))
+    return _run_load(Path(args.dir), Path(args.db), getattr(args, "json", False))
 
 
 def _run_generate(
@@ -164,7 +171,14 @@ def cmd_config(args: argparse.Namespace) -> int:
     """`billrun config`: the effective settings, each with its source."""
     from billrun import config
 
-    print(config.render(args.settings))
+    if getattr(args, "json", False):
+        import json
+
+        from billrun.summary_json import config_json
+
+        print(json.dumps(config_json(args.settings, config.KEYS), indent=2))
+    else:
+        print(config.render(args.settings))
     return EXIT_OK
 
 
@@ -297,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("load", cmd_load, "load catalog.yaml, accounts, assignments and usage from DIR")
     p.add_argument("dir", metavar="DIR")
     add_db(p)
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as one JSON document (the contract for scripts)")
 
     p = add("generate", cmd_generate, "write realistic, seeded synthetic inputs")
     p.add_argument("--accounts", type=_positive, required=True, metavar="N")
@@ -336,10 +352,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="recompute every draft whole, none continued from what it counted so far "
         "(same results; docs/RUNS.md, \"Incremental nightly\")",
     )
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as one JSON document (the contract for scripts)")
 
     p = add("reprocess", _delegate("reprocess"), "recompute one period from the stored inputs")
     p.add_argument("--period", type=_period, required=True, metavar="YYYY-MM")
     add_db(p)
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as one JSON document (the contract for scripts)")
     p.add_argument("--conflict-policy", choices=("replace", "reject"))
     add_run_budget(p)
 
@@ -387,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("config", cmd_config, "print the effective settings and where each came from")
     add_db(p)
+    p.add_argument("--json", action="store_true",
+                   help="print the settings as one JSON document: each value and its source")
 
     p = add("report", cmd_report, "write the HTML run report (charts and tables)")
     p.add_argument("--period", type=_period, metavar="YYYY-MM", help="latest period shown")

@@ -97,15 +97,40 @@ def _failure_code(exc: Exception, seconds: float = 0.0) -> int:
     return 1
 
 
-def _print_run_summary(summary: object) -> None:
-    """The short summary every billing run ends with."""
+# What the run changed, in the business's words (the keys stay in `--json`).
+CHANGE_LABELS = {
+    "charge_groups_rewritten": "invoices whose lines changed",
+    "invoices_rewritten": "invoices whose total or status changed",
+    "decision_groups_rewritten": "invoices whose decisions changed",
+    "counters_written": "discount counters updated",
+    "parcels_rewritten": "rollover allowances updated",
+    "lifecycles_rewritten": "add-on life cycles updated",
+    "plan_changes_rewritten": "plan and quantity changes decided",
+    "drafts_marked": "drafts the next night can continue",
+    "drafts_continued": "drafts continued from the last night",
+}
+
+
+def _print_run_summary(summary: object, as_json: bool = False) -> None:
+    """The short summary every billing run ends with (`--json`: one JSON document)."""
     from flows.publish import RunSummary, documents_issued, invoice_totals
 
     assert isinstance(summary, RunSummary)
-    table = Table(title=f"billrun {summary.kind}: {summary.run_id}", show_header=False)
+    if as_json:
+        import json
+
+        from billrun.summary_json import run_json
+
+        print(json.dumps(run_json(summary), indent=2))
+        return
+    # Folded, never cut: a path or a long line wraps inside its cell at 80 columns (cron, tee).
+    table = Table(title=f"billrun {summary.kind}: {summary.run_id}", show_header=False,
+                  title_justify="left")
+    table.add_column("what", overflow="fold")
+    table.add_column("value", overflow="fold")
     table.add_row("periods", ", ".join(summary.periods) or "none")
-    table.add_row("account-periods computed", f"{summary.account_periods:,}")
-    table.add_row("  drafts / finalized", f"{summary.drafts:,} / {summary.finalized:,}")
+    table.add_row("invoices computed", f"{summary.account_periods:,}")
+    table.add_row("  drafts / final", f"{summary.drafts:,} / {summary.finalized:,}")
     table.add_row("charge lines", f"{summary.charge_lines:,}")
     table.add_row("adjustment lines", f"{summary.adjustments:,}")
     for currency, text in invoice_totals(summary).items():
@@ -113,8 +138,8 @@ def _print_run_summary(summary: object) -> None:
     for label, text in documents_issued(summary).items():
         table.add_row(label, text)
     for key, value in summary.changes.items():
-        if not key.endswith("_issued"):  # shown above, with their numbers
-            table.add_row(key.replace("_", " "), f"{value:,}")
+        if not key.endswith("_issued") and key != "adjustments":  # shown above
+            table.add_row(CHANGE_LABELS.get(key, key.replace("_", " ")), f"{value:,}")
     from store.late_usage import late_usage_lines
 
     for label, text in late_usage_lines(getattr(summary, "late_usage", {})):
@@ -197,7 +222,7 @@ def nightly(args: argparse.Namespace) -> int:
             )
         )
     if summary is not None:
-        _print_run_summary(summary)
+        _print_run_summary(summary, getattr(args, "json", False))
     return code
 
 
@@ -227,7 +252,7 @@ def reprocess(args: argparse.Namespace) -> int:
             )
         )
     if summary is not None:
-        _print_run_summary(summary)
+        _print_run_summary(summary, getattr(args, "json", False))
     return code
 
 

@@ -103,12 +103,34 @@ def _table(title: str, frame: pl.DataFrame) -> Table:
         table.add_column(column, overflow="fold")
     # Amounts come as text at the currency's precision; other decimals (quantities, counter
     # values) read without trailing zeros: 130, not 130.000000.
-    for row in frame.iter_rows():
-        table.add_row(*(
-            format_quantity(v) if isinstance(v, Decimal) else "" if v is None else str(v)
-            for v in row
-        ))
+    for row in _cells(frame):
+        table.add_row(*row)
     return table
+
+
+def _cells(frame: pl.DataFrame) -> list[list[str]]:
+    return [[format_quantity(v) if isinstance(v, Decimal) else "" if v is None else str(v)
+             for v in row] for row in frame.iter_rows()]
+
+
+def print_frame(console: Console, title: str, frame: pl.DataFrame) -> None:
+    """`frame` as a table when it fits the console's width, else one block per row, one field
+    per line (psql's expanded mode): nothing cut, no column squeezed to a few characters (cron
+    and `| tee` give 80 columns)."""
+    cells = _cells(frame)
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(frame.columns)]
+    if sum(widths) + 3 * len(widths) + 1 <= console.width:
+        console.print(_table(title, frame))
+        return
+    from rich.markup import escape
+
+    console.print(f"[italic]{escape(title)}[/italic] ({len(cells)} row(s), one block each)")
+    name_width = max(len(c) for c in frame.columns)
+    for n, row in enumerate(cells, 1):
+        console.print(f"[dim]-[ {n} ]-[/dim]")
+        for name, value in zip(frame.columns, row, strict=True):
+            console.print(f"{name:<{name_width}} │ {escape(value)}", overflow="fold",
+                          highlight=False)
 
 
 def _decided_at(con: duckdb.DuckDBPyConnection, period: str) -> str:
@@ -462,7 +484,7 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
         frame = frames[key]
         if frame.height:
             shown = frame if key == "events" else _amounts_as_read(frame, units)
-            console.print(_table(title, shown))
+            print_frame(console, title, shown)
         else:
             console.print(f"[dim]{title}: none[/dim]")
     lines = frames["lines"]

@@ -96,7 +96,7 @@ def print_load_report(report: LoadReport, db: str | Path, seconds: float) -> Non
     """Rows in / loaded / unchanged / rejected per file, the catalog's fate and the time."""
     table = Table(title=f"billrun load  [dim]{report.run_id}[/]", title_justify="left")
     for name in ("file", "rows in", "loaded", "unchanged", "rejected"):
-        table.add_column(name, justify="left" if name == "file" else "right")
+        table.add_column(name, justify="left" if name == "file" else "right", overflow="fold")
     for f in report.files:
         style = "yellow" if f.rejected else None
         table.add_row(

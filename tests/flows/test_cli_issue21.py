@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import duckdb
 import pytest
 from rich.console import Console
 
-from billrun import commands, sql_shell
+from billrun import commands, sql_shell, summary
 from billrun.cli import main
 
 from store.parquet_set import parquet_pointer
@@ -58,15 +59,19 @@ def billed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert main(["nightly", "--as-of", "2026-02-01", "--db", str(db)]) == 0  # January final
     late = write_drop(tmp / "late", usage=LATE)
     for key, argv in (("late load", ["load", str(late)]),
-                      ("next night", ["nightly", "--as-of", "2026-02-02"])):
+                      ("next night", ["nightly", "--as-of", "2026-02-02", "--json"]),
+                      ("reprocess", ["reprocess", "--period", "2026-01"])):
+        if key == "reprocess":
+            with duckdb.connect(str(analyst_path(db)), read_only=True) as con:
+                AFTER_LOAD["late_usage"] = con.execute(
+                    "SELECT period, account_id, event_id, bill_with FROM late_usage").fetchall()
         out = io.StringIO()
-        with contextlib.redirect_stdout(out):
+        with contextlib.redirect_stdout(out), pytest.MonkeyPatch.context() as patch:
+            # 80 columns, as under cron or `| tee` (rich measures the real terminal otherwise)
+            patch.setattr(commands, "console", Console(width=80))
+            patch.setattr(summary, "console", Console(width=80))
             assert main([*argv, "--db", str(db)]) == 0
         AFTER_LOAD[key] = out.getvalue()
-    with duckdb.connect(str(analyst_path(db)), read_only=True) as con:
-        AFTER_LOAD["late_usage"] = con.execute(
-            "SELECT period, account_id, event_id, bill_with FROM late_usage").fetchall()
-    assert main(["reprocess", "--period", "2026-01", "--db", str(db)]) == 0
     return db
 
 
@@ -216,10 +221,59 @@ def test_late_usage_is_counted_by_the_load_and_the_night_until_reprocessed(bille
     line = ("late usage 2026-01: 1 event(s) in a final period, not billed yet: "
             "billrun reprocess --period 2026-01")
     assert line in " ".join(str(AFTER_LOAD["late load"]).split())
-    night = str(AFTER_LOAD["next night"])
-    assert "late usage 2026-01" in night and "billrun reprocess --period 2026-01" in night
+    night = json.loads(str(AFTER_LOAD["next night"]))  # nightly --json
+    assert night["late_usage"] == [
+        {"period": "2026-01", "events": 1, "bill_with": "billrun reprocess --period 2026-01"}]
     assert AFTER_LOAD["late_usage"] == [
         ("2026-01", "A1", "E3", "billrun reprocess --period 2026-01")]
     # The reprocess billed it (the +3.00 adjustment above): nothing is waiting any more.
     with duckdb.connect(str(analyst_path(billed)), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM late_usage").fetchone() == (0,)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 3: readable anywhere, --json for scripts
+
+
+def test_summaries_fit_80_columns_in_the_business_words(billed: Path) -> None:
+    shown = str(AFTER_LOAD["reprocess"])  # printed to a pipe: 80 columns
+    assert all(len(line) <= 80 for line in shown.splitlines()), shown
+    assert "…" not in shown
+    # The analyst copy's path is whole once its folded pieces are joined.
+    joined = "".join(line.strip("│ ").strip() for line in shown.splitlines())
+    assert str(analyst_path(billed)).replace(" ", "") in joined.replace(" ", "")
+    for words in ("invoices whose lines changed", "discount counters updated",
+                  "debit notes issued"):
+        assert words in shown
+    for code in ("charge groups rewritten", "parcels rewritten", "drafts marked"):
+        assert code not in shown
+    night = json.loads(str(AFTER_LOAD["next night"]))
+    assert (night["command"], night["periods"], night["drafts"], night["finalized"]) == (
+        "nightly", ["2026-02"], 1, 0)
+
+
+def test_explain_at_80_columns_prints_one_block_per_event(
+    billed: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(commands, "console", Console(width=80))
+    capsys.readouterr()
+    assert main(["explain", "--account", "A1", "--period", "2026-01", "--db", str(billed)]) == 0
+    out = capsys.readouterr().out
+    assert all(len(line) <= 80 for line in out.splitlines())
+    # E1, E2 in two tier parts, E3: four blocks of 13 fields, each field whole on its line.
+    events = out.split("Discounted usage events")[1].split("Rollover parcels")[0]
+    assert events.count("-[ ") == 4
+    assert "quantity          │ 20.125" in events and "event_id          │ E3" in events
+
+
+def test_config_json_gives_each_value_and_its_source(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BILLRUN_MEMORY_GB", raising=False)
+    capsys.readouterr()
+    assert main(["config", "--json", "--db", "books.duckdb"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["file"] is None
+    assert doc["settings"]["memory_gb"] == {"value": 8.0, "source": "default"}
+    assert doc["settings"]["db"]["source"] == "flag --db"
