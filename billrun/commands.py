@@ -288,13 +288,15 @@ def serve(args: argparse.Namespace) -> int:
         # Prefect's temporary server runs no scheduler: serve needs a real one (issue 13).
         with scheduler_api(log) as api_url:
             err_console.print(f"billrun: Prefect API with its scheduler at {api_url} (log {log})")
-            from flows.serve import serve_nightly
+            from flows.serve import next_run_at, serve_nightly
+            from store.clock import utc_now
 
-            serve_nightly(
-                db=args.db,
-                input_dir=getattr(args, "input", None),
-                cron=getattr(args, "cron", None) or "0 2 * * *",
+            cron = getattr(args, "cron", None) or "0 2 * * *"
+            err_console.print(
+                f"billrun: serving the nightly on cron '{cron}' (UTC); next run "
+                f"{next_run_at(cron, utc_now()):%Y-%m-%d %H:%M} UTC", highlight=False
             )
+            serve_nightly(db=args.db, input_dir=getattr(args, "input", None), cron=cron)
     except ServerStartError as exc:
         return _bad_argument(
             f"{exc}; start one with `prefect server start` and set PREFECT_API_URL"

@@ -87,7 +87,7 @@ def print_dry_run(
         title_justify="left",
     )
     for name in ("period", "would", "accounts"):
-        table.add_column(name, justify="right" if name == "accounts" else "left")
+        table.add_column(name, justify="right" if name == "accounts" else "left", overflow="fold")
     for period, status, until, accounts in summary.iter_rows():
         table.add_row(period, _action(status, until, dry.grace_days), f"{accounts:,}")
     console.print(table)

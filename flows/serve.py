@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Any
 
 from prefect import flow, serve
@@ -30,6 +30,14 @@ def nightly_deployment(db: str, input_dir: str | None, cron: str) -> Any:
         parameters={"db": db, "input_dir": input_dir},
         description="billrun nightly: load the drop folder, draft open periods, finalize ended",
     )
+
+
+def next_run_at(cron: str, now: datetime) -> datetime:
+    """When the schedule `cron` next fires after `now`, in UTC: Prefect reads a deployment's
+    cron in UTC (its schedule's default time zone), so `0 2 * * *` is 02:00 UTC."""
+    from prefect._vendor.croniter import croniter
+
+    return croniter(cron, now.astimezone(timezone.utc)).get_next(datetime)
 
 
 def serve_nightly(db: str, input_dir: str | None, cron: str = "0 2 * * *") -> None:

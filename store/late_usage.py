@@ -23,7 +23,12 @@ LATE_USAGE_SQL = """
                         THEN date_trunc('month', u.started_at)
                         ELSE date_trunc('month', u.started_at) - INTERVAL 1 MONTH END,
                    '%Y-%m') AS period
-        FROM usage u JOIN days d USING (account_id)),
+        FROM usage u JOIN days d USING (account_id)
+        -- only events loaded after the first finalizing run ended can be late: a cheap filter
+        -- that leaves out the history loaded before any period was final
+        WHERE u.loaded_at > (SELECT min(r.finished_at) FROM runs r WHERE r.run_id IN (
+            SELECT run_id FROM finalized_periods
+            UNION SELECT run_id FROM invoices WHERE status = 'final'))),
     final AS (
         SELECT account_id, period, run_id FROM finalized_periods
         UNION SELECT account_id, period, run_id FROM invoices WHERE status = 'final'),

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -277,3 +278,18 @@ def test_config_json_gives_each_value_and_its_source(
     assert doc["file"] is None
     assert doc["settings"]["memory_gb"] == {"value": 8.0, "source": "default"}
     assert doc["settings"]["db"]["source"] == "flag --db"
+
+
+@pytest.mark.parametrize(("cron", "now", "due"), [
+    # 02:00 UTC every night: at 15:00 UTC the next is tomorrow's; at 01:59 today's.
+    ("0 2 * * *", datetime(2026, 12, 7, 15, 0, tzinfo=timezone.utc), datetime(2026, 12, 8, 2, 0)),
+    ("0 2 * * *", datetime(2026, 12, 7, 1, 59, tzinfo=timezone.utc), datetime(2026, 12, 7, 2, 0)),
+    # A clock in another zone is read as the same instant: 03:30 at UTC+2 is 01:30 UTC.
+    ("0 2 * * *", datetime(2026, 12, 7, 3, 30, tzinfo=timezone(timedelta(hours=2))),
+     datetime(2026, 12, 7, 2, 0)),
+    ("@daily", datetime(2026, 12, 31, 23, 0, tzinfo=timezone.utc), datetime(2027, 1, 1, 0, 0)),
+])
+def test_serve_says_when_the_next_run_is_in_utc(cron: str, now: datetime, due: datetime) -> None:
+    from flows.serve import next_run_at
+
+    assert next_run_at(cron, now) == due.replace(tzinfo=timezone.utc)
