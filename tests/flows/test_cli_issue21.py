@@ -52,7 +52,10 @@ def billed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     drop = write_drop(tmp / "drop1", catalog=CATALOG, accounts=ACCOUNTS,
                       assignments=ASSIGNMENTS, usage=USAGE)
     db = tmp / "billrun.duckdb"
-    assert main(["load", str(drop), "--db", str(db)]) == 0
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["load", str(drop), "--db", str(db), "--json"]) == 0
+    AFTER_LOAD["load json"] = out.getvalue()
     out = io.StringIO()
     sql_shell.run_query(db, "SELECT source, count(*) AS n FROM rejected_rows GROUP BY 1", out)
     AFTER_LOAD["sql"] = out.getvalue()
@@ -293,3 +296,13 @@ def test_serve_says_when_the_next_run_is_in_utc(cron: str, now: datetime, due: d
     from flows.serve import next_run_at
 
     assert next_run_at(cron, now) == due.replace(tzinfo=timezone.utc)
+
+
+def test_load_json_is_one_document_of_counts(billed: Path) -> None:
+    doc = json.loads(str(AFTER_LOAD["load json"]))
+    files = {f["kind"]: (f["rows_in"], f["loaded"], f["rejected"]) for f in doc["files"]}
+    # 1 account, 2 assignments, 3 usage rows of which E9 (no date) is rejected.
+    assert files == {"accounts": (1, 1, 0), "assignments": (2, 2, 0), "usage": (3, 2, 1)}
+    assert (doc["command"], doc["rows_in"], doc["loaded"], doc["rejected"]) == (
+        "load", 6, 5, 1)
+    assert doc["late_usage"] == [] and doc["analyst_copy"] == str(analyst_path(billed))
