@@ -297,6 +297,7 @@ def serve(args: argparse.Namespace) -> int:
                 f"{next_run_at(cron, utc_now()):%Y-%m-%d %H:%M} UTC", highlight=False
             )
             serve_nightly(db=args.db, input_dir=getattr(args, "input", None), cron=cron)
+            err_console.print("billrun: serve stopped")
     except ServerStartError as exc:
         return _bad_argument(
             f"{exc}; start one with `prefect server start` and set PREFECT_API_URL"
