@@ -226,12 +226,40 @@ def nightly(args: argparse.Namespace) -> int:
     return code
 
 
+def _reprocess_refusal(db: str, period: str) -> str | None:
+    """Why `reprocess --period` is refused (no database, a period never billed), read before
+    anything starts; None when it may run. A database a run holds now is checked by the flow,
+    under the run lock."""
+    import duckdb
+
+    from store.billed import PeriodNotBilledError, require_billed
+
+    if not Path(db).is_file():
+        return f"no database at {db}: run `billrun load` and `billrun nightly` first"
+    try:
+        con = duckdb.connect(db, read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        require_billed(con, period)
+    except PeriodNotBilledError as exc:
+        return str(exc)
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    return None
+
+
 def reprocess(args: argparse.Namespace) -> int:
     """`billrun reprocess --period P [--db FILE]`."""
     try:
         parse_period(args.period)
     except ValueError as exc:
         return _bad_argument(str(exc))
+    refusal = _reprocess_refusal(args.db, args.period)
+    if refusal is not None:  # before any server or flow starts: no runs row (docs/RUNS.md)
+        return _bad_argument(refusal)
     from flows.prefect_env import connect
 
     connect()

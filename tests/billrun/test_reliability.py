@@ -195,12 +195,19 @@ def test_nightly_far_in_the_future_is_refused(tmp_path: Path) -> None:
     assert not db.exists()
 
 
+def _runs(db: Path) -> int:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM runs").fetchone()[0]
+
+
 def test_reprocess_of_a_period_never_billed_is_refused(billed: Path) -> None:
-    before = _table_counts(billed)
+    before, runs = _table_counts(billed), _runs(billed)
     done = billrun("reprocess", "--period", "2030-01", "--db", str(billed), cwd=billed.parent)
     assert_quiet(done, 2, "period 2030-01 was never billed")
     assert "the billed periods are 2026-01 to 2026-02" in " ".join(done.stderr.split())
     assert _table_counts(billed) == before
+    # Refused before anything runs (issue 21): no failed run recorded.
+    assert _runs(billed) == runs
 
 
 def test_reprocess_of_a_billed_period_still_runs(billed: Path) -> None:
