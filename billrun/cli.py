@@ -66,7 +66,7 @@ def _days(text: str) -> int:
 # load, generate, demo
 
 
-def _run_load(input_dir: Path, db: Path) -> int:
+def _run_load(input_dir: Path, db: Path, as_json: bool = False) -> int:
     """Check the folder and catalog up front (exit 2 at once), then run the load flow."""
     from flows import prefect_env
     from pipeline.catalog import CatalogError, parse_catalog
@@ -83,6 +83,12 @@ def _run_load(input_dir: Path, db: Path) -> int:
     except CatalogError as exc:
         summary.error(str(exc))
         return EXIT_USAGE
+    if inputs.catalog is None and not inputs.files:  # nothing to do: say so, start nothing
+        summary.warning(
+            f"nothing to load: {input_dir} holds no catalog.yaml and no accounts, assignments "
+            "or usage file (.csv or .parquet); nothing was written"
+        )
+        return EXIT_OK
 
     prefect_env.connect()
     from billrun.failures import release
@@ -103,13 +109,20 @@ def _run_load(input_dir: Path, db: Path) -> int:
         release(exc)  # its frames hold DuckDB objects: free them (no nanobind leak report)
         summary.error(f"load failed, nothing was written: {type(exc).__name__}: {exc}")
         return EXIT_FAILED
-    summary.print_load_report(report, db, time.perf_counter() - started)
+    if as_json:
+        import json
+
+        from billrun.summary_json import load_json
+
+        print(json.dumps(load_json(report, db, time.perf_counter() - started), indent=2))
+    else:
+        summary.print_load_report(report, db, time.perf_counter() - started)
     return EXIT_OK
 
 
 def cmd_load(args: argparse.Namespace) -> int:
     """`billrun load DIR [--db FILE]`."""
-    return _run_load(Path(args.dir), Path(args.db))
+    return _run_load(Path(args.dir), Path(args.db), getattr(args, "json", False))
 
 
 def _run_generate(
@@ -158,7 +171,14 @@ def cmd_config(args: argparse.Namespace) -> int:
     """`billrun config`: the effective settings, each with its source."""
     from billrun import config
 
-    print(config.render(args.settings))
+    if getattr(args, "json", False):
+        import json
+
+        from billrun.summary_json import config_json
+
+        print(json.dumps(config_json(args.settings, config.KEYS), indent=2))
+    else:
+        print(config.render(args.settings))
     return EXIT_OK
 
 
@@ -166,11 +186,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     """`billrun report [--period P] [--out FILE] [--db FILE]`."""
     from report.write import ReportError, write_report
 
+    folder = Path(args.out).parent if args.out else None
+    if folder is not None and not folder.is_dir():  # refused: no folder is made on a typo
+        summary.error(f"--out {args.out}: no folder {folder}")
+        return EXIT_USAGE
     try:
         path = write_report(args.db, out=args.out, period=args.period)
     except ReportError as exc:
-        print(f"billrun: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        summary.error(str(exc))
+        return exc.exit_code
     summary.console.print(f"report: [bold]{path.resolve()}[/]")
     return EXIT_OK
 
@@ -189,8 +213,9 @@ def cmd_sql(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         summary.error(str(exc))
         return EXIT_USAGE
-    except duckdb.Error as exc:  # a bad QUERY is a bad argument
-        summary.error(f"{type(exc).__name__}: {exc}")
+    except duckdb.Error as exc:  # a bad QUERY is a bad argument; its first line says why
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        summary.error(f"{type(exc).__name__}: {first}")
         return EXIT_USAGE
     return EXIT_OK
 
@@ -274,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     def add_run_budget(p: argparse.ArgumentParser) -> None:
         # Unset flags fall back to $BILLRUN_MEMORY_GB / _STAGING / _CLUSTER, billrun.toml, defaults.
         p.add_argument("--memory-gb", type=float, metavar="GB",
-                       help="memory budget of the run; sets the number of shards (default 8)")
+                       help="memory budget of the run in GB; sets the number of shards "
+                       "(default 8 GB)")
         p.add_argument("--staging", metavar="DIR|URL",
                        help="staging folder or fsspec URL (default <db>.staging beside the db); "
                        "with --cluster ADDRESS, one every worker reaches")
@@ -285,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("load", cmd_load, "load catalog.yaml, accounts, assignments and usage from DIR")
     p.add_argument("dir", metavar="DIR")
     add_db(p)
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as one JSON document (the contract for scripts)")
 
     p = add("generate", cmd_generate, "write realistic, seeded synthetic inputs")
     p.add_argument("--accounts", type=_positive, required=True, metavar="N")
@@ -324,10 +352,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="recompute every draft whole, none continued from what it counted so far "
         "(same results; docs/RUNS.md, \"Incremental nightly\")",
     )
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as one JSON document (the contract for scripts)")
 
     p = add("reprocess", _delegate("reprocess"), "recompute one period from the stored inputs")
     p.add_argument("--period", type=_period, required=True, metavar="YYYY-MM")
     add_db(p)
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as one JSON document (the contract for scripts)")
     p.add_argument("--conflict-policy", choices=("replace", "reject"))
     add_run_budget(p)
 
@@ -375,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("config", cmd_config, "print the effective settings and where each came from")
     add_db(p)
+    p.add_argument("--json", action="store_true",
+                   help="print the settings as one JSON document: each value and its source")
 
     p = add("report", cmd_report, "write the HTML run report (charts and tables)")
     p.add_argument("--period", type=_period, metavar="YYYY-MM", help="latest period shown")
@@ -407,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             apply_settings(args)
         except ValueError as exc:  # config.ConfigError: a bad key, named with its source
-            print(f"billrun: error: {exc}", file=sys.stderr)  # unwrapped: paths stay whole
+            summary.error(str(exc))  # soft wrap: paths stay whole
             return EXIT_USAGE
     try:
         return int(args.handler(args))

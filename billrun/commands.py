@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from billrun.summary import error
 from flows import progress
 from pipeline.catalog import CatalogError
 from pipeline.periods import parse_period
@@ -27,7 +28,7 @@ err_console = Console(stderr=True, soft_wrap=True)  # one error, one line
 
 
 def _bad_argument(message: str) -> int:
-    err_console.print(f"[red]billrun: error:[/red] {message}")
+    error(message, err_console)
     return 2
 
 
@@ -70,40 +71,66 @@ def _guarded(run: Callable[[], object]) -> tuple[int, object | None]:
     """Run a flow; map the failures users can act on to exit codes and clear messages."""
     from billrun.failures import release
 
+    started = time.monotonic()
     try:
         return 0, run()
     except Exception as exc:  # a failed run: previous results stay whole (one transaction)
         release(exc)  # its frames hold DuckDB objects: free them (no nanobind leak report)
-        return _failure_code(exc), None
+        return _failure_code(exc, time.monotonic() - started), None
 
 
-def _failure_code(exc: Exception) -> int:
+def _failure_code(exc: Exception, seconds: float = 0.0) -> int:
     """Print the one-line message of a failed run and return its exit code."""
     from store.billed import PeriodNotBilledError
     from store.runlock import RunInProgressError
     from store.sources import SourceError
 
     if isinstance(exc, CatalogError):
-        err_console.print(f"[red]billrun: invalid catalog[/red]\n{exc}")
+        error(f"invalid catalog: {exc}", err_console)
         return 2
     if isinstance(exc, PeriodNotBilledError | SourceError):
         return _bad_argument(str(exc))
     if isinstance(exc, RunInProgressError):
-        err_console.print(f"[red]billrun: refused:[/red] {exc}")
+        error(f"refused: {exc}", err_console)
         return 1
-    err_console.print(f"[red]billrun: run failed:[/red] {type(exc).__name__}: {exc}")
+    error(f"run failed after {seconds:.1f} s: {type(exc).__name__}: {exc}", err_console)
     return 1
 
 
-def _print_run_summary(summary: object) -> None:
-    """The short summary every billing run ends with."""
+# What the run changed, in the business's words (the keys stay in `--json`).
+CHANGE_LABELS = {
+    "charge_groups_rewritten": "invoices whose lines changed",
+    "invoices_rewritten": "invoices whose total or status changed",
+    "decision_groups_rewritten": "invoices whose decisions changed",
+    "counters_written": "discount counters updated",
+    "parcels_rewritten": "rollover allowances updated",
+    "lifecycles_rewritten": "add-on life cycles updated",
+    "plan_changes_rewritten": "plan and quantity changes decided",
+    "drafts_marked": "drafts the next night can continue",
+    "drafts_continued": "drafts continued from the last night",
+}
+
+
+def _print_run_summary(summary: object, as_json: bool = False) -> None:
+    """The short summary every billing run ends with (`--json`: one JSON document)."""
     from flows.publish import RunSummary, documents_issued, invoice_totals
 
     assert isinstance(summary, RunSummary)
-    table = Table(title=f"billrun {summary.kind}: {summary.run_id}", show_header=False)
+    if as_json:
+        import json
+
+        from billrun.summary_json import run_json
+
+        print(json.dumps(run_json(summary), indent=2))
+        return
+    # Folded, never cut: a path or a long line wraps inside its cell at 80 columns (cron, tee).
+    table = Table(title=f"billrun {summary.kind}: {summary.run_id}", show_header=False,
+                  title_justify="left")
+    table.add_column("what", overflow="fold")
+    table.add_column("value", overflow="fold")
     table.add_row("periods", ", ".join(summary.periods) or "none")
-    table.add_row("account-periods computed", f"{summary.account_periods:,}")
-    table.add_row("  drafts / finalized", f"{summary.drafts:,} / {summary.finalized:,}")
+    table.add_row("invoices computed", f"{summary.account_periods:,}")
+    table.add_row("  drafts / final", f"{summary.drafts:,} / {summary.finalized:,}")
     table.add_row("charge lines", f"{summary.charge_lines:,}")
     table.add_row("adjustment lines", f"{summary.adjustments:,}")
     for currency, text in invoice_totals(summary).items():
@@ -111,8 +138,12 @@ def _print_run_summary(summary: object) -> None:
     for label, text in documents_issued(summary).items():
         table.add_row(label, text)
     for key, value in summary.changes.items():
-        if not key.endswith("_issued"):  # shown above, with their numbers
-            table.add_row(key.replace("_", " "), f"{value:,}")
+        if not key.endswith("_issued") and key != "adjustments":  # shown above
+            table.add_row(CHANGE_LABELS.get(key, key.replace("_", " ")), f"{value:,}")
+    from store.late_usage import late_usage_lines
+
+    for label, text in late_usage_lines(getattr(summary, "late_usage", {})):
+        table.add_row(label, text, style="yellow")
     table.add_row("analyst copy", summary.analyst_copy)
     if getattr(summary, "report", ""):
         table.add_row("run report", summary.report)
@@ -177,7 +208,6 @@ def nightly(args: argparse.Namespace) -> int:
         flow, staging = _on_runner(nightly_flow, args)
     except ValueError as exc:  # ClusterSpecError: no API the workers reach
         return _bad_argument(str(exc))
-    started = time.monotonic()
     with _progress_bar("nightly"):
         code, summary = _guarded(
             lambda: flow(
@@ -192,10 +222,33 @@ def nightly(args: argparse.Namespace) -> int:
             )
         )
     if summary is not None:
-        _print_run_summary(summary)
-    else:
-        err_console.print(f"nightly failed after {time.monotonic() - started:.1f} s")
+        _print_run_summary(summary, getattr(args, "json", False))
     return code
+
+
+def _reprocess_refusal(db: str, period: str) -> str | None:
+    """Why `reprocess --period` is refused (no database, a period never billed), read before
+    anything starts; None when it may run. A database a run holds now is checked by the flow,
+    under the run lock."""
+    import duckdb
+
+    from store.billed import PeriodNotBilledError, require_billed
+
+    if not Path(db).is_file():
+        return f"no database at {db}: run `billrun load` and `billrun nightly` first"
+    try:
+        con = duckdb.connect(db, read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        require_billed(con, period)
+    except PeriodNotBilledError as exc:
+        return str(exc)
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    return None
 
 
 def reprocess(args: argparse.Namespace) -> int:
@@ -204,6 +257,9 @@ def reprocess(args: argparse.Namespace) -> int:
         parse_period(args.period)
     except ValueError as exc:
         return _bad_argument(str(exc))
+    refusal = _reprocess_refusal(args.db, args.period)
+    if refusal is not None:  # before any server or flow starts: no runs row (docs/RUNS.md)
+        return _bad_argument(refusal)
     from flows.prefect_env import connect
 
     connect()
@@ -224,7 +280,7 @@ def reprocess(args: argparse.Namespace) -> int:
             )
         )
     if summary is not None:
-        _print_run_summary(summary)
+        _print_run_summary(summary, getattr(args, "json", False))
     return code
 
 
@@ -244,7 +300,7 @@ def explain(args: argparse.Namespace) -> int:
         else:
             explain_invoice(args.db, args.account, args.period, console)
     except ExplainError as exc:
-        err_console.print(f"[red]billrun: {exc}[/red]")
+        error(str(exc), err_console)
         return exc.exit_code
     return 0
 
@@ -260,13 +316,16 @@ def serve(args: argparse.Namespace) -> int:
         # Prefect's temporary server runs no scheduler: serve needs a real one (issue 13).
         with scheduler_api(log) as api_url:
             err_console.print(f"billrun: Prefect API with its scheduler at {api_url} (log {log})")
-            from flows.serve import serve_nightly
+            from flows.serve import next_run_at, serve_nightly
+            from store.clock import utc_now
 
-            serve_nightly(
-                db=args.db,
-                input_dir=getattr(args, "input", None),
-                cron=getattr(args, "cron", None) or "0 2 * * *",
+            cron = getattr(args, "cron", None) or "0 2 * * *"
+            err_console.print(
+                f"billrun: serving the nightly on cron '{cron}' (UTC); next run "
+                f"{next_run_at(cron, utc_now()):%Y-%m-%d %H:%M} UTC", highlight=False
             )
+            serve_nightly(db=args.db, input_dir=getattr(args, "input", None), cron=cron)
+            err_console.print("billrun: serve stopped")
     except ServerStartError as exc:
         return _bad_argument(
             f"{exc}; start one with `prefect server start` and set PREFECT_API_URL"

@@ -79,6 +79,9 @@ def check_cron(expr: str) -> str:
     return text
 
 
+DEFAULT_MEMORY_GB = 8.0
+
+
 class Settings(BaseSettings):
     """Every setting billrun reads, with its default; see docs/CONFIG.md."""
 
@@ -95,7 +98,10 @@ class Settings(BaseSettings):
     conflict_policy: Literal["replace", "reject"] | None = Field(
         None, description="overrides the catalog's conflict policy"
     )
-    memory_gb: float | None = Field(None, gt=0, le=4096, description="memory budget of a run")
+    # The same 8 GB the runs fall back to (flows.coordinator.DEFAULT_MEMORY_GB; a test checks).
+    memory_gb: float = Field(
+        DEFAULT_MEMORY_GB, gt=0, le=4096, description="memory budget of a run, in GB"
+    )
     cluster: str | None = Field(
         None, description="local:N, or a Dask scheduler address, e.g. tcp://host:8786"
     )

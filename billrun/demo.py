@@ -11,7 +11,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.money import format_amount
+from pipeline.money import format_amount, format_quantity
 from store.parquet_set import parquet_pointer
 
 DEMO_NIGHTS = [date(2026, 1, 15), date(2026, 2, 1), date(2026, 2, 15), date(2026, 3, 1)]
@@ -93,7 +93,8 @@ def bill_demo(inputs: Path, db: Path, console: Console) -> Path:
             console,
             "Adjustments to finalized periods",
             [
-                (account, period, line, quantity, format_amount(amount, units[cur], cur), why)
+                (account, period, line, format_quantity(quantity),
+                 format_amount(amount, units[cur], cur), why)
                 for account, period, line, quantity, amount, cur, why in con.execute(
                     "SELECT account_id, period, line_type, quantity, amount, currency, reason "
                     "FROM adjustments ORDER BY account_id, line_type"

@@ -15,6 +15,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from billrun.summary import error
 from pipeline.schedule import nightly_plan, with_finalize_dates
 
 ACTIONS = {"draft": "draft (open period)", "final": "finalize"}
@@ -86,7 +87,7 @@ def print_dry_run(
         title_justify="left",
     )
     for name in ("period", "would", "accounts"):
-        table.add_column(name, justify="right" if name == "accounts" else "left")
+        table.add_column(name, justify="right" if name == "accounts" else "left", overflow="fold")
     for period, status, until, accounts in summary.iter_rows():
         table.add_row(period, _action(status, until, dry.grace_days), f"{accounts:,}")
     console.print(table)
@@ -111,14 +112,14 @@ def dry_run_command(
 ) -> int:
     """Run the dry run for the CLI; returns the exit code (2: no database, 1: unreadable)."""
     if not Path(db).exists():
-        err.print(f"[red]billrun: error:[/red] no database at {db}: run `billrun load` first")
+        error(f"no database at {db}: run `billrun load` first", err)
         return 2
     try:
         print_dry_run(db, as_of, input_dir, console, grace_days)
     except duckdb.IOException as exc:  # a run holds the file: DuckDB allows no reader then
-        err.print(f"[red]billrun: cannot read {db} now:[/red] {exc}")
+        error(f"cannot read {db} now: {exc}", err)
         return 1
     except duckdb.Error as exc:
-        err.print(f"[red]billrun: cannot plan from {db}:[/red] {type(exc).__name__}: {exc}")
+        error(f"cannot plan from {db}: {type(exc).__name__}: {exc}", err)
         return 1
     return 0

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.contracts import COUNTER_KEY
-from pipeline.money import format_amount
+from pipeline.money import format_amount, format_quantity
 from store.duck import frame, scalar
 from store.snapshot import analyst_path
 
@@ -29,6 +29,13 @@ class ExplainError(RuntimeError):
     """Nothing to explain: no database, or no such account or period (exit 1)."""
 
     exit_code = 1
+
+
+class UnknownAccountError(ExplainError):
+    """`--account` names no account of the database: a bad argument (exit 2), not an account
+    with nothing in the period (exit 1)."""
+
+    exit_code = 2
 
 
 class NotADatabaseError(ExplainError):
@@ -94,9 +101,36 @@ def _table(title: str, frame: pl.DataFrame) -> Table:
     table = Table(title=title, title_justify="left", show_lines=False)
     for column in frame.columns:
         table.add_column(column, overflow="fold")
-    for row in frame.iter_rows():
-        table.add_row(*("" if v is None else str(v) for v in row))
+    # Amounts come as text at the currency's precision; other decimals (quantities, counter
+    # values) read without trailing zeros: 130, not 130.000000.
+    for row in _cells(frame):
+        table.add_row(*row)
     return table
+
+
+def _cells(frame: pl.DataFrame) -> list[list[str]]:
+    return [[format_quantity(v) if isinstance(v, Decimal) else "" if v is None else str(v)
+             for v in row] for row in frame.iter_rows()]
+
+
+def print_frame(console: Console, title: str, frame: pl.DataFrame) -> None:
+    """`frame` as a table when it fits the console's width, else one block per row, one field
+    per line (psql's expanded mode): nothing cut, no column squeezed to a few characters (cron
+    and `| tee` give 80 columns)."""
+    cells = _cells(frame)
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(frame.columns)]
+    if sum(widths) + 3 * len(widths) + 1 <= console.width:
+        console.print(_table(title, frame))
+        return
+    from rich.markup import escape
+
+    console.print(f"[italic]{escape(title)}[/italic] ({len(cells)} row(s), one block each)")
+    name_width = max(len(c) for c in frame.columns)
+    for n, row in enumerate(cells, 1):
+        console.print(f"[dim]-[ {n} ]-[/dim]")
+        for name, value in zip(frame.columns, row, strict=True):
+            console.print(f"{name:<{name_width}} │ {escape(value)}", overflow="fold",
+                          highlight=False)
 
 
 def _decided_at(con: duckdb.DuckDBPyConnection, period: str) -> str:
@@ -238,7 +272,10 @@ def _account_inputs(
         [account_id],
     )
     # The policy the last run billed with (a run may override the catalog's).
-    policy = scalar(con, "SELECT conflict_policy FROM catalog_settings") or (
+    # A database only loaded has no catalog_settings yet: the catalog's policy then.
+    billed = scalar(con, "SELECT count(*) FROM duckdb_tables() "
+                    "WHERE table_name = 'catalog_settings'")
+    policy = (billed and scalar(con, "SELECT conflict_policy FROM catalog_settings")) or (
         catalog.conflict_policy
     )
     assignments = store.read_assignments(con).filter(pl.col("account_id") == account_id)
@@ -341,11 +378,33 @@ def recomputed_detail(
 
 
 def _fixed(units: pl.Expr, scale: int, digits: int) -> pl.Expr:
-    """A non-negative integer of `10^-scale` units as exact decimal text, truncated to `digits`
-    decimals (display only; amounts billed are the invoice lines')."""
+    """A non-negative integer of `10^-scale` units as exact decimal text: at least `digits`
+    decimals, more while they are not zero, never cut (so an event's tier parts add up to the
+    event, 115.594 + 256.781 = 372.375). Display only; amounts billed are the invoice lines'."""
     whole = units // (10**scale)
-    fraction = (units % (10**scale)) // (10 ** (scale - digits))
-    return pl.format("{}.{}", whole, fraction.cast(pl.Utf8).str.zfill(digits))
+    fraction = (
+        (units % (10**scale)).cast(pl.Utf8).str.zfill(scale)
+        .str.replace(r"0+$", "").str.pad_end(digits, "0")
+    )
+    return pl.format("{}.{}", whole, fraction)
+
+
+
+def _check_found(
+    con: duckdb.DuckDBPyConnection, account_id: str, period: str,
+    frames: dict[str, pl.DataFrame],
+) -> None:
+    """Raise when there is nothing to explain, saying whether the account is unknown or only
+    has nothing billed or decided in `period`."""
+    if any(f.height for f in frames.values()):
+        return
+    if not scalar(con, "SELECT count(*) FROM accounts WHERE account_id = ?", [account_id]):
+        raise UnknownAccountError(
+            f"no account {account_id} in the database (check --account and --db)"
+        )
+    raise ExplainError(
+        f"account {account_id} exists, but nothing was billed or decided for it in {period}"
+    )
 
 
 def _jsonable(value: object) -> object:
@@ -365,12 +424,11 @@ def explain_json(db: str, account_id: str, period: str) -> dict[str, object]:
         frames = explain_frames(con, account_id, period)
         frames["events"], frames["parcels"] = recomputed_detail(con, account_id, period)
         currency = _minor_units(con, account_id)
+        _check_found(con, account_id, period, frames)
     except duckdb.CatalogException:
         raise NotADatabaseError(f"{source} is not a billrun DuckDB database") from None
     finally:
         con.close()
-    if all(f.height == 0 for f in frames.values()):
-        raise ExplainError(f"nothing billed or decided for account {account_id} in {period}")
     units = currency[1] if currency else 2
     doc: dict[str, object] = {"account_id": account_id, "period": period,
                               "currency": currency[0] if currency else None}
@@ -392,14 +450,12 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
     try:
         frames = explain_frames(con, account_id, period)
         frames["events"], frames["parcels"] = recomputed_detail(con, account_id, period)
-        found = any(f.height for f in frames.values())
-        currency = _minor_units(con, account_id) if found else None
+        _check_found(con, account_id, period, frames)
+        currency = _minor_units(con, account_id)
     except duckdb.CatalogException:  # a DuckDB file, but without billrun's tables
         raise NotADatabaseError(f"{source} is not a billrun DuckDB database") from None
     finally:
         con.close()
-    if all(f.height == 0 for f in frames.values()):
-        raise ExplainError(f"nothing billed or decided for account {account_id} in {period}")
     invoice = frames["invoice"]
     units = currency[1] if currency else 2
     if invoice.height:
@@ -428,7 +484,7 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
         frame = frames[key]
         if frame.height:
             shown = frame if key == "events" else _amounts_as_read(frame, units)
-            console.print(_table(title, shown))
+            print_frame(console, title, shown)
         else:
             console.print(f"[dim]{title}: none[/dim]")
     lines = frames["lines"]

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from billrun.invoice_html import render_invoice
+from billrun.summary import error
 from pipeline.catalog import Catalog
 from pipeline.documents import KIND_LABELS, InvoiceDocument, invoice_document, minor, plain_amount
 from pipeline.money import format_amount
@@ -210,7 +211,7 @@ def _print_list(listing: dict[str, Any], console: Console) -> None:
 def command(args: argparse.Namespace, console: Console, err: Console) -> int:
     """`billrun invoice`: see the module doc; every failure is one line, exit 2."""
     def bad(message: str) -> int:
-        err.print(f"billrun: error: {message}", highlight=False, markup=False)
+        error(message, err)
         return EXIT_USAGE
 
     try:

@@ -108,8 +108,9 @@ def _dot(con: duckdb.DuckDBPyConnection, command: str, out: TextIO) -> None:
         return
     _print(
         con,
+        # The copy's own bookkeeping (billrun_meta.fingerprints) is not for analysts.
         "SELECT table_name AS name, lower(table_type) AS kind FROM information_schema.tables "
-        "ORDER BY kind, name",
+        "WHERE table_schema = 'main' ORDER BY kind, name",
         out,
     )
 

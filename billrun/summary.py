@@ -70,16 +70,33 @@ def flow_progress() -> Iterator[None]:
             reports.set_reporter(None)
 
 
-def error(message: str) -> None:
-    """Print an error message to stderr."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+ERROR_PREFIX = "billrun: error:"
+
+
+def error(message: str, console: Console | None = None) -> None:
+    """Print a failure as one line on stderr, `billrun: error: ...` (every command, every kind
+    of failure: the exit code says which kind)."""
+    from rich.markup import escape
+
+    (console or err_console).print(
+        f"[bold red]{ERROR_PREFIX}[/] {escape(message)}", highlight=False, markup=True
+    )
+
+
+def warning(message: str, console: Console | None = None) -> None:
+    """Print a warning as one line on stderr, `billrun: warning: ...` (the command succeeds)."""
+    from rich.markup import escape
+
+    (console or err_console).print(
+        f"[bold yellow]billrun: warning:[/] {escape(message)}", highlight=False, markup=True
+    )
 
 
 def print_load_report(report: LoadReport, db: str | Path, seconds: float) -> None:
     """Rows in / loaded / unchanged / rejected per file, the catalog's fate and the time."""
     table = Table(title=f"billrun load  [dim]{report.run_id}[/]", title_justify="left")
     for name in ("file", "rows in", "loaded", "unchanged", "rejected"):
-        table.add_column(name, justify="left" if name == "file" else "right")
+        table.add_column(name, justify="left" if name == "file" else "right", overflow="fold")
     for f in report.files:
         style = "yellow" if f.rejected else None
         table.add_row(
@@ -96,6 +113,12 @@ def print_load_report(report: LoadReport, db: str | Path, seconds: float) -> Non
         console.print(
             f"[yellow]{report.rejected:,} row(s) rejected[/]: see table [bold]rejected_rows[/]"
         )
+    from store.late_usage import late_usage_lines
+
+    for label, text in late_usage_lines(getattr(report, "late_usage", {})):
+        console.print(f"[yellow]{label}[/]: {text}", highlight=False)
+    if getattr(report, "analyst_copy", ""):
+        console.print(f"analyst copy: {report.analyst_copy}")
     console.print(f"database: [bold]{db}[/]   time: {seconds:.1f} s")
 
 

@@ -21,6 +21,7 @@ from pipeline.validate import (
 )
 from store import FileBatch, LoadBatch, LoadReport, Staged, sources
 from store.clock import utc_now
+from store.late_usage import late_usage_by_period
 
 prefect_env.configure()
 
@@ -166,8 +167,11 @@ def load_memory_limit() -> str:
 
 
 @flow(name="billrun-load", persist_result=False, validate_parameters=False)
-def load_flow(input_dir: str, db: str) -> LoadReport:
-    """Load the inputs in `input_dir` into the DuckDB file `db`, and return the report."""
+def load_flow(input_dir: str, db: str, publish: bool = True) -> LoadReport:
+    """Load the inputs in `input_dir` into the DuckDB file `db`, publish the analyst copy and
+    the Parquet set (so the rows it rejected, the accounts and the usage it loaded are in
+    `billrun sql` at once), and return the report. `publish=False`: the caller publishes (a
+    nightly does, at its end)."""
     logger = get_run_logger()
     logger.info(f"loading {input_dir} into {db}")
     con = store.connect(db, memory_limit=load_memory_limit())
@@ -176,10 +180,15 @@ def load_flow(input_dir: str, db: str) -> LoadReport:
     con.execute(f"SET temp_directory = '{spill}'")
     try:
         report = load_directory(con, input_dir, now=utc_now(), log=logger.info)
+        report.late_usage = late_usage_by_period(con)
     finally:
         con.close()
     logger.info(
         f"run {report.run_id}: rows_in={report.rows_in} loaded={report.rows_out} "
         f"rejected={report.rejected}"
     )
+    if publish:
+        from store.snapshot import publish_snapshot
+
+        report.analyst_copy = str(publish_snapshot(db, report.run_id))
     return report

@@ -63,7 +63,7 @@ def nightly_flow(
         if input_dir:
             from flows.load import load_flow
 
-            load_flow(input_dir, db)
+            load_flow(input_dir, db, publish=False)  # the night publishes once, at its end
         con = store.connect(db, memory_limit=duckdb_memory_limit(memory_gb))
         try:
             stored = read_stored_inputs(con, conflict_policy)

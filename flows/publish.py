@@ -19,6 +19,7 @@ from pipeline.documents import DocumentTerms
 from pipeline.money import format_amount
 from rules.conflicts import offer_verdicts
 from store.clock import utc_now
+from store.late_usage import late_usage_by_period
 from store.results import ResultsBatch, StagedTotals, read_staged_totals, write_results
 from store.snapshot import publish_snapshot
 from store.views import create_views, write_catalog_tables
@@ -46,6 +47,7 @@ class RunSummary:
     report: str = ""  # the HTML run report, once written (flows/run_report.py)
     # kind, issued, first, last: the invoice and note numbers the run issued (SPEC §9)
     documents: pl.DataFrame = field(default_factory=pl.DataFrame)
+    late_usage: dict[str, int] = field(default_factory=dict)  # period -> late events waiting
 
     @classmethod
     def of(
@@ -76,6 +78,7 @@ class RunSummary:
             seconds=(utc_now() - started).total_seconds(),
             minor_units=dict(currencies.select("currency", "minor_units").iter_rows()),
             documents=totals.documents,
+            late_usage=totals.late_usage,
         )
 
 
@@ -96,7 +99,8 @@ def finish_run(
         batch = replace(batch, terms=DocumentTerms.of(stored.catalog))
         changes = write_results(con, batch, stored.frames.currencies, also=refresh,
                                 seconds=seconds)
-        totals = read_staged_totals(con, batch.stage)
+        totals = replace(read_staged_totals(con, batch.stage),
+                         late_usage=late_usage_by_period(con))
     finally:
         con.close()
     analyst = publish_snapshot(db, batch.run.run_id, seconds)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Any
 
-from prefect import flow, serve
+from prefect import flow
 
 from flows.nightly import nightly_flow
 from store.clock import utc_now
@@ -32,6 +32,35 @@ def nightly_deployment(db: str, input_dir: str | None, cron: str) -> Any:
     )
 
 
+def next_run_at(cron: str, now: datetime) -> datetime:
+    """When the schedule `cron` next fires after `now`, in UTC: Prefect reads a deployment's
+    cron in UTC (its schedule's default time zone), so `0 2 * * *` is 02:00 UTC."""
+    from prefect._vendor.croniter import croniter
+
+    return croniter(cron, now.astimezone(timezone.utc)).get_next(datetime)
+
+
 def serve_nightly(db: str, input_dir: str | None, cron: str = "0 2 * * *") -> None:
-    """Serve the nightly deployment until interrupted (Ctrl-C)."""
-    serve(nightly_deployment(db, input_dir, cron))
+    """Serve the nightly deployment until SIGINT (Ctrl-C) or SIGTERM, both stopping it the same
+    clean way.
+
+    Prefect's `serve` is its `Runner` started with `asyncio.run`; here the runner's SIGTERM
+    handler raises KeyboardInterrupt like Ctrl-C (Prefect's own calls the runner's `stop` from
+    inside its event loop, which leaves the coroutine `Runner.astop` never awaited), and SIGINT
+    is taken back from a non-interactive shell, which starts background jobs with it ignored."""
+    import asyncio
+    import signal
+
+    from prefect.runner import Runner
+
+    class _Runner(Runner):
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    runner = _Runner(pause_on_shutdown=True)
+    runner.add_deployment(nightly_deployment(db, input_dir, cron))
+    try:
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        pass

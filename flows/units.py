@@ -216,7 +216,7 @@ def _bill_period(
         "plan_changes": plan_changes,
     }
     if spec.reprocess:
-        outputs.update(_split(spec, period, plan, outputs))
+        outputs.update(_split(spec, period, plan, outputs, inputs.catalog.currencies))
     else:  # what the next night may continue these drafts from (store/usage_state.py)
         outputs["usage_marks"] = _marks(plan)
         sums = _concat([b.usage_sums for b in drafts])
@@ -247,13 +247,14 @@ def _marks(plan: pl.DataFrame) -> pl.DataFrame:
 
 
 def _split(
-    spec: UnitSpec, period: str, plan: pl.DataFrame, outputs: dict[str, pl.DataFrame]
+    spec: UnitSpec, period: str, plan: pl.DataFrame, outputs: dict[str, pl.DataFrame],
+    minor_units: dict[str, int],
 ) -> dict[str, pl.DataFrame]:
     """A reprocess keeps the drafts' results and turns the finals' into adjustments against
     what was billed (this shard's final lines plus earlier adjustments)."""
     split = split_reprocess(
         plan, *(staging_typed(outputs[n], n) for n in ("charges", "invoices", "decisions")),
-        _read(spec, "billed"),
+        _read(spec, "billed"), minor_units,
     )
     counters = staging_typed(outputs["counters"], "counters")
     return {

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from pipeline.contracts import LINE_KEY, LINE_TYPES
+from pipeline.money import minor_as_text
 
 
 class DuplicateLineKeyError(RuntimeError):
@@ -41,9 +42,14 @@ def _likely_cause() -> pl.Expr:
     )
 
 
-def adjustment_lines(billed: pl.DataFrame, recomputed: pl.DataFrame) -> pl.DataFrame:
+def adjustment_lines(
+    billed: pl.DataFrame, recomputed: pl.DataFrame, minor_units: dict[str, int] | None = None
+) -> pl.DataFrame:
     """Lines that bring what was billed (final lines plus earlier adjustments) to the recomputed
-    lines; one per changed line key, with a `reason`. Unchanged inputs give no line."""
+    lines; one per changed line key, with a `reason`. Unchanged inputs give no line.
+
+    The reason gives both amounts in the currency (`billed 7.79, now 10.39 USD`) at the
+    precision `minor_units` (the catalog's currencies) gives; a currency it lacks reads as 2."""
     old = _net_by_key(billed)
     new = _net_by_key(recomputed)
     joined = old.join(new, on=LINE_KEY, how="full", nulls_equal=True, coalesce=True, suffix="_new")
@@ -51,6 +57,10 @@ def adjustment_lines(billed: pl.DataFrame, recomputed: pl.DataFrame) -> pl.DataF
     delta_quantity = pl.col("quantity_units_new").fill_null(0) - pl.col("quantity_units").fill_null(
         0
     )
+    currency = pl.coalesce("currency_new", "currency")
+    units = currency.replace_strict(
+        minor_units or {}, default=2, return_dtype=pl.Int64
+    ) if minor_units else pl.lit(2, dtype=pl.Int64)
     change = (
         pl.when(pl.col("amount_minor").is_null())
         .then(pl.lit("added"))
@@ -84,10 +94,11 @@ def adjustment_lines(billed: pl.DataFrame, recomputed: pl.DataFrame) -> pl.DataF
                 pl.lit(" on reprocess of finalized period "),
                 pl.col("period"),
                 pl.lit(": billed "),
-                pl.col("amount_minor").fill_null(0).cast(pl.Utf8),
+                minor_as_text(pl.col("amount_minor").fill_null(0), units),
                 pl.lit(", now "),
-                pl.col("amount_minor_new").fill_null(0).cast(pl.Utf8),
-                pl.lit(" minor units"),
+                minor_as_text(pl.col("amount_minor_new").fill_null(0), units),
+                pl.lit(" "),
+                currency,
             ).alias("reason"),
         )
         .sort(LINE_KEY, nulls_last=True)
@@ -111,9 +122,11 @@ def split_reprocess(
     invoices: pl.DataFrame,
     decisions: pl.DataFrame,
     billed: pl.DataFrame,
+    minor_units: dict[str, int] | None = None,
 ) -> ReprocessSplit:
     """Keep the drafts' recomputed results; turn the finals' into adjustment lines against
-    `billed` (their final lines plus earlier adjustments). `plan`: account_id, period, status."""
+    `billed` (their final lines plus earlier adjustments). `plan`: account_id, period, status;
+    `minor_units`: the catalog's currencies, for the reasons' amounts."""
     final_ids = plan.filter(pl.col("status") == "final").select("account_id")
     drafts = plan.filter(pl.col("status") == "draft")
     return ReprocessSplit(
@@ -123,5 +136,7 @@ def split_reprocess(
         decisions=decisions.join(
             drafts.select("account_id", "period"), on=["account_id", "period"], how="semi"
         ),
-        adjustments=adjustment_lines(billed, charges.join(final_ids, on="account_id", how="semi")),
+        adjustments=adjustment_lines(
+            billed, charges.join(final_ids, on="account_id", how="semi"), minor_units
+        ),
     )

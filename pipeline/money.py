@@ -76,3 +76,28 @@ def format_amount(
         shown = abs(shown)  # never "-0.00"
     text = f"{shown:,.{minor_units}f}"
     return f"{text} {currency}" if currency else text
+
+
+def minor_as_text(amount_minor: pl.Expr, minor_units: pl.Expr) -> pl.Expr:
+    """An integer count of minor units as plain decimal text at the currency's precision
+    (`779` with 2 minor units -> `7.79`, with 0 -> `779`, `-5` -> `-0.05`): for reasons people
+    read; the amounts themselves stay integers."""
+    magnitude = amount_minor.abs()
+    factor = pl.lit(10, dtype=pl.Int64).pow(minor_units).cast(pl.Int64)
+    whole = (magnitude // factor).cast(pl.Utf8)
+    fraction = (magnitude % factor).cast(pl.Utf8).str.zfill(minor_units)
+    sign = pl.when(amount_minor < 0).then(pl.lit("-")).otherwise(pl.lit(""))
+    return (
+        pl.when(minor_units == 0)
+        .then(pl.concat_str(sign, whole))
+        .otherwise(pl.concat_str(sign, whole, pl.lit("."), fraction))
+    )
+
+
+def format_quantity(value: Decimal | int | str | None) -> str:
+    """A stored quantity (DECIMAL(18,6)) as people read it: `130`, `12.5`, never `130.000000`
+    (display only)."""
+    if value is None:
+        return ""
+    text = f"{Decimal(value).normalize():f}"
+    return "0" if text == "-0" else text

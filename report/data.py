@@ -8,7 +8,12 @@ import polars as pl
 
 
 class ReportError(RuntimeError):
-    """There is nothing to report on (no database, or nothing billed yet)."""
+    """There is nothing to report on (no database, nothing billed yet, no such period, or
+    nowhere to write): a bad argument, exit 2, unless `exit_code` says the run failed."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass

@@ -85,7 +85,7 @@ def gather(db: str | Path, period: str | None = None) -> ReportData:
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
-        raise ReportError(f"{path}: cannot open: {exc}") from exc
+        raise ReportError(f"{path}: cannot open: {exc}", exit_code=1) from exc
     try:
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         if "catalog_currencies" not in tables:

@@ -19,7 +19,10 @@ import duckdb
 
 from store.views import VIEWS
 
-# The results tables analysts read (SPEC §6), then the analyst views, materialized.
+# The results tables analysts read (SPEC §6), the inputs they join them to (the accounts, the
+# assignments and their history, the catalog's products and plans, the usage), then the analyst
+# views, materialized. A table or view the database does not hold yet (a load before the first
+# billing run has no catalog tables and no views) is left out of the set and its manifest.
 PARQUET_TABLES: tuple[str, ...] = (
     "invoices",
     "charges",
@@ -30,6 +33,17 @@ PARQUET_TABLES: tuple[str, ...] = (
     "rejected_rows",
     "runs",
     "plan_change_verdicts",  # SPEC §8.1; read through the assignment_history view
+    "accounts",
+    "assignments",  # view: the current base version of each assignment
+    "assignment_changes",  # view: the current version of each change (SPEC §8.1)
+    "usage",
+    "catalog_currencies",
+    "catalog_main_products",
+    "catalog_offers",
+    "catalog_addons",
+    "catalog_subscriptions",
+    "catalog_fee_plans",
+    "catalog_discount_entries",
     *VIEWS,
 )
 MANIFEST = "_manifest.json"
@@ -84,7 +98,11 @@ def write_parquet_set(
     rows: dict[str, int] = {}
     con = duckdb.connect(str(source_db), read_only=True)
     try:
-        for table in PARQUET_TABLES:
+        held = {name for (name,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' UNION "
+            "SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal"
+        ).fetchall()}
+        for table in (t for t in PARQUET_TABLES if t in held):
             path = folder / f"{table}.parquet"
             unchanged = table in prints and previous_prints.get(table) == prints[table]
             if not (unchanged and previous is not None and _link(previous / path.name, path)):
@@ -93,7 +111,7 @@ def write_parquet_set(
     finally:
         con.close()
     manifest = {"set": name, "rows": rows,
-                "fingerprints": {t: prints[t] for t in PARQUET_TABLES if t in prints}}
+                "fingerprints": {t: prints[t] for t in rows if t in prints}}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     for path in folder.iterdir():
         with open(path, "rb") as handle:

@@ -101,6 +101,8 @@ class LoadReport:
     catalog: str = "absent"
     files: list[FileStats] = field(default_factory=list)
     status: str = "running"
+    analyst_copy: str = ""  # where the load published it ("" when the caller publishes)
+    late_usage: dict[str, int] = field(default_factory=dict)  # period -> late events waiting
 
     @property
     def rows_in(self) -> int:

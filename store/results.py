@@ -320,7 +320,7 @@ def write_results(
                         SELECT n.assignment_id, n.locked_start, '{run_id}' FROM _new_locks n
                         ANTI JOIN activation_locks l USING (assignment_id)"""
                 )
-            _mark_finalized(con)
+            _mark_finalized(con, run_id)
         with timed(took, "usage state"):
             counts["drafts_marked"] = write_usage_state(con, staged, run_id, batch.usage_basis)
         with timed(took, "catalog and views"):
@@ -485,11 +485,12 @@ def _write_plan_changes(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
     return int(scalar(con, "SELECT count(*) FROM _changed_plan_changes"))
 
 
-def _mark_finalized(con: duckdb.DuckDBPyConnection) -> None:
-    """Remember (account, period) groups finalized without any line, so that no run reopens them."""
+def _mark_finalized(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """Remember (account, period) groups finalized without any line, so that no run reopens them,
+    and the run that finalized each (store/late_usage.py)."""
     con.execute(
-        """INSERT INTO finalized_periods
-           SELECT s.account_id, s.period FROM _scope s
+        f"""INSERT INTO finalized_periods (account_id, period, run_id)
+           SELECT s.account_id, s.period, '{run_id}' FROM _scope s
            ANTI JOIN finalized_periods f USING (account_id, period)
            WHERE s.status = 'final'"""
     )
@@ -533,6 +534,7 @@ class StagedTotals:
     adjustments: pl.DataFrame  # the adjustment lines (differences only: few)
     # kind, issued, first, last: the document numbers the run issued (SPEC §9)
     documents: pl.DataFrame = field(default_factory=pl.DataFrame)
+    late_usage: dict[str, int] = field(default_factory=dict)  # period -> late events waiting
 
 
 def read_staged_totals(con: duckdb.DuckDBPyConnection, stage: Stage) -> StagedTotals:

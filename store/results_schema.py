@@ -92,6 +92,7 @@ ADDED_COLUMNS: list[tuple[str, str, str]] = [
     ("invoices", "issued_on", "DATE"),
     ("invoices", "due_on", "DATE"),
     ("adjustments", "document_number", "VARCHAR"),
+    ("finalized_periods", "run_id", "VARCHAR"),  # the run that finalized it (late usage)
 ]
 
 # The run state of the incremental nightly (docs/RUNS.md, "Incremental nightly"): what the last

@@ -8,6 +8,7 @@ import polars as pl
 from pipeline.catalog import CatalogFrames
 from pipeline.contracts import REVENUE_BUCKETS, line_types_where
 from pipeline.money import format_amount
+from store.late_usage import LATE_USAGE_SQL
 
 # Current catalog, flattened; rewritten by every billing run inside its transaction.
 CATALOG_TABLES = {
@@ -27,9 +28,11 @@ def _types_in(bucket: str) -> str:
 
 
 def _revenue_buckets() -> str:
-    """One `sum(amount) FILTER (...) AS bucket` per revenue bucket of the line-type registry."""
+    """One `sum(amount) FILTER (...) AS bucket` per revenue bucket of the line-type registry,
+    of the invoice lines (the adjustment lines have their own column)."""
     parts = [
-        f"sum(amount) FILTER (WHERE line_type IN ({_types_in(bucket)})) AS {bucket}"
+        f"sum(amount) FILTER (WHERE line_type IN ({_types_in(bucket)}) AND NOT is_adjustment) "
+        f"AS {bucket}"
         for bucket in REVENUE_BUCKETS
     ]
     return ",\n               ".join(parts)
@@ -78,7 +81,9 @@ VIEWS: dict[str, str] = {
         LEFT JOIN conflicts x ON x.account_id = c.account_id AND x.addon_id = o.addon_id
         WHERE NOT EXISTS (SELECT 1 FROM held h
                           WHERE h.account_id = c.account_id AND h.addon_id = o.addon_id)""",
-    # One row per period, add-on and currency: what each add-on earned, adjustments included.
+    # One row per period, add-on and currency: what each add-on earned. The buckets hold the
+    # invoice lines, `adjustments` the adjustment lines of finalized periods, and `net` all of
+    # them: net = fees + usage + discounts + suspension_credits + adjustments (nulls as 0).
     "revenue_by_addon": f"""
         SELECT period, coalesce(addon_id, '(main product / none)') AS addon_id, currency,
                {_revenue_buckets()},
@@ -133,6 +138,9 @@ VIEWS: dict[str, str] = {
              AND v.quantity = c.quantity)
         SELECT * FROM versions
         ORDER BY assignment_id, effective_from NULLS FIRST""",
+    # One row per late event: dated in a period already final for its account, loaded after
+    # that period was last computed; with the command that bills it (store/late_usage.py).
+    "late_usage": LATE_USAGE_SQL,
     # One row per period, status and currency: the invoice run at a glance.
     "invoice_summary": """
         SELECT period, status, currency, count(*) AS invoices, sum(total) AS total

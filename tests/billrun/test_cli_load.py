@@ -174,6 +174,7 @@ def test_demo_bills_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["demo", "--dir", str(work)]) == 0
     out = capsys.readouterr().out
     assert "billrun.duckdb" in out and "demo done" in out and "analysts open" in out
+    assert "130.000000" not in out and "minor units" not in out  # issue 21: read as people do
     # SPEC §9: the invoices of the last finalized period (February), one page each.
     invoices = work / "invoices" / "2026-02"
     assert f"of 2026-02, one HTML page each, in {invoices.resolve()}" in out.replace("\n", "")
@@ -184,6 +185,12 @@ def test_demo_bills_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
         assert con.execute("SELECT count(*) FROM usage").fetchall()[0][0] > 10_000
         statuses = dict(con.execute("SELECT status, count(*) FROM invoices GROUP BY 1").fetchall())
         assert statuses["final"] > 0 and statuses["draft"] > 0
+        # What the README says the demo prints: 17 periods from 2024-11 to 2026-03.
+        periods = [r[0] for r in con.execute(
+            "SELECT DISTINCT period FROM invoice_summary ORDER BY 1").fetchall()]
+        assert (len(periods), periods[0], periods[-1]) == (17, "2024-11", "2026-03")
+        readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+        assert "17 periods, 2024-11 to 2026-03" in " ".join(readme.split())
         # Five late January calls of 130 minutes, $2.60 each, past any free US minutes.
         late = con.execute(
             "SELECT count(*), sum(amount) FROM adjustments WHERE line_type = 'usage'"

@@ -40,7 +40,8 @@ def test_defaults_when_nothing_is_configured(workdir: Path, capsys) -> None:
     assert shown["db"] == ('"billrun.duckdb"', "default")  # SPEC §6: --db defaults to this
     assert shown["cron"] == ('"0 2 * * *"', "default")  # every night at 02:00
     assert shown["as_of_horizon_days"] == ("1", "default")
-    assert shown["memory_gb"] == ("(not set)", "default")
+    # The budget the runs use when nothing sets one, told as the runs use it (issue 21).
+    assert shown["memory_gb"] == ("8.0", "default")
     assert shown["grace_days"] == ("(not set)", "default")  # the catalog's finalize_grace_days
 
 
@@ -148,3 +149,16 @@ def test_grace_days_from_the_file_the_env_or_the_flag(workdir: Path, capsys, mon
     assert settings_shown(capsys)["grace_days"] == ("0", "env BILLRUN_GRACE_DAYS")
     resolved = config.load_settings({"grace_days": "31"}, flag_names={"grace_days": "--grace-days"})
     assert (resolved.grace_days, resolved.sources["grace_days"]) == (31, "flag --grace-days")
+
+
+def test_the_memory_default_is_the_one_the_runs_use(capsys) -> None:
+    # One default, told the same way by --help, `billrun config`, CONFIG.md and RUNS.md.
+    from billrun.cli import build_parser
+    from flows.coordinator import DEFAULT_MEMORY_GB
+
+    assert config.DEFAULT_MEMORY_GB == DEFAULT_MEMORY_GB == 8.0
+    nightly = build_parser()._subparsers._group_actions[0].choices["nightly"]  # noqa: SLF001
+    assert "(default 8 GB)" in " ".join(nightly.format_help().split())
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    assert "| `memory_gb` | `8.0` (8 GB) |" in (docs / "CONFIG.md").read_text()
+    assert "default 8 GB" in (docs / "RUNS.md").read_text()

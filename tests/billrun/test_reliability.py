@@ -151,8 +151,9 @@ def test_a_nightly_that_fails_in_its_flow_is_one_line(tmp_path: Path) -> None:
     junk.write_text("not a database\n" * 100)
     done = billrun("nightly", "--as-of", "2026-02-01", "--db", str(junk), cwd=tmp_path)
     assert done.returncode == 1, done.stderr
-    # The run's one-line error, then the one-line "nightly failed after N s".
-    assert_quiet(done, 1, "billrun: run failed:")
+    # The run's one-line error, with the time it ran.
+    assert_quiet(done, 1, "billrun: error: run failed after")
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,12 +195,19 @@ def test_nightly_far_in_the_future_is_refused(tmp_path: Path) -> None:
     assert not db.exists()
 
 
+def _runs(db: Path) -> int:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM runs").fetchone()[0]
+
+
 def test_reprocess_of_a_period_never_billed_is_refused(billed: Path) -> None:
-    before = _table_counts(billed)
+    before, runs = _table_counts(billed), _runs(billed)
     done = billrun("reprocess", "--period", "2030-01", "--db", str(billed), cwd=billed.parent)
     assert_quiet(done, 2, "period 2030-01 was never billed")
     assert "the billed periods are 2026-01 to 2026-02" in " ".join(done.stderr.split())
     assert _table_counts(billed) == before
+    # Refused before anything runs (issue 21): no failed run recorded.
+    assert _runs(billed) == runs
 
 
 def test_reprocess_of_a_billed_period_still_runs(billed: Path) -> None:

@@ -163,12 +163,13 @@ def test_reprocess_rewrites_it_and_report_writes_on_demand(
     assert after != before and "reprocess" in parse(after).tables["t-stages"][0][0]
 
     out = tmp_path / "jan" / "january.html"
+    out.parent.mkdir()  # --out into a missing folder is refused (issue 21)
     assert main(["report", "--db", str(billed), "--period", "2026-01", "--out", str(out)]) == 0
     assert str(out.resolve()) in capsys.readouterr().out
     dom = parse(out.read_text())
     assert {r[0] for r in dom.tables["t-invoices"]} == {"2026-01"}  # nothing after P
 
-    assert main(["report", "--db", str(tmp_path / "none.duckdb")]) == 1
+    assert main(["report", "--db", str(tmp_path / "none.duckdb")]) == 2  # a bad argument
     assert "no such database" in capsys.readouterr().err
 
 

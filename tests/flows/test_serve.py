@@ -53,10 +53,16 @@ def test_serve_bills_on_a_one_minute_cron_with_its_own_scheduler(
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "serve", "--db", str(db), "--cron", "* * * * *"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        # as a non-interactive shell starts a background job: SIGINT ignored (issue 21)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
+    stopped_in = None
     try:
         first = proc.stderr.readline()  # printed once the scheduler's server is healthy
         assert "Prefect API with its scheduler at" in first, first
+        # When the next run is, and that the cron is read in UTC.
+        second = proc.stderr.readline()
+        assert "on cron '* * * * *' (UTC); next run " in second and second.endswith(" UTC\n")
         parent = psutil.Process(proc.pid)
         tree = [parent, *parent.children(recursive=True)]
         deadline = time.monotonic() + 120
@@ -68,11 +74,18 @@ def test_serve_bills_on_a_one_minute_cron_with_its_own_scheduler(
         assert runs, "no scheduled nightly landed in `runs` within two minutes"
     finally:
         proc.send_signal(signal.SIGINT)
+        asked = time.monotonic()
         try:
             proc.wait(timeout=60)
+            stopped_in = time.monotonic() - asked
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    # SIGINT stops it even though it started with SIGINT ignored, cleanly and soon.
+    assert stopped_in is not None and stopped_in < 20, stopped_in
+    rest = proc.stderr.read()
+    assert proc.returncode == 0, rest
+    assert "billrun: serve stopped" in rest and "never awaited" not in rest, rest
     log = (home / "serve-server.log").read_text()
     assert "Traceback" not in log and "ERROR" not in log, log[-3000:]
     # Its server and every other process of its tree went with it.

@@ -55,6 +55,22 @@ def test_late_usage_adds_the_difference_only() -> None:
     got = (row["line_type"], row["amount_minor"], row["quantity_units"])
     assert got == ("usage", 300, 30_000_000)
     assert row["reason"].startswith("late or corrected usage: usage line changed")
+    # In the currency's units, not minor units (issue 21): $5.00 billed, $8.00 now.
+    assert row["reason"].endswith("billed 5.00, now 8.00 USD")
+
+
+@pytest.mark.parametrize(("minor_units", "billed", "now"), [
+    ({"USD": 2}, "5.00", "8.00"),
+    ({"USD": 0}, "500", "800"),  # a currency without decimals (as JPY)
+    ({"USD": 3}, "0.500", "0.800"),
+    (None, "5.00", "8.00"),  # without the catalog's currencies: 2 decimals
+])
+def test_an_adjustment_reason_gives_amounts_at_the_currency_precision(
+    minor_units: dict[str, int] | None, billed: str, now: str
+) -> None:
+    late = {**USAGE, "amount_minor": 800, "quantity_units": 80_000_000}
+    reason = adjustment_lines(frame(TV_FEE, USAGE), frame(TV_FEE, late), minor_units)["reason"][0]
+    assert reason.endswith(f"billed {billed}, now {now} USD")
 
 
 def test_backdated_removal_adds_a_credit_line() -> None:

@@ -62,10 +62,10 @@ def test_invoices_drop_the_zero_lines_the_registry_drops() -> None:
 def test_an_adjustment_names_the_cause_the_registry_gives_its_line_type() -> None:
     billed = pl.DataFrame([_zero_line("credit") | {"amount_minor": -300}], schema=LINE_SCHEMA)
     recomputed = billed.with_columns(pl.lit(-100, dtype=pl.Int64).alias("amount_minor"))
-    reason = adjust.adjustment_lines(billed, recomputed)["reason"][0]
+    reason = adjust.adjustment_lines(billed, recomputed, {"USD": 2})["reason"][0]
     # Billed -3.00, now -1.00: a +2.00 adjustment, caused by a changed end date.
     assert reason.startswith("backdated removal or changed end date: credit line changed")
-    assert reason.endswith("billed -300, now -100 minor units")
+    assert reason.endswith("billed -3.00, now -1.00 USD")
 
 
 def test_the_billing_day_is_the_one_of_the_accounts_earliest_row() -> None:
