@@ -122,9 +122,11 @@ PLAN_CHANGE_SCHEMA: dict[str, pl.DataType] = {
 }
 # What the charges price (SPEC §8.1): each assignment's life cut into plan segments (a run of
 # days on one fee plan; a change of fee plan ends one and starts the next) and, within each,
-# quantity steps. Without changes an assignment is one segment of one step. `promotions`: the
-# segment's plan had no earlier day on this assignment, so its promotions apply (§8.1);
-# `owes_termination_fee`: the rules' early-termination verdict on the segment's end (§8.2).
+# quantity steps. Without changes an assignment is one segment at one quantity. `quantity`: the
+# segment's quantity when it is the same on every day (null: its QUANTITY_STEP rows say, and only
+# such segments have any, so the common case costs no join); `promotions`: the segment's plan had
+# no earlier day on this assignment, so its promotions apply (§8.1); `owes_termination_fee`: the
+# rules' early-termination verdict on the segment's end (§8.2).
 SEGMENT_SCHEMA: dict[str, pl.DataType] = {
     "assignment_id": pl.Utf8(),
     "account_id": pl.Utf8(),
@@ -133,6 +135,7 @@ SEGMENT_SCHEMA: dict[str, pl.DataType] = {
     "fee_plan_id": pl.Utf8(),
     "eff_start": pl.Date(),
     "eff_end": pl.Date(),
+    "quantity": pl.Int64(),
     "promotions": pl.Boolean(),
     "owes_termination_fee": pl.Boolean(),
 }

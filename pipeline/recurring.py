@@ -43,14 +43,10 @@ def default_segments(lifecycles: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
     )
     segments = billable.select(
         "assignment_id", "account_id", "addon_id", pl.lit(0, pl.Int64).alias("seg_no"),
-        "fee_plan_id", "eff_start", "eff_end", pl.lit(True).alias("promotions"),
-        pl.lit(False).alias("owes_termination_fee"),
+        "fee_plan_id", "eff_start", "eff_end", pl.col("quantity").fill_null(1),
+        pl.lit(True).alias("promotions"), pl.lit(False).alias("owes_termination_fee"),
     ).cast(SEGMENT_SCHEMA)
-    steps = billable.select(
-        "assignment_id", pl.lit(0, pl.Int64).alias("seg_no"), pl.col("eff_start").alias("q_from"),
-        pl.col("eff_end").alias("q_until"), pl.col("quantity").fill_null(1),
-    ).cast(QUANTITY_STEP_SCHEMA)
-    return segments, steps
+    return segments, pl.DataFrame(schema=QUANTITY_STEP_SCHEMA)
 
 
 _TERM_KEY = ["assignment_id", "seg_no", "active_start"]
@@ -79,7 +75,8 @@ def fee_terms(
         segments.lazy()
         .filter(pl.col("fee_plan_id").is_not_null() & pl.col("eff_start").is_not_null())
         .select("account_id", "assignment_id", "addon_id", "seg_no", "fee_plan_id",
-                "eff_start", "eff_end", "promotions", "owes_termination_fee")
+                "eff_start", "eff_end", pl.col("quantity").alias("seg_quantity"), "promotions",
+                "owes_termination_fee")
         .join(
             accounts.lazy().select("account_id", "billing_day", "period_start", "period_end"),
             on="account_id",
@@ -107,8 +104,17 @@ def fee_terms(
         )
         .pipe(promotional_fees, catalog)
     ).cache()
-    pieces = (
-        terms.select(*_TERM_KEY, "active_end")
+    # A segment at one quantity (nearly all) is one piece, read off the term itself; only the
+    # terms of segments whose quantity varies join their quantity steps.
+    steady = terms.filter(pl.col("seg_quantity").is_not_null()).with_columns(
+        quantity=pl.col("seg_quantity"),
+        q_last=pl.col("seg_quantity"),
+        q_days=pl.col("seg_quantity")
+        * days_between_expr(pl.col("active_start"), pl.col("active_end")),
+    )
+    varying = terms.filter(pl.col("seg_quantity").is_null())
+    cut = (
+        varying.select(*_TERM_KEY, "active_end")
         .join(quantity_steps.lazy(), on=["assignment_id", "seg_no"])
         .with_columns(
             piece_start=pl.max_horizontal("q_from", "active_start"),
@@ -119,13 +125,19 @@ def fee_terms(
         .with_columns(prev_quantity=pl.col("quantity").shift(1).over(_TERM_KEY))
         .select(*_TERM_KEY, "piece_start", "piece_end", "quantity", "prev_quantity")
     ).cache()
-    weighed = pieces.group_by(_TERM_KEY).agg(
+    weighed = cut.group_by(_TERM_KEY).agg(
         pl.col("quantity").first(),
         pl.col("quantity").last().alias("q_last"),
         (pl.col("quantity") * days_between_expr(pl.col("piece_start"), pl.col("piece_end")))
         .sum().alias("q_days"),
     )
-    return terms.join(weighed, on=_TERM_KEY), pieces
+    pieces = pl.concat([
+        steady.select(*_TERM_KEY, pl.col("active_start").alias("piece_start"),
+                      pl.col("active_end").alias("piece_end"), "quantity",
+                      pl.lit(None, pl.Int64).alias("prev_quantity")),
+        cut,
+    ])
+    return pl.concat([steady, varying.join(weighed, on=_TERM_KEY)], how="diagonal"), pieces
 
 
 def _in_period(day: pl.Expr) -> pl.Expr:
@@ -272,10 +284,11 @@ def termination_fee_lines(
     owing = segments.lazy().filter(pl.col("owes_termination_fee") & pl.col("eff_end").is_not_null())
     last_quantity = (
         quantity_steps.lazy().sort("assignment_id", "seg_no", "q_from")
-        .group_by("assignment_id", "seg_no").agg(pl.col("quantity").last())
+        .group_by("assignment_id", "seg_no").agg(pl.col("quantity").last().alias("q_last"))
     )
     return as_lines(
-        owing.join(last_quantity, on=["assignment_id", "seg_no"])
+        owing.join(last_quantity, on=["assignment_id", "seg_no"], how="left")
+        .with_columns(pl.coalesce("quantity", "q_last").alias("quantity"))
         .join(accounts.lazy().select("account_id", "period_start", "period_end"),
               on="account_id")
         .filter(_in_period(pl.col("eff_end")))

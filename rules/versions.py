@@ -285,18 +285,28 @@ def _settle_changes(
 
 def _segments(life: pl.DataFrame, in_effect: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The plan segments and quantity steps of every billable life: the base version from the
-    start, then each change in effect from its day; a version with no day of its own is gone."""
+    start, then each change in effect from its day; a version with no day of its own is gone.
+
+    A life without a change in effect (nearly all) is one segment at one quantity, built
+    directly; only the others are cut, and only segments whose quantity varies get steps.
+    """
     billable = life.filter(pl.col("billable") & pl.col("eff_start").is_not_null())
+    changed = in_effect.join(billable.select("seq"), on="seq").select("seq").unique()
+    plain = billable.join(changed, on="seq", how="anti").select(
+        "seq", pl.lit(0, pl.Int64).alias("seg_no"), "assignment_id", "account_id", "addon_id",
+        pl.col("base_plan").alias("fee_plan_id"), "eff_start", "eff_end",
+        pl.col("base_qty").alias("quantity"), pl.lit(True).alias("promotions"),
+        pl.lit(None, pl.Utf8).alias("next_plan"), pl.col("end_reason").alias("cause"),
+    )
+    cut = billable.join(changed, on="seq")
     versions = pl.concat([
-        billable.select("seq", pl.lit(0, pl.Int8).alias("kind"),
-                        pl.col("eff_start").alias("on"),
-                        pl.col("base_plan").alias("fee_plan_id"),
-                        pl.col("base_qty").alias("quantity")),
-        in_effect.join(billable.select("seq"), on="seq").select(
+        cut.select("seq", pl.lit(0, pl.Int8).alias("kind"), pl.col("eff_start").alias("on"),
+                   pl.col("base_plan").alias("fee_plan_id"), pl.col("base_qty").alias("quantity")),
+        in_effect.join(changed, on="seq").select(
             "seq", pl.lit(1, pl.Int8).alias("kind"), "on", "fee_plan_id", "quantity"),
     ]).join(
-        billable.select("seq", "assignment_id", "account_id", "addon_id", "eff_end",
-                        "end_reason"), on="seq").sort("seq", "on", "kind")
+        cut.select("seq", "assignment_id", "account_id", "addon_id", "eff_end", "end_reason"),
+        on="seq").sort("seq", "on", "kind")
     steps = versions.with_columns(
         pl.col("on").shift(-1).over("seq").alias("next_on"),
     ).with_columns(
@@ -310,7 +320,8 @@ def _segments(life: pl.DataFrame, in_effect: pl.DataFrame) -> tuple[pl.DataFrame
         pl.col("assignment_id", "account_id", "addon_id", "fee_plan_id", "end_reason").first(),
         pl.col("on").min().alias("eff_start"),
         pl.col("until").last().alias("eff_end"),
-        pl.col("until").last().is_null().alias("open"),
+        pl.when(pl.col("quantity").n_unique() == 1).then(pl.col("quantity").first())
+        .alias("quantity"),
     ).sort("seq", "seg_no").with_columns(
         # SPEC §8.1: a plan the assignment has had before, for a day at least, has no promotion.
         (pl.col("seg_no") == pl.col("seg_no").min().over("seq", "fee_plan_id"))
@@ -320,8 +331,11 @@ def _segments(life: pl.DataFrame, in_effect: pl.DataFrame) -> tuple[pl.DataFrame
         pl.when(pl.col("seg_no") < pl.col("seg_no").max().over("seq"))
         .then(pl.lit("plan_change")).otherwise(pl.col("end_reason")).alias("cause"),
     )
-    steps = steps.select("assignment_id", "seg_no", pl.col("on").alias("q_from"),
-                         pl.col("until").alias("q_until"), "quantity")
+    varying = segments.filter(pl.col("quantity").is_null()).select("seq", "seg_no")
+    steps = steps.join(varying, on=["seq", "seg_no"]).select(
+        "assignment_id", "seg_no", pl.col("on").alias("q_from"), pl.col("until").alias("q_until"),
+        "quantity")
+    segments = pl.concat([plain, segments.select(plain.columns)]).sort("seq", "seg_no")
     return segments, steps
 
 
@@ -330,7 +344,9 @@ def _early_terminations(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Segments with `owes_termination_fee`, and the `early termination` decision rows."""
     committed = prices.filter(pl.col("minimum_terms").is_not_null())
-    work = segments.join(life.select("seq", "billing_day"), on="seq").join(
+    ends = pl.col("eff_end").is_not_null() & pl.col("fee_plan_id").is_in(
+        committed.get_column("fee_plan_id").implode())
+    work = segments.filter(ends).join(life.select("seq", "billing_day"), on="seq").join(
         committed.select("fee_plan_id", "term_months", "minimum_terms"), on="fee_plan_id",
         how="left",
     ).join(
@@ -354,8 +370,11 @@ def _early_terminations(
         "cause", "days_short", "next_committed"))
     owes = judged.filter(pl.col("outcome") == commitments.CHARGED).select(
         "seq", "seg_no", pl.lit(True).alias("owes_termination_fee"))
-    segments = segments.join(owes, on=["seq", "seg_no"], how="left").with_columns(
-        pl.col("owes_termination_fee").fill_null(False))
+    if owes.height:
+        segments = segments.join(owes, on=["seq", "seg_no"], how="left").with_columns(
+            pl.col("owes_termination_fee").fill_null(False))
+    else:
+        segments = segments.with_columns(pl.lit(False).alias("owes_termination_fee"))
     rows = judged.filter(pl.col("outcome") != commitments.KEPT).select(
         "seq", pl.lit(commitments.EARLY_TERMINATION).alias("rule"), "outcome",
         _fill(pl.col("reason"), {
