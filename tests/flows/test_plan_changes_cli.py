@@ -178,3 +178,25 @@ def test_explain_tells_the_change_story(billed: Path) -> None:
         versions = explain_frames(con, "A1", "2026-03")["versions"]
     assert versions.select("fee_plan_id", "takes_effect_on", "status").rows() == [
         ("M30", date(2026, 1, 1), "base"), ("M150", date(2026, 3, 11), "in effect")]
+
+
+@pytest.mark.parametrize("account, change, january, february", [
+    # immediate: S2 holds M30 x3. January: 90.00, credit 90 x 21/31 = -60.97, and M150 x3's
+    # partial first term up to 2027-02-01, of the full term 2026-08-01..2027-02-01 (184 days):
+    # 450 x 21/184 = 51.36. So 80.39; February starts M150's first whole term: 450.00.
+    ("A2", "assignment=S2,plan=M150,from=2027-01-11", "80.39", "450.00"),
+    # end_of_term: E20 stays through January; E30 from 2027-02-01.
+    ("A3", "assignment=S3,plan=E30,from=2027-01-11", "20.00", "30.00"),
+    # upgrades_now, 25 a month above 15: on its date. 15.00 - 15 x 21/31 (10.16) + 25 x 21/31
+    # (16.94) = 21.78.
+    ("A5", "assignment=S5,plan=U25,from=2027-01-11", "21.78", "25.00"),
+])
+def test_preview_prices_a_plan_change_under_each_policy(
+    billed: Path, account: str, change: str, january: str, february: str
+) -> None:
+    import json
+
+    got = cli("preview", "--db", str(billed), "--account", account, "--change", change, "--json")
+    jan, feb = json.loads(got.stdout)["periods"]
+    assert (jan["period"], jan["total_after"]) == ("2027-01", january)
+    assert (feb["period"], feb["total_after"]) == ("2027-02", february)
