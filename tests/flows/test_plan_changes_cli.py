@@ -200,3 +200,13 @@ def test_preview_prices_a_plan_change_under_each_policy(
     jan, feb = json.loads(got.stdout)["periods"]
     assert (jan["period"], jan["total_after"]) == ("2027-01", january)
     assert (feb["period"], feb["total_after"]) == ("2027-02", february)
+
+
+def test_preview_adds_30_monthly_from_june_11_without_activation_fee(billed: Path) -> None:
+    import json
+
+    # SUB_M has no activation fee: 30 x 20/30 = 20.00, A3's own E20 beside it.
+    got = cli("preview", "--db", str(billed), "--account", "A3", "--add",
+              "addon=ADD_M,plan=M30,start=2027-06-11", "--periods", "2027-06", "--json")
+    june = json.loads(got.stdout)["periods"][0]
+    assert (june["total_before"], june["total_after"]) == ("20.00", "40.00")

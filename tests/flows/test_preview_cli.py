@@ -148,3 +148,15 @@ def test_a_preview_equals_loading_the_same_change_on_a_copy(
 def test_the_documented_json_schema_is_the_one_printed() -> None:
     documented = Path(__file__).resolve().parents[2] / "docs" / "preview.schema.json"
     assert json.loads(documented.read_text()) == json_schema()
+
+
+def test_adding_30_monthly_from_june_11_with_its_activation_fee(billed: Path) -> None:
+    # TV1 is 30.00 a month with a 10.00 activation fee, once per account: AS_TV ends first.
+    # June: 30 x 20/30 = 20.00 and the activation fee 10.00 (SPEC §4's example).
+    got = preview_cli(billed, "--end", "assignment=AS_TV,on=2026-05-01", "--add",
+                      "addon=ADD_TV,plan=TV1,start=2026-06-11", "--periods", "2026-06", "--json")
+    assert got.returncode == 0, got.stderr
+    june = json.loads(got.stdout)["periods"][0]
+    added = sorted((line["line_type"], line["after"]) for line in june["lines"]
+                   if line["assignment_id"] == "preview-1")
+    assert added == [("activation", "10.00"), ("recurring", "20.00")]
