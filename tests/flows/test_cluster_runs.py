@@ -90,7 +90,7 @@ def bill(db: Path, *cluster: str, env: dict[str, str] | None = None) -> list[int
         if flags:
             assert "units run on local:2" in out
         if command[-1] == NEXT_NIGHT:
-            continued = re.search(r"drafts continued\W+([\d,]+)", out)
+            continued = re.search(r"drafts continued from the last night\W+([\d,]+)", out)
             assert continued and int(continued.group(1).replace(",", "")) > 0, out
         pids += seen
     return pids
