@@ -21,17 +21,19 @@ from pipeline.catalog import Catalog
 from pipeline.contracts import CHANGE_SCHEMA, DECISIONS_SCHEMA, LIFECYCLE_SCHEMA, OPEN_END
 from pipeline.periods import period_end_expr, period_start_expr, shift_period
 from rules import commitments, conflicts, eligibility, lifecycle, plan_changes
-from rules.versions import Versions, settle_versions
 from rules.situations import (
     account_history,
     account_profile,
     activation_context,
+    date_text,
+    fill_reason,
     later_rows,
     overlapping_pairs,
     period_positions,
     settle_first_come,
     with_order,
 )
+from rules.versions import Versions, settle_versions
 
 # The life cycle frame the charges read (one declaration, in pipeline.contracts).
 LIFECYCLES_SCHEMA = LIFECYCLE_SCHEMA
@@ -56,18 +58,6 @@ class RulesResult:
 
     decisions: pl.DataFrame
     lifecycles: pl.DataFrame
-
-
-def _text(column: str) -> pl.Expr:
-    """A date column as ISO text ("open" when null)."""
-    return pl.col(column).dt.strftime("%Y-%m-%d").fill_null("open")
-
-
-def _fill(reason: pl.Expr, values: dict[str, pl.Expr]) -> pl.Expr:
-    """Replace each `{name}` placeholder of a reason template by its value."""
-    for name, value in values.items():
-        reason = reason.str.replace_all("{" + name + "}", value, literal=True)
-    return reason
 
 
 def _rows(work: pl.DataFrame, flag: str, *columns: str | pl.Expr) -> pl.DataFrame:
@@ -155,7 +145,7 @@ def _first_come(
         ),
         on=["seq", "winner_seq"],
     ).with_columns(
-        _fill(pl.col("reason"), {placeholder: pl.lit(ids).gather(pl.col("winner_seq"))})
+        fill_reason(pl.col("reason"), {placeholder: pl.lit(ids).gather(pl.col("winner_seq"))})
     )
     return losers, rows.select(VERDICT_COLUMNS)
 
@@ -170,8 +160,10 @@ def _replacements(work: pl.DataFrame, verdicts: pl.DataFrame) -> pl.DataFrame:
         .select(
             pl.col("first_seq").alias("seq"),
             pl.col("later_start").alias("replaced_end"),
-            _fill(pl.col("reason"), {"by": pl.lit(ids).gather(pl.col("later_seq")),
-                                     "end": _text("later_start")}).alias("replaced_reason"),
+            fill_reason(pl.col("reason"), {
+                "by": pl.lit(ids).gather(pl.col("later_seq")),
+                "end": date_text(pl.col("later_start")),
+            }).alias("replaced_reason"),
         )
     )
 
@@ -224,7 +216,8 @@ def _end_rows(work: pl.DataFrame) -> pl.DataFrame:
         ),
     ]
     ends = pl.concat(parts)
-    return ends.with_columns(_fill(pl.col("reason"), {"end": _text("eff_end")})).select(
+    end = {"end": date_text(pl.col("eff_end"))}
+    return ends.with_columns(fill_reason(pl.col("reason"), end)).select(
         VERDICT_COLUMNS
     )
 
@@ -317,9 +310,11 @@ def _period_rows(
         .alias("effective_start"),
         pl.when(active).then(pl.min_horizontal("eff_end", "period_end")).alias("effective_end"),
     ).with_columns(
-        _fill(pl.col("reason"), {
-            "start": _text("eff_start"), "end": _text("eff_end"),
-            "from": _text("effective_start"), "until": _text("effective_end"),
+        fill_reason(pl.col("reason"), {
+            "start": date_text(pl.col("eff_start")),
+            "end": date_text(pl.col("eff_end")),
+            "from": date_text(pl.col("effective_start")),
+            "until": date_text(pl.col("effective_end")),
         })
     )
     state_cols = states.select(

@@ -217,3 +217,15 @@ def period_positions(frame: pl.DataFrame) -> pl.DataFrame:
         (pl.col("eff_end").fill_null(OPEN_END) - pl.col("period_start")).dt.total_days()
         .clip(-1, length + 1).alias("pos_end"),
     )
+
+
+def date_text(day: pl.Expr) -> pl.Expr:
+    """A date as ISO text for a reason ("open" when null)."""
+    return day.dt.strftime("%Y-%m-%d").fill_null("open")
+
+
+def fill_reason(reason: pl.Expr, values: dict[str, pl.Expr]) -> pl.Expr:
+    """Replace each `{name}` placeholder of a reason template by its value."""
+    for name, value in values.items():
+        reason = reason.str.replace_all("{" + name + "}", value, literal=True)
+    return reason

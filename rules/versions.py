@@ -31,6 +31,7 @@ from rules.plan_changes import (
     TAKES_EFFECT,
     TIMING,
 )
+from rules.situations import date_text, fill_reason
 
 # The decision rows this module adds, keyed by the rules' `seq`, with their own dates.
 DECISION_COLUMNS = ["seq", "rule", "outcome", "reason", "effective_start", "effective_end"]
@@ -46,16 +47,6 @@ class Versions:
     segments: pl.DataFrame  # SEGMENT_SCHEMA: what the fees are charged on
     quantity_steps: pl.DataFrame  # QUANTITY_STEP_SCHEMA
     decisions: pl.DataFrame  # DECISION_COLUMNS: `plan change timing`, `early termination`
-
-
-def _text(day: pl.Expr) -> pl.Expr:
-    return day.dt.strftime("%Y-%m-%d").fill_null("open")
-
-
-def _fill(reason: pl.Expr, values: dict[str, pl.Expr]) -> pl.Expr:
-    for name, value in values.items():
-        reason = reason.str.replace_all("{" + name + "}", value, literal=True)
-    return reason
 
 
 def _plan_prices(catalog: Catalog) -> pl.DataFrame:
@@ -199,8 +190,8 @@ def _settle_changes(
         final.append(pend.filter(pl.col("outcome") == STATUS_SUPERSEDED).select(
             pl.col("p_cid").alias("cid"), pl.lit(None, pl.Date).alias("takes_effect_on"),
             pl.col("outcome").alias("status"),
-            _fill(pl.col("reason"), {"next": _text(pl.col("effective_from")),
-                                     "on": _text(pl.col("p_on"))})))
+            fill_reason(pl.col("reason"), {"next": date_text(pl.col("effective_from")),
+                                     "on": date_text(pl.col("p_on"))})))
         first = pend.filter(pl.col("outcome") == TAKES_EFFECT).select("seq")
         took_effect.append(state.join(first, on="seq").select(
             "seq", pl.col("p_cid").alias("cid"), pl.col("p_on").alias("on"),
@@ -266,7 +257,7 @@ def _settle_changes(
     told = pl.concat(final).join(timing_reasons, on="cid", how="left")
     verdicts = ch.join(told, on="cid", how="left").with_columns(
         pl.format(
-            "change from {} to fee plan {} x{}: {}", _text(pl.col("effective_from")),
+            "change from {} to fee plan {} x{}: {}", date_text(pl.col("effective_from")),
             pl.col("fee_plan_id").fill_null("-"), "quantity",
             pl.when(pl.col("timing_reason").is_not_null()
                     & (pl.col("status") != STATUS_SUPERSEDED))
@@ -274,10 +265,10 @@ def _settle_changes(
             .otherwise(pl.col("reason")),
         ).alias("reason")
     ).with_columns(
-        _fill(pl.col("reason"), {
-            "on": _text(pl.coalesce("takes_effect_on", "on")),
-            "from": _text(pl.col("effective_from")), "start": _text(pl.col("start_date")),
-            "end": _text(pl.col("eff_end")),
+        fill_reason(pl.col("reason"), {
+            "on": date_text(pl.coalesce("takes_effect_on", "on")),
+            "from": date_text(pl.col("effective_from")), "start": date_text(pl.col("start_date")),
+            "end": date_text(pl.col("eff_end")),
         })
     )
     return verdicts, in_effect
@@ -377,9 +368,9 @@ def _early_terminations(
         segments = segments.with_columns(pl.lit(False).alias("owes_termination_fee"))
     rows = judged.filter(pl.col("outcome") != commitments.KEPT).select(
         "seq", pl.lit(commitments.EARLY_TERMINATION).alias("rule"), "outcome",
-        _fill(pl.col("reason"), {
-            "plan": pl.col("fee_plan_id"), "end": _text(pl.col("eff_end")),
-            "met": _text(pl.col("met_on")), "terms": pl.col("minimum_terms").cast(pl.Utf8),
+        fill_reason(pl.col("reason"), {
+            "plan": pl.col("fee_plan_id"), "end": date_text(pl.col("eff_end")),
+            "met": date_text(pl.col("met_on")), "terms": pl.col("minimum_terms").cast(pl.Utf8),
             "next_plan": pl.col("next_plan").fill_null(""),
         }),
         pl.col("eff_end").alias("effective_start"), pl.lit(None, pl.Date).alias("effective_end"),
