@@ -240,6 +240,10 @@ def test_the_account_list_as_json_has_amounts_at_the_currency_precision(
     capsys.readouterr()
     assert main(["invoice", "--db", str(billed["db"]), "--account", "A2", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
+    import jsonschema
+
+    schema = Path(__file__).resolve().parents[2] / "docs" / "invoice-list.schema.json"
+    jsonschema.validate(listing, json.loads(schema.read_text()))  # the documented contract
     assert [(d["period"], d["kind"], d["number"], d["total"], d["corrects"])
             for d in listing["documents"]] == [
         ("2026-01", "invoice", "INV-00000002", "5.00", None),

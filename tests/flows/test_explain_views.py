@@ -105,6 +105,10 @@ def test_explain_json_is_one_document_with_amounts_as_strings(billed: Path) -> N
     from billrun.explain import explain_json
 
     doc = json.loads(json.dumps(explain_json(str(billed), "A1", "2026-01")))
+    import jsonschema
+
+    schema = Path(__file__).resolve().parents[2] / "docs" / "explain.schema.json"
+    jsonschema.validate(doc, json.loads(schema.read_text()))  # the documented contract
     assert doc["currency"] == "USD" and doc["invoice"][0]["total"] == "37.32"
     assert sum(Decimal(line["amount"]) for line in doc["lines"]) == Decimal("37.32")
     assert {d["assignment_id"] for d in doc["decisions"]} == {"AS_TV", "AS_V100"}
