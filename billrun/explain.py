@@ -225,9 +225,9 @@ def explain_frames(
 def _versions(con: duckdb.DuckDBPyConnection, account_id: str) -> pl.DataFrame:
     """The change story of the account's add-ons (SPEC §8.1): every version, base and change,
     when it took effect and why (`assignment_history`); only for add-ons that have changes."""
-    has_view = scalar(con, "SELECT count(*) FROM duckdb_views() WHERE view_name = "
-                      "'assignment_history'")
-    if not has_view:
+    from store.account import has_relation
+
+    if not has_relation(con, "assignment_history"):  # a database from before changes existed
         return pl.DataFrame()
     return frame(
         con,
@@ -257,44 +257,23 @@ def _account_inputs(
 ) -> BillInputs | None:
     """The stored inputs of `bill` for one account (its usage of `period` if `with_usage`), or
     None for an account without rows."""
-    import store
     from billing.bill import BillInputs
     from pipeline.periods import account_periods
+    from store.account import read_account
+    from store.raw import read_usage
 
-    catalog = store.read_catalog(con)
-    accounts = store.read_accounts(con).filter(pl.col("account_id") == account_id)
-    if accounts.height == 0:
+    stored = read_account(con, account_id)
+    if stored is None:
         return None
-    locks = frame(
-        con,
-        "SELECT l.assignment_id, l.locked_start FROM activation_locks l "
-        "JOIN assignments a USING (assignment_id) WHERE a.account_id = ?",
-        [account_id],
-    )
-    # The policy the last run billed with (a run may override the catalog's).
-    # A database only loaded has no catalog_settings yet: the catalog's policy then.
-    billed = scalar(con, "SELECT count(*) FROM duckdb_tables() "
-                    "WHERE table_name = 'catalog_settings'")
-    policy = (billed and scalar(con, "SELECT conflict_policy FROM catalog_settings")) or (
-        catalog.conflict_policy
-    )
-    assignments = store.read_assignments(con).filter(pl.col("account_id") == account_id)
     inputs = BillInputs(
-        catalog=catalog,
-        policy=policy,
-        accounts=accounts,
-        assignments=assignments,
-        locks=locks,
-        # SPEC §8.1: the changes of the account's assignments
-        changes=store.read_changes(con).join(
-            assignments.select("assignment_id"), on="assignment_id", how="semi"
-        ),
+        catalog=stored.catalog, policy=stored.policy, accounts=stored.accounts,
+        assignments=stored.assignments, locks=stored.locks, changes=stored.changes,
     )
     if not with_usage:
         return inputs
-    bounds = account_periods(accounts, period).row(0, named=True)
-    usage = store.read_usage(con, bounds["period_start"], bounds["period_end"])
-    return replace(inputs, usage=usage.filter(pl.col("account_id") == account_id))
+    bounds = account_periods(stored.accounts, period).row(0, named=True)
+    usage = read_usage(con, bounds["period_start"], bounds["period_end"], account_id)
+    return replace(inputs, usage=usage)
 
 
 def _never_stored(

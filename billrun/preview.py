@@ -144,8 +144,8 @@ def preview_account(
         read_account,
         read_account_counters_before,
         read_account_parcels_before,
-        read_account_usage,
     )
+    from store.raw import read_usage
 
     stored = read_account(con, account_id)
     if stored is None:
@@ -163,7 +163,7 @@ def preview_account(
     _check_items(items, inputs, set(stored.final_periods), billing_day)
     bounds = [account_periods(stored.accounts, p).row(0, named=True) for p in periods]
     usage = pl.concat([
-        read_account_usage(con, account_id, b["period_start"], b["period_end"]) for b in bounds
+        read_usage(con, b["period_start"], b["period_end"], account_id) for b in bounds
     ])
     shown = preview(
         replace(inputs, usage=usage), items, periods,

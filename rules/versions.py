@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from pipeline.catalog import Catalog
+from pipeline.catalog import Catalog, CatalogFrames, catalog_frames
 from pipeline.contracts import (
     PLAN_CHANGE_SCHEMA,
     QUANTITY_STEP_SCHEMA,
@@ -49,29 +49,19 @@ class Versions:
     decisions: pl.DataFrame  # DECISION_COLUMNS: `plan change timing`, `early termination`
 
 
-def _plan_prices(catalog: Catalog) -> pl.DataFrame:
-    """fee_plan_id, term_months, fee_minor (the plan's own fee), minimum_terms, and the
-    subscription's plan_change."""
-    rows = [
-        {"fee_plan_id": fp.id, "term_months": fp.term_months,
-         "fee_units": int(fp.fee.scaleb(catalog.currencies.get(fp.currency, 0))),
-         "minimum_terms": fp.minimum_terms, "policy": s.plan_change}
-        for s in catalog.subscriptions
-        for fp in s.fee_plans
-    ]
-    return pl.DataFrame(rows, schema={"fee_plan_id": pl.Utf8, "term_months": pl.Int64,
-                                      "fee_units": pl.Int64, "minimum_terms": pl.Int64,
-                                      "policy": pl.Utf8})
-
-
-def _addon_policies(catalog: Catalog) -> pl.DataFrame:
-    """addon_id -> its subscription's plan_change (immediate without subscription)."""
-    policy = {s.id: s.plan_change for s in catalog.subscriptions}
-    return pl.DataFrame(
-        [{"addon_id": a.id, "policy": policy.get(a.subscription or "", "immediate")}
-         for a in catalog.addons],
-        schema={"addon_id": pl.Utf8, "policy": pl.Utf8},
+def _plan_prices(frames: CatalogFrames) -> pl.DataFrame:
+    """fee_plan_id, term_months, `fee_units` (the plan's own fee in minor units, as the
+    catalog frames carry it), minimum_terms, and the subscription's `policy` (plan_change)."""
+    return frames.fee_plans.join(frames.subscriptions, on="subscription_id").select(
+        "fee_plan_id", "term_months", pl.col("fee_minor").alias("fee_units"), "minimum_terms",
+        pl.col("plan_change").alias("policy"),
     )
+
+
+def _addon_policies(frames: CatalogFrames) -> pl.DataFrame:
+    """addon_id -> its subscription's plan_change (immediate without subscription)."""
+    return frames.addons.join(frames.subscriptions, on="subscription_id", how="left").select(
+        "addon_id", pl.col("plan_change").fill_null("immediate").alias("policy"))
 
 
 def _yearly(plan: str, qty: str, prices: pl.DataFrame) -> pl.Expr:
@@ -99,13 +89,15 @@ def _next_boundary(grid_start: pl.Expr, day: pl.Expr, months: pl.Expr) -> pl.Exp
 def settle_versions(catalog: Catalog, work: pl.DataFrame, changes: pl.DataFrame) -> Versions:
     """Settle every change of `changes` (CHANGE_SCHEMA) against the settled life cycles of
     `work` (the rules' work frame), and cut each billable life into segments and steps."""
-    prices = _plan_prices(catalog)
+    frames = catalog_frames(catalog)
+    prices = _plan_prices(frames)
     life = work.select(
         "seq", "assignment_id", "account_id", "addon_id", "currency", "start_date",
         "eff_start", "eff_end", "takes_part", "billable", "end_reason", "billing_day",
         pl.col("fee_plan_id").alias("base_plan"), pl.col("quantity").fill_null(1).alias("base_qty"),
     )
-    verdicts, in_effect = _settle_changes(catalog, life, changes, prices)
+    verdicts, in_effect = _settle_changes(catalog, life, changes, prices,
+                                          _addon_policies(frames))
     segments, steps = _segments(life, in_effect)
     segments, ends = _early_terminations(segments, life, prices)
     return Versions(
@@ -125,7 +117,8 @@ def settle_versions(catalog: Catalog, work: pl.DataFrame, changes: pl.DataFrame)
 
 
 def _settle_changes(
-    catalog: Catalog, life: pl.DataFrame, changes: pl.DataFrame, prices: pl.DataFrame
+    catalog: Catalog, life: pl.DataFrame, changes: pl.DataFrame, prices: pl.DataFrame,
+    policies: pl.DataFrame,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(one verdict per change with status, takes_effect_on and reason; the changes in
     effect: seq, on, fee_plan_id, quantity)."""
@@ -167,7 +160,6 @@ def _settle_changes(
     ).with_columns(pl.col("cid").rank("ordinal").over("seq").cast(pl.Int64).alias("round"))
 
     # 3. rounds: supersession, then the timing of the round's change on the version in effect.
-    policies = _addon_policies(catalog)
     state = accepted.select("seq").unique().join(
         life.select("seq", pl.col("base_plan").alias("cur_plan"),
                     pl.col("base_qty").alias("cur_qty"), pl.col("start_date").alias("cur_grid")),

@@ -1,7 +1,7 @@
 """One account's stored inputs, read by account (for `billrun preview` and `explain`).
 
-Each query is the store's own SQL for every account, filtered to one: DuckDB pushes the filter
-into the scan, so reading one account costs one account, not the whole database.
+Each read is the store's own reader or SQL for every account, filtered to one: DuckDB pushes
+the filter into the scan, so reading one account costs one account, not the whole database.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import polars as pl
 from pipeline.catalog import Catalog
 from pipeline.contracts import CHANGE_SCHEMA, LOCK_SCHEMA
 from store.duck import frame, scalar
-from store.raw import read_catalog
+from store.raw import read_accounts, read_assignments, read_catalog, read_changes
 from store.results import COUNTERS_BEFORE_SQL, PARCELS_BEFORE_SQL, parcels_before_params
 
 
@@ -33,47 +33,27 @@ class AccountInputs:
     last_as_of: date | None  # of the latest successful nightly
 
 
-def _has_relation(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+def has_relation(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """A table or view `name` exists (an analyst copy holds the views as tables)."""
     return bool(scalar(
         con, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]))
 
 
 def read_account_changes(con: duckdb.DuckDBPyConnection, account_id: str) -> pl.DataFrame:
-    """The current version of each change (SPEC §8.1) of the account's assignments (the
-    `assignment_changes` view; none in a database from before changes existed)."""
-    if not _has_relation(con, "assignment_changes"):
+    """The current version of each change (SPEC §8.1) of the account's assignments (none in a
+    database, or an analyst copy, from before changes existed)."""
+    if not has_relation(con, "assignment_changes"):
         return pl.DataFrame(schema=CHANGE_SCHEMA)
-    got = frame(
-        con,
-        """SELECT assignment_id, effective_from, fee_plan_id,
-                  CAST(coalesce(quantity, 1) AS BIGINT) AS quantity
-           FROM assignment_changes WHERE account_id = ?
-           ORDER BY assignment_id, effective_from""",
-        [account_id],
-    )
-    return got.cast(CHANGE_SCHEMA) if got.height else pl.DataFrame(schema=CHANGE_SCHEMA)
+    return read_changes(con, account_id)
 
 
 def read_account(con: duckdb.DuckDBPyConnection, account_id: str) -> AccountInputs | None:
     """The account's stored inputs, or None when it has no row."""
-    accounts = frame(
-        con,
-        """SELECT account_id, currency, main_product_id,
-                  CAST(billing_day AS BIGINT) AS billing_day, status, opened_on, closed_on,
-                  effective_from
-           FROM accounts WHERE account_id = ? ORDER BY effective_from""",
-        [account_id],
-    )
+    accounts = read_accounts(con, account_id)
     if accounts.height == 0:
         return None
     catalog = read_catalog(con)
-    assignments = frame(
-        con,
-        """SELECT assignment_id, account_id, addon_id, fee_plan_id, start_date, end_date,
-                  assigned_at, CAST(quantity AS BIGINT) AS quantity
-           FROM assignments WHERE account_id = ? ORDER BY assignment_id""",
-        [account_id],
-    )
+    assignments = read_assignments(con, account_id)
     locks = frame(
         con,
         "SELECT l.assignment_id, l.locked_start FROM activation_locks l "
@@ -86,7 +66,10 @@ def read_account(con: duckdb.DuckDBPyConnection, account_id: str) -> AccountInpu
         "UNION SELECT DISTINCT period FROM finalized_periods WHERE account_id = ? ORDER BY 1",
         [account_id, account_id],
     )
-    policy = scalar(con, "SELECT conflict_policy FROM catalog_settings") or (
+    # The policy the last run billed with (a run may override the catalog's). A database only
+    # loaded has no catalog_settings yet: the catalog's policy then.
+    billed = has_relation(con, "catalog_settings")
+    policy = (billed and scalar(con, "SELECT conflict_policy FROM catalog_settings")) or (
         catalog.conflict_policy
     )
     return AccountInputs(
@@ -99,23 +82,6 @@ def read_account(con: duckdb.DuckDBPyConnection, account_id: str) -> AccountInpu
         final_periods=finals.get_column("period").to_list() if finals.height else [],
         last_as_of=scalar(con, "SELECT max(as_of) FROM runs WHERE kind = 'nightly' "
                           "AND status = 'success'"),
-    )
-
-
-def read_account_usage(
-    con: duckdb.DuckDBPyConnection, account_id: str, start: date, end: date
-) -> pl.DataFrame:
-    """The account's events with `start <= started_at < end` (as `store.raw.read_usage`)."""
-    return frame(
-        con,
-        """SELECT event_id, account_id, service, destination_group, started_at,
-                  CAST(CAST(quantity AS DECIMAL(38,6)) * 1000000 AS BIGINT) AS quantity_units,
-                  CAST(CAST(amount AS DECIMAL(38,6)) * 1000000 AS BIGINT) AS amount_units
-           FROM usage
-           WHERE account_id = ? AND started_at >= CAST(? AS TIMESTAMP)
-             AND started_at < CAST(? AS TIMESTAMP)
-           ORDER BY started_at, event_id""",
-        [account_id, start, end],
     )
 
 

@@ -588,14 +588,23 @@ def read_catalog(con: duckdb.DuckDBPyConnection) -> Catalog:
     return parse_catalog(text)
 
 
-def read_accounts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Every account row: `account_id, currency, main_product_id, billing_day, status,
-    opened_on, closed_on, effective_from`, ordered by account and effective_from."""
+def _of_account(account_id: str | None, where: str = "WHERE") -> tuple[str, list[str]]:
+    """An optional `account_id = ?` filter: the SQL to add, and its parameter."""
+    return (f"{where} account_id = ?", [account_id]) if account_id is not None else ("", [])
+
+
+def read_accounts(con: duckdb.DuckDBPyConnection, account_id: str | None = None) -> pl.DataFrame:
+    """Every account row (or those of one account): `account_id, currency, main_product_id,
+    billing_day, status, opened_on, closed_on, effective_from`, ordered by account and
+    effective_from."""
+    only, params = _of_account(account_id)
     return _frame(
         con,
-        """SELECT account_id, currency, main_product_id, CAST(billing_day AS BIGINT) AS billing_day,
-                  status, opened_on, closed_on, effective_from
-           FROM accounts ORDER BY account_id, effective_from"""
+        f"""SELECT account_id, currency, main_product_id,
+                  CAST(billing_day AS BIGINT) AS billing_day, status, opened_on, closed_on,
+                  effective_from
+           FROM accounts {only} ORDER BY account_id, effective_from""",
+        params,
     )
 
 
@@ -604,13 +613,17 @@ def read_account_ids(con: duckdb.DuckDBPyConnection) -> pl.Series:
     return _frame(con, "SELECT DISTINCT account_id FROM accounts").to_series()
 
 
-def read_assignments(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """The current version of every assignment, ordered by assignment_id."""
+def read_assignments(
+    con: duckdb.DuckDBPyConnection, account_id: str | None = None
+) -> pl.DataFrame:
+    """The current version of every assignment (or those of one account), by assignment_id."""
+    only, params = _of_account(account_id)
     return _frame(
         con,
-        """SELECT assignment_id, account_id, addon_id, fee_plan_id, start_date, end_date,
+        f"""SELECT assignment_id, account_id, addon_id, fee_plan_id, start_date, end_date,
                   assigned_at, CAST(quantity AS BIGINT) AS quantity
-           FROM assignments ORDER BY assignment_id"""
+           FROM assignments {only} ORDER BY assignment_id""",
+        params,
     )
 
 
@@ -621,26 +634,33 @@ CHANGES_SQL = """SELECT assignment_id, effective_from, fee_plan_id,
 FROM assignment_changes"""
 
 
-def read_changes(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """The current version of every change of an assignment's fee plan or quantity (SPEC §8.1):
-    `assignment_id, effective_from, fee_plan_id, quantity` (CHANGE_SCHEMA), ordered by
-    assignment_id and effective_from."""
+def read_changes(con: duckdb.DuckDBPyConnection, account_id: str | None = None) -> pl.DataFrame:
+    """The current version of every change of an assignment's fee plan or quantity (SPEC §8.1),
+    or of one account's: `assignment_id, effective_from, fee_plan_id, quantity`
+    (CHANGE_SCHEMA), ordered by assignment_id and effective_from."""
+    only, params = _of_account(account_id)
     return typed(
-        _frame(con, f"{CHANGES_SQL} ORDER BY assignment_id, effective_from"), CHANGE_SCHEMA
+        _frame(con, f"{CHANGES_SQL} {only} ORDER BY assignment_id, effective_from", params),
+        CHANGE_SCHEMA,
     )
 
 
-def read_usage(con: duckdb.DuckDBPyConnection, start: date, end: date) -> pl.DataFrame:
-    """Usage events with `start <= started_at < end`, quantity and amount as exact `*_units`."""
+def read_usage(
+    con: duckdb.DuckDBPyConnection, start: date, end: date, account_id: str | None = None
+) -> pl.DataFrame:
+    """Usage events with `start <= started_at < end` (of every account, or of one), quantity
+    and amount as exact `*_units`."""
+    only, params = _of_account(account_id, "AND")
     return _frame(
         con,
-        """SELECT event_id, account_id, service, destination_group, started_at,
+        f"""SELECT event_id, account_id, service, destination_group, started_at,
                   CAST(CAST(quantity AS DECIMAL(38,6)) * 1000000 AS BIGINT) AS quantity_units,
                   CAST(CAST(amount AS DECIMAL(38,6)) * 1000000 AS BIGINT) AS amount_units
            FROM usage
            WHERE started_at >= CAST(? AS TIMESTAMP) AND started_at < CAST(? AS TIMESTAMP)
+             {only}
            ORDER BY started_at, event_id""",
-        [start, end],
+        [start, end, *params],
     )
 
 
