@@ -156,8 +156,8 @@ def _on_runner(flow: Any, args: argparse.Namespace) -> tuple[Any, str | None]:
     root to give it. On a cluster a local root is made absolute (workers resolve paths from
     their own working folder); without --staging it is the default beside the db, which only
     workers on this machine or on a shared filesystem see (README, "Running on a cluster")."""
-    from flows.coordinator import DEFAULT_CONCURRENCY
     from flows.cluster import parse_cluster, task_runner
+    from flows.coordinator import DEFAULT_CONCURRENCY
     from store.staging import default_root
 
     cluster = getattr(args, "cluster", None)

@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 import store
+from flows.cluster import dask_slots
 from flows.coordinator import (
     DEFAULT_CONCURRENCY,
     commit_memory_limit,
@@ -22,7 +23,6 @@ from flows.coordinator import (
     stage_and_bill,
     staged_run,
 )
-from flows.cluster import dask_slots
 from flows.publish import RunSummary, finish_run, publish_artifacts
 from pipeline.schedule import nightly_plan, with_cutoffs
 from store.clock import utc_now

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 import store
+from flows.cluster import dask_slots
 from flows.coordinator import (
     DEFAULT_CONCURRENCY,
     commit_memory_limit,
@@ -18,7 +19,6 @@ from flows.coordinator import (
     stage_and_bill,
     staged_run,
 )
-from flows.cluster import dask_slots
 from flows.publish import RunSummary, finish_run, publish_artifacts
 from pipeline.schedule import reprocess_plan, with_cutoffs
 from store.billed import require_billed

@@ -18,8 +18,8 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from pipeline.adjust import check_unique_line_keys, split_reprocess
 from billing.bill import BillInputs, bill, settle
+from pipeline.adjust import check_unique_line_keys, split_reprocess
 from pipeline.catalog import Catalog, CatalogFrames, catalog_frames, parse_catalog
 from pipeline.contracts import (
     CHANGE_KEY,

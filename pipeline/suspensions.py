@@ -47,8 +47,9 @@ _TERM_KEY = ["account_id", "assignment_id", "seg_no", "active_start"]
 
 
 def suspended_days(pieces: pl.LazyFrame, runs: pl.DataFrame) -> pl.LazyFrame:
-    """Per term: `suspended_days` (active, in the period, before the day limit), `suspended_qdays` (the
-    same days, each weighed by its quantity, SPEC §8.1), `first_day` and `last_day` of them;
+    """Per term: `suspended_days` (active, in the period, before the day limit),
+    `suspended_qdays` (the same days, each weighed by its quantity, SPEC §8.1), `first_day` and
+    `last_day` of them;
     only terms with at least one such day. `pieces`: the quantity pieces of the terms, with
     the period bounds and day limit."""
     lo = pl.max_horizontal("piece_start", "period_start", "suspended_from")

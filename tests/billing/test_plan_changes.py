@@ -8,16 +8,21 @@ said otherwise; the add-on `ADD` ("Pack") has one subscription `SUB`.
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from dataclasses import replace
+from datetime import date, datetime, timedelta
+from fractions import Fraction
 from typing import Any
 
 import polars as pl
 import pytest
+from hypothesis import given as hyp_given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from billing.bill import Bill, BillInputs, bill
 from pipeline.catalog import parse_catalog
 from pipeline.contracts import CHANGE_SCHEMA, COUNTER_INPUT_SCHEMA, LOCK_SCHEMA
+from pipeline.periods import periods_between, term_of
 
 NO_COUNTERS = pl.DataFrame(schema=COUNTER_INPUT_SCHEMA)
 
@@ -283,14 +288,6 @@ def test_a_change_to_a_committed_plan_replaces_the_commitment() -> None:
 
 
 # --- properties ---------------------------------------------------------------------------------
-from fractions import Fraction  # noqa: E402
-from datetime import timedelta  # noqa: E402
-
-from hypothesis import given as hyp_given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from pipeline.periods import periods_between, term_of  # noqa: E402
-
 PLANS = {"M30": (1, 3000), "Q60": (3, 6000)}
 
 

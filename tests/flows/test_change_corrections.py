@@ -13,6 +13,7 @@ import pytest
 
 from flows.load import load_flow
 from flows.nightly import nightly_flow
+
 CATALOG = """
 currencies: {USD: 2}
 main_products:

@@ -23,7 +23,6 @@ from rich.console import Console
 
 from billrun import commands, sql_shell, summary
 from billrun.cli import main
-
 from store.parquet_set import parquet_pointer
 from store.snapshot import analyst_path
 from tests.flows.conftest import ACCOUNTS, ASSIGNMENTS, CATALOG, write_drop

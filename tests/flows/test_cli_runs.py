@@ -53,7 +53,8 @@ def test_explain_tells_an_unknown_account_from_one_with_nothing(
     err = capsys.readouterr().err
     assert err == "billrun: error: no account NOPE in the database (check --account and --db)\n"
 
-    # A known account with nothing in the period is another message, and exit 1. A1 opened on 2026-01-01: nothing of it in 2025-06.
+    # A known account with nothing in the period is another message, and exit 1. A1 opened on
+    # 2026-01-01: nothing of it in 2025-06.
     assert main(["explain", "--account", "A1", "--period", "2025-06", "--db", str(loaded)]) == 1
     err = capsys.readouterr().err
     assert err == ("billrun: error: account A1 exists, but nothing was billed or decided for it "

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import store
+from billing.bill import BillInputs, bill
 from data.generator import generate
 from flows.load import load_flow
 from flows.nightly import nightly_flow
-from billing.bill import BillInputs, bill
 from pipeline.catalog import catalog_frames
 from pipeline.contracts import COUNTER_KEY
 from pipeline.counters import carry_counters, carry_parcels

@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import store
+from flows.load import load_directory
 from pipeline.contracts import PLAN_CHANGE_SCHEMA
 from store import usage_state
 from store.results import _write_plan_changes
 from store.views import VIEWS
-from flows.load import load_directory
 from tests.conftest import write_text
 
 CATALOG = (Path(__file__).resolve().parents[2] / "data" / "sample" / "catalog.yaml").read_text()
