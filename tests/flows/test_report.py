@@ -12,8 +12,6 @@ The scenario (conftest.py), worked by hand (SPEC §3-4):
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
 import subprocess
 from decimal import Decimal
@@ -101,22 +99,6 @@ def number(text: str) -> Decimal:
     return Decimal(text.replace(",", ""))
 
 
-def _chromium() -> str:
-    """Debian's chromium (installed by .ci/run); skip only where it cannot be installed."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(
-            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
-            shell=True, capture_output=True, timeout=900, check=False,
-        )
-        found = shutil.which("chromium")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI: .ci/run installs Debian's chromium package")
-        pytest.skip("chromium is not installed and cannot be installed here")
-    return found
-
-
 def _headless(chromium: str, *args: str) -> subprocess.CompletedProcess[str]:
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
              "--no-first-run", "--disable-extensions", "--window-size=1280,1600"]
@@ -200,7 +182,9 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def test_chromium_renders_every_chart_and_the_numbers_match(billed: Path, tmp_path: Path) -> None:
-    chromium = _chromium()
+    from .pdf_text import chromium as find_chromium
+
+    chromium = find_chromium()
     page = billed.with_name("billrun.report.html").resolve().as_uri()
     dom = parse(_headless(chromium, "--dump-dom", page).stdout)
 
