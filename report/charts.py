@@ -23,7 +23,7 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
            "#000000"]
 OTHERS_COLOUR = "#999999"
 MAX_WIDTH = 1180  # the page's content is 1200 px wide at most
-_HEIGHT, _TOP, _BOTTOM, _LEFT, _RIGHT = 236, 16, 24, 72, 16
+_HEIGHT, _TOP, _BOTTOM, _LEFT, _RIGHT = 236, 16, 6, 72, 16
 _BAR, _GAP, _MIN_BAR = 18, 22, 3
 _CHAR_PX, _LINE_PX = 7.5, 13  # a generous width of one 11 px character (capitals, digits)
 

@@ -131,7 +131,7 @@ def test_nightly_writes_the_report_beside_the_analyst_copy(billed: Path) -> None
     stage_kinds = [r[0].split()[0] for r in dom.tables["t-stages"]]
     assert stage_kinds == ["nightly"]
     facts = dict(dom.tables["t-run-facts"])
-    assert facts["drafts / finalized"] == "1 / 1"  # Feb drafted, Jan finalized
+    assert facts["drafts / final"] == "1 / 1"  # Feb drafted, Jan finalized
     assert facts["invoices USD (this run)"] == "2 totalling 72.32"  # 37.32 + 35.00
 
 
