@@ -32,7 +32,7 @@ ul.legend{list-style:none;margin:2px 0 0 72px;padding:0;display:flex;flex-wrap:w
 ul.legend li{display:flex;align-items:center;gap:4px;overflow-wrap:anywhere}
 .swatch{display:inline-block;width:10px;height:10px;flex:none}
 table{border-collapse:collapse;font-size:12px;margin:6px 0}
-caption{text-align:left;color:#555;font-size:12px;padding:2px 0}
+caption{text-align:left;color:#555;font-size:12px;padding:2px 0;width:max-content;max-width:1100px}
 th,td{border:1px solid #ddd;padding:3px 8px;overflow-wrap:anywhere}
 th{background:#f3f3f3;text-align:left}
 td.num{text-align:right;font-variant-numeric:tabular-nums} .empty{color:#777;font-style:italic}

@@ -14,7 +14,7 @@ from report.data import ReportData
 # currency: amounts are never summed across currencies), so the page stays short (issue 21: a
 # 282-row table made it 12,400 px tall). A chart shows at most CHART_SERIES series (one colour
 # each, never repeated) and CHART_CATEGORIES groups, the smallest folded into "others".
-TOP_ROWS = 20
+TOP_ROWS = 10
 CHART_SERIES = 8
 CHART_CATEGORIES = 12
 OTHERS = "others"

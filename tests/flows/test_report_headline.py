@@ -12,9 +12,9 @@ worked by hand (SPEC §3-4):
 - After the nightly, a late call (Jan 28, 30 minutes, 3.00 USD) is loaded: late usage waiting
   in 2026-01, one event. `reprocess --period 2026-01` bills it: one adjustment line, +3.00 USD
   (the 30 minutes are past the 100 free ones).
-- The revenue table has 24 EUR rows (12 add-ons x 2 months): the top 20 are shown, and the four
-  smallest (1.00 and 2.00, in January and in February) are summed in one "others" row, 6.00 EUR
-  over 4 lines.
+- The revenue table has 24 EUR rows (12 add-ons x 2 months): the top 10 (8.00 to 12.00, in
+  January and in February) are shown, and the other 14 are summed in one "others" row:
+  2 x (1 + 2 + ... + 7) = 56.00 EUR over 14 lines.
 """
 
 from __future__ import annotations
@@ -186,14 +186,13 @@ def test_billrun_report_keeps_the_runs_own_report(books: dict[str, object]) -> N
 def test_a_long_table_shows_its_top_rows_and_one_others_row(books: dict[str, object]) -> None:
     shown = page(books["reprocess"])
     eur = [r for r in shown.tables["t-revenue"] if r[3] == "EUR"]
-    assert len(eur) == TOP_ROWS + 1 == 21
-    # The four smallest: 1.00 and 2.00, each in January and February.
-    assert eur[-1] == ["others (4)", "", "", "EUR", "6.00", "4"]
+    assert len(eur) == TOP_ROWS + 1 == 11
+    assert eur[-1] == ["others (14)", "", "", "EUR", "56.00", "14"]
     assert sorted(r[4] for r in eur[:-1]) == sorted(
-        f"{n}.00" for n in range(3, 13) for _ in range(2))
+        f"{n}.00" for n in range(8, 13) for _ in range(2))
     assert len([r for r in shown.tables["t-revenue"] if r[3] == "USD"]) == 8  # whole
     assert shown.captions["t-revenue"] == (
-        f"The top {TOP_ROWS} rows by amount, per currency; the other 4 of the 32 rows are "
+        f"The top {TOP_ROWS} rows by amount, per currency; the other 14 of the 32 rows are "
         'summed in the "others" row.')
 
 
