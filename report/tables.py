@@ -204,10 +204,10 @@ def adjustments_text(data: ReportData) -> str:
     """`2 lines, net 3.00 USD (to 2026-01)`, per currency; or that there are none."""
     head = data.headline
     assert head is not None
-    window = f"{data.periods[0]} to {data.periods[-1]}"
+    first, last = data.periods[0], data.periods[-1]
     frame = head.adjustments
     if not frame.height:
-        return f"none to the periods {window}"
+        return f"none to the periods {first} to {last}" if first != last else f"none to {last}"
     parts = []
     for currency, lines, net, periods in frame.group_by("currency").agg(
         pl.col("lines").sum(), pl.col("net").sum(), pl.col("period").unique().sort()
