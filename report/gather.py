@@ -147,5 +147,8 @@ def gather(db: str | Path, period: str | None = None) -> ReportData:
             recent_runs=frame(con, _RECENT_SQL),
             headline=_headline(con, periods),
         )
+    except duckdb.Error as exc:  # e.g. a copy written by an older billrun: one line, no trace
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ReportError(f"{path}: cannot read the report's data: {first}", exit_code=1) from exc
     finally:
         con.close()
