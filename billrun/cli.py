@@ -410,9 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print the settings as one JSON document: each value and its source")
 
-    p = add("report", cmd_report, "write the HTML run report (charts and tables)")
+    p = add("report", cmd_report, "write the HTML report of a period (charts and tables)")
     p.add_argument("--period", type=_period, metavar="YYYY-MM", help="latest period shown")
-    p.add_argument("--out", metavar="FILE", help="where to write it (default <db>.report.html)")
+    p.add_argument("--out", metavar="FILE",
+                   help="where to write it (default <db>.report-<period>.html, beside the "
+                        "run's own <db>.report.html, which is kept)")
     add_db(p)
     p = add("sql", cmd_sql, "query the analyst copy read-only (a prompt without QUERY)")
     add_db(p)

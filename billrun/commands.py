@@ -21,6 +21,7 @@ from rich.table import Table
 from billrun.summary import error
 from flows import progress
 from pipeline.catalog import CatalogError
+from pipeline.contracts import RUN_CHANGE_LABELS
 from pipeline.periods import parse_period
 
 console = Console(stderr=False)
@@ -98,17 +99,7 @@ def _failure_code(exc: Exception, seconds: float = 0.0) -> int:
 
 
 # What the run changed, in the business's words (the keys stay in `--json`).
-CHANGE_LABELS = {
-    "charge_groups_rewritten": "invoices whose lines changed",
-    "invoices_rewritten": "invoices whose total or status changed",
-    "decision_groups_rewritten": "invoices whose decisions changed",
-    "counters_written": "discount counters updated",
-    "parcels_rewritten": "rollover allowances updated",
-    "lifecycles_rewritten": "add-on life cycles updated",
-    "plan_changes_rewritten": "plan and quantity changes decided",
-    "drafts_marked": "drafts the next night can continue",
-    "drafts_continued": "drafts continued from the last night",
-}
+CHANGE_LABELS = RUN_CHANGE_LABELS
 
 
 def _print_run_summary(summary: object, as_json: bool = False) -> None:
