@@ -140,8 +140,10 @@ def _print_run_summary(summary: object, as_json: bool = False) -> None:
     for key, value in summary.changes.items():
         if not key.endswith("_issued") and key != "adjustments":  # shown above
             table.add_row(CHANGE_LABELS.get(key, key.replace("_", " ")), f"{value:,}")
-    from store.late_usage import late_usage_lines
+    from store.late_usage import late_adjusted_lines, late_usage_lines
 
+    for label, text in late_adjusted_lines(summary.late_adjusted, summary.minor_units):
+        table.add_row(label, text)
     for label, text in late_usage_lines(getattr(summary, "late_usage", {})):
         table.add_row(label, text, style="yellow")
     table.add_row("analyst copy", summary.analyst_copy)
@@ -175,7 +177,7 @@ def _on_runner(flow: Any, args: argparse.Namespace) -> tuple[Any, str | None]:
 
 def nightly(args: argparse.Namespace) -> int:
     """`billrun nightly --as-of D [--input DIR] [--db FILE] [--conflict-policy P]
-    [--grace-days G]`."""
+    [--grace-days G] [--adjust-late]`."""
     try:
         as_of = date.fromisoformat(args.as_of)
     except ValueError:
@@ -219,6 +221,7 @@ def nightly(args: argparse.Namespace) -> int:
                 memory_gb=getattr(args, "memory_gb", None),
                 staging=staging,
                 incremental=not getattr(args, "full", False),
+                late_usage=getattr(args, "late_usage", None) or "report",
             )
         )
     if summary is not None:
