@@ -408,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_db(p)
     p.add_argument("--input", metavar="DIR", help="drop folder loaded by each nightly run")
     p.add_argument("--cron", metavar="EXPR", help="schedule (default: every night at 02:00)")
+    p.add_argument("--adjust-late", dest="late_usage", action="store_const", const="adjust",
+                   help="each night also reprocesses the final periods that have late usage "
+                   "(late_usage = \"adjust\"; see nightly --adjust-late)")
 
     p = add("config", cmd_config, "print the effective settings and where each came from")
     add_db(p)

@@ -327,7 +327,8 @@ def serve(args: argparse.Namespace) -> int:
                 f"billrun: serving the nightly on cron '{cron}' (UTC); next run "
                 f"{next_run_at(cron, utc_now()):%Y-%m-%d %H:%M} UTC", highlight=False
             )
-            serve_nightly(db=args.db, input_dir=getattr(args, "input", None), cron=cron)
+            serve_nightly(db=args.db, input_dir=getattr(args, "input", None), cron=cron,
+                          late_usage=getattr(args, "late_usage", None) or "report")
             err_console.print("billrun: serve stopped")
     except ServerStartError as exc:
         return _bad_argument(

@@ -111,34 +111,31 @@ def reprocess_late_periods(
     never mix with the night's, which may bill other accounts of the same period as drafts or
     catch-up); their outputs then move to `units/late-<period>/`, where the night's one commit
     reads them with its own: adjustment lines, counters and their roll-forward, parcels."""
-    done = LateReprocessed(periods=dict(sorted(late.items())))
-    for period in done.periods:
+    periods = dict(sorted(late.items()))
+    events = lines = adjustments = 0
+    moved = False
+    for period in periods:
         folder = LATE_FOLDER.format(period=period)
-        sub = Stage(stage.base, folder)
-        _, staged = reprocess_units(
-            con, stored, period, sub, as_of=as_of, finals_only=True, shards=shards,
-            memory_gb=memory_gb, concurrency=concurrency, on_cluster=on_cluster,
+        plan, staged = reprocess_units(
+            con, stored, period, Stage(stage.base, folder), as_of=as_of, finals_only=True,
+            shards=shards, memory_gb=memory_gb, concurrency=concurrency, on_cluster=on_cluster,
         )
-        move(stage, f"{folder}/units/{period}", f"units/{folder}")
-        remove(stage, folder)  # its inputs and the settle round it did not need
-        done = LateReprocessed(
-            periods=done.periods,
-            usage_events=done.usage_events + staged.usage_events,
-            lines_computed=done.lines_computed + staged.lines_computed,
-            adjustments=done.adjustments + staged.adjustments,
-        )
-    moves = bool(late) and any(
-        _late_rows(con, stage, name) for name in ("counter_shift", "parcels")
-    )
+        if plan.height:  # (late usage is in final account-periods: never empty in practice)
+            move(stage, f"{folder}/units/{period}", f"units/{folder}")
+            moved = True
+        remove(stage, folder)  # its inputs, and its settle round (the night settles its own)
+        events += staged.usage_events
+        lines += staged.lines_computed
+        adjustments += staged.adjustments
+    moves = moved and any(_late_rows(con, stage, name) for name in ("counter_shift", "parcels"))
     checkpoint("after-late-units")
-    return LateReprocessed(done.periods, done.usage_events, done.lines_computed,
-                           done.adjustments, moves_carry=moves)
+    return LateReprocessed(periods, events, lines, adjustments, moves_carry=moves)
 
 
 def _late_rows(con: Any, stage: Stage, name: str) -> int:
     """Rows of one output over the late periods' units."""
-    files = duck_url(con, stage.url(f"units/{LATE_FOLDER.format(period='*')}/*/"
-                                            f"{name}.parquet"))
+    folder = LATE_FOLDER.format(period="*")
+    files = duck_url(con, stage.url(f"units/{folder}/*/{name}.parquet"))
     return int(scalar(con, f"SELECT count(*) FROM read_parquet('{files}')"))
 
 

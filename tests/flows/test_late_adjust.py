@@ -313,3 +313,51 @@ def test_a_kill_leaves_the_previous_results_whole(
         service, destination_group, quantity, amount, currency FROM adjustments""")] == [
         ADJUSTMENT]
     assert not Path(f"{db}.staging").exists()
+
+
+# --- Never-reset counters: the late period's change rolls forward -----------------------------
+
+def test_a_never_reset_counter_rolls_forward_and_the_next_night_recomputes_the_draft(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # VDP_US100's first 100 minutes are free once in the account's life (reset: never).
+    catalog = CATALOG.replace("tiers: [[0, 100], [100, 0]]}",
+                              "tiers: [[0, 100], [100, 0]], reset: never}", 1)
+    usage = ("event_id,account_id,service,destination_group,started_at,quantity,amount\n"
+             "E1,A1,voice,US,2026-01-05 10:00:00,50,5.00\n"
+             "E2,A1,voice,US,2026-01-25 18:30:00,30,3.00\n"
+             "E4,A1,voice,US,2026-02-05 08:00:00,40,4.00\n")
+    db = tmp_path / "billrun.duckdb"
+    drop = write_drop(tmp_path / "drop1", catalog=catalog, accounts=ACCOUNTS,
+                      assignments=ASSIGNMENTS, usage=usage)
+    assert run(["load", str(drop)], db, monkeypatch)[0] == 0
+    # January final at 80 minutes (all free); February's draft: E4 from 80 to 120, 20 free.
+    assert run(["nightly", "--as-of", "2026-02-10"], db, monkeypatch)[0] == 0
+    late = write_drop(tmp_path / "late", usage=LATE)  # E3: Jan 28, 30 minutes, $3.00
+    assert run(["load", str(late)], db, monkeypatch)[0] == 0
+    code, _, err = run(["nightly", "--as-of", "2026-02-11", "--adjust-late"], db, monkeypatch)
+    assert code == 0, err
+    # January now counts 110 minutes: E3 from 80 to 110, 20 of them free. The usage line goes
+    # 80 -> 110 minutes (+3.00), the discount line 80 -> 100 minutes (-8.00 -> -10.00).
+    assert query(db, "SELECT line_type, quantity, amount FROM adjustments ORDER BY 1") == [
+        ("discount", Decimal("20.000000"), Decimal("-2.00")),
+        ("usage", Decimal("30.000000"), Decimal("3.00")),
+    ]
+    # The lifetime counter moved by E3's 30 minutes in every later period: 50+30+30+40 = 150.
+    assert query(db, "SELECT period, value FROM counter_periods ORDER BY period") == [
+        ("2026-01", Decimal("110.000000")), ("2026-02", Decimal("150.000000"))]
+    # The night billed February from the counter stored before it (as if it ran before the
+    # reprocess), and keeps no state to continue it from: the next night recomputes it whole
+    # from 110, where E4's 40 minutes are all past the free 100 (no discount line any more).
+    full = tmp_path / "full.duckdb"
+    full.write_bytes(db.read_bytes())
+    code, out, err = run(["nightly", "--as-of", "2026-02-12", "--json"], db, monkeypatch)
+    assert code == 0, err
+    assert json.loads(out)["changes"]["drafts_continued"] == 0
+    assert query(db, "SELECT line_type, quantity, amount FROM charges WHERE period = '2026-02' "
+                     "AND line_type IN ('usage', 'discount')") == [
+        ("usage", Decimal("40.000000"), Decimal("4.00"))]
+    assert run(["nightly", "--as-of", "2026-02-12", "--full"], full, monkeypatch)[0] == 0
+    incremental, whole = results(db), results(full)
+    incremental.pop("runs"), whole.pop("runs")
+    assert incremental == whole
