@@ -200,7 +200,8 @@ def nightly(args: argparse.Namespace) -> int:
         from billrun.dry_run import dry_run_command
 
         return dry_run_command(args.db, as_of, input_dir, console, err_console,
-                               grace_days=getattr(args, "grace_days", None))
+                               grace_days=getattr(args, "grace_days", None),
+                               late_usage=getattr(args, "late_usage", None) or "report")
     from flows.prefect_env import connect
 
     connect()

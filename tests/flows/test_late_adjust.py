@@ -171,6 +171,23 @@ def test_report_is_the_default_and_leaves_it_unbilled_and_counted(
     assert late_waiting(db) == [("2026-01", "A1", "E3")]
 
 
+def test_the_dry_run_says_which_periods_the_night_would_reprocess(
+    db: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BILLRUN_LATE_USAGE", raising=False)
+    before = dump(db)
+    code, out, err = run([*NIGHT, "--dry-run", "--adjust-late"], db, monkeypatch)
+    assert code == 0, err
+    assert ("2026-01: reprocess its final accounts for 1 late event(s), with adjustment lines "
+            "(late_usage = adjust)") in " ".join(out.split())
+    code, out, err = run([*NIGHT, "--dry-run"], db, monkeypatch)
+    assert code == 0, err
+    assert ("late usage 2026-01: 1 event(s) in a final period, not billed yet: billrun "
+            "reprocess --period 2026-01") in " ".join(out.split())
+    assert dump(db) == before
+
+
 @pytest.mark.parametrize("where", ["toml", "env"])
 def test_the_setting_from_the_file_or_the_environment(
     where: str, db: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
