@@ -112,8 +112,8 @@ def nightly_flow(
             )
             checkpoint("after-decisions")
             if late.moves_carry:
-                logger.info("late usage moved never-reset counters or rollover parcels: the "
-                            "next night recomputes this night's drafts whole")
+                logger.info("the next night recomputes this night's drafts whole: they were "
+                            "billed from the counters and parcels before the late usage")
             batch = ResultsBatch(
                 run=RunRecord(
                     run_id=run_id, kind="nightly", started_at=started, as_of=as_of,

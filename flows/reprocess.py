@@ -31,6 +31,7 @@ from flows.coordinator import (
     staged_run,
 )
 from flows.publish import RunSummary, finish_run, publish_artifacts
+from pipeline.contracts import PARCEL_KEY
 from pipeline.schedule import reprocess_plan, with_cutoffs
 from store.billed import require_billed
 from store.clock import utc_now
@@ -84,8 +85,9 @@ class LateReprocessed:
     usage_events: int = 0
     lines_computed: int = 0
     adjustments: int = 0
-    # The periods' never-reset counters or rollover parcels moved: the drafts this night bills
-    # from the stored ones are not continued by the next night (docs/RUNS.md, "Late usage").
+    # The periods moved never-reset counters or changed rollover parcels: the drafts this night
+    # bills from the stored ones are not continued by the next night (docs/RUNS.md, "Late
+    # usage").
     moves_carry: bool = False
 
 
@@ -127,16 +129,42 @@ def reprocess_late_periods(
         events += staged.usage_events
         lines += staged.lines_computed
         adjustments += staged.adjustments
-    moves = moved and any(_late_rows(con, stage, name) for name in ("counter_shift", "parcels"))
+    shifted = parcels = 0
+    if moved:
+        shifted, parcels = _late_counters_shifted(con, stage), _late_parcels_changed(con, stage)
+    if shifted or parcels:
+        get_run_logger().info(
+            "late usage moved %d never-reset counter(s) and %d rollover parcel(s)",
+            shifted, parcels,
+        )
     checkpoint("after-late-units")
-    return LateReprocessed(periods, events, lines, adjustments, moves_carry=moves)
+    return LateReprocessed(periods, events, lines, adjustments,
+                           moves_carry=bool(shifted or parcels))
 
 
-def _late_rows(con: Any, stage: Stage, name: str) -> int:
-    """Rows of one output over the late periods' units."""
+def _late_output(con: Any, stage: Stage, name: str) -> str:
+    """`read_parquet(...)` of one output over the late periods' units."""
     folder = LATE_FOLDER.format(period="*")
-    files = duck_url(con, stage.url(f"units/{folder}/*/{name}.parquet"))
-    return int(scalar(con, f"SELECT count(*) FROM read_parquet('{files}')"))
+    return f"read_parquet('{duck_url(con, stage.url(f'units/{folder}/*/{name}.parquet'))}')"
+
+
+def _late_counters_shifted(con: Any, stage: Stage) -> int:
+    """How many never-reset counters the late periods moved (the shift rolls them forward)."""
+    return int(scalar(con, f"SELECT count(*) FROM {_late_output(con, stage, 'counter_shift')}"))
+
+
+def _late_parcels_changed(con: Any, stage: Stage) -> int:
+    """How many rollover parcels the late periods leave that differ from the stored ones of
+    the same (account, window): added, removed or changed."""
+    columns = f"{', '.join(PARCEL_KEY)}, expires_after_window_start"
+    return int(scalar(con, f"""
+        WITH new AS (SELECT {columns}, remaining_units FROM {_late_output(con, stage, 'parcels')}),
+        old AS (SELECT {columns}, CAST(remaining * 1000000 AS BIGINT) AS remaining_units
+                FROM quota_rollovers
+                SEMI JOIN {_late_output(con, stage, 'parcel_scope')} s
+                  USING (account_id, window_start))
+        SELECT count(*) FROM ((FROM new EXCEPT ALL FROM old) UNION ALL
+                              (FROM old EXCEPT ALL FROM new))"""))
 
 
 @flow(name="billrun-reprocess",

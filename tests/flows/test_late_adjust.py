@@ -138,6 +138,8 @@ def test_the_summary_says_what_it_adjusted_at_80_columns(
     assert ("late usage 2026-01 billed 1 late event(s) billed on 1 adjustment line(s), "
             "net +3.00 USD") in text
     assert "debit notes issued 1 (DN-00000001)" in text
+    # No never-reset counter or rollover parcel moved: the next night continues the draft.
+    assert "drafts the next night can continue 1" in text
     assert "not billed yet" not in text
 
 
