@@ -380,3 +380,36 @@ def test_a_never_reset_counter_rolls_forward_and_the_next_night_recomputes_the_d
     incremental, whole = results(db), results(full)
     incremental.pop("runs"), whole.pop("runs")
     assert incremental == whole
+
+
+def test_an_account_the_night_finalizes_keeps_its_never_reset_counter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A2's billing day is 2: its January (Jan 2 to Feb 2) is a draft as of Feb 1 and is
+    # finalized by the night of Feb 2, beside A1's late January call. The late units reprocess
+    # January for A1 only (A2's January is the night's own): A2's counters must not move.
+    catalog = CATALOG.replace("tiers: [[0, 100], [100, 0]]}",
+                              "tiers: [[0, 100], [100, 0]], reset: never}", 1)
+    accounts = ACCOUNTS + "A2,USD,MP_BASIC,2,active,2026-01-01,,\n"
+    assignments = ASSIGNMENTS + "AS_V2,A2,ADD_VOICE100,V1,2026-01-02,,2026-01-01 10:00:00,1\n"
+    usage = USAGE + "E20,A2,voice,US,2026-01-10 10:00:00,40,4.00\n"
+    db = tmp_path / "billrun.duckdb"
+    drop = write_drop(tmp_path / "drop1", catalog=catalog, accounts=accounts,
+                      assignments=assignments, usage=usage)
+    assert run(["load", str(drop)], db, monkeypatch)[0] == 0
+    assert run(["nightly", "--as-of", "2026-02-01"], db, monkeypatch)[0] == 0
+    assert run(["load", str(write_drop(tmp_path / "late", usage=LATE))], db, monkeypatch)[0] == 0
+    code, _, err = run([*NIGHT, "--adjust-late"], db, monkeypatch)
+    assert code == 0, err
+    # A2's lifetime minutes: E20's 40, at the end of January and still at the end of the
+    # February draft (no call since). A1's: 50 + 70 + E3's 30 = 150 at the end of January,
+    # rolled forward to its February draft.
+    assert query(db, "SELECT account_id, period, value FROM counter_periods "
+                     "ORDER BY account_id, period") == [
+        ("A1", "2026-01", Decimal("150.000000")),
+        ("A1", "2026-02", Decimal("150.000000")),
+        ("A2", "2026-01", Decimal("40.000000")),
+        ("A2", "2026-02", Decimal("40.000000")),
+    ]
+    assert query(db, "SELECT account_id, value FROM discount_counters ORDER BY 1") == [
+        ("A1", Decimal("150.000000")), ("A2", Decimal("40.000000"))]
