@@ -413,3 +413,65 @@ def test_an_account_the_night_finalizes_keeps_its_never_reset_counter(
     ]
     assert query(db, "SELECT account_id, value FROM discount_counters ORDER BY 1") == [
         ("A1", Decimal("150.000000")), ("A2", Decimal("40.000000"))]
+
+
+# --- On generated data: the night equals the report night, then each reprocess ----------------
+
+def comparable(db: Path) -> dict[str, list[tuple]]:
+    """Every results table (tests/flows/test_kills.py's `results`) but the run log and the run
+    state (what a next night may continue from: a reprocess drops it for the drafts it
+    recomputes, a night keeps it), and the notes without their numbers and dates, which follow
+    each run's order and as-of date (and the run that issued them)."""
+    numbering = {"document_number", "corrects", "issued_on", "due_on", "sequence", "run_id"}
+    tables = {name: rows for name, rows in results(db).items()
+              if name != "runs" and not name.startswith("run_state.")}
+    with duckdb.connect(str(db), read_only=True) as con:
+        kept = ", ".join(c for (c,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = "
+            "'documents' ORDER BY ordinal_position").fetchall() if c not in numbering)
+        tables["documents"] = con.execute(
+            f"SELECT {kept} FROM documents ORDER BY ALL").fetchall()
+        tables["adjustments"] = con.execute(
+            "SELECT * EXCLUDE (run_id, document_number) FROM adjustments ORDER BY ALL"
+        ).fetchall()
+    return tables
+
+
+def test_on_generated_data_the_night_equals_reprocessing_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `nightly --adjust-late` commits equals a `report` night followed by `reprocess
+    --period P` for each late period, oldest first: every table, ids, clocks and the notes'
+    numbering aside (billing days 1 to 28: late January calls fall in 2025-12 and 2026-01)."""
+    import polars as pl
+
+    from data.generator import generate
+
+    generate(150, tmp_path / "in", seed=7, months=2)
+    base = tmp_path / "base.duckdb"
+    assert run(["load", str(tmp_path / "in")], base, monkeypatch)[0] == 0
+    assert run(["nightly", "--as-of", "2026-02-01"], base, monkeypatch)[0] == 0
+    usage = pl.read_csv(tmp_path / "in" / "usage.csv", infer_schema=False)
+    late = usage.filter(pl.col("started_at").str.starts_with("2026-01-2")).head(40)
+    (tmp_path / "late").mkdir()
+    late.with_columns(pl.format("LATE-{}", pl.col("event_id")).alias("event_id")).write_csv(
+        tmp_path / "late" / "usage.csv")
+    assert run(["load", str(tmp_path / "late")], base, monkeypatch)[0] == 0
+    waiting = query(base, "SELECT period, count(*) FROM late_usage GROUP BY 1 ORDER BY 1")
+    assert [p for p, _ in waiting] == ["2025-12", "2026-01"], waiting
+
+    adjusted, sequence = tmp_path / "adjusted.duckdb", tmp_path / "sequence.duckdb"
+    adjusted.write_bytes(base.read_bytes())
+    sequence.write_bytes(base.read_bytes())
+    assert run([*NIGHT, "--adjust-late"], adjusted, monkeypatch)[0] == 0
+    assert run(NIGHT, sequence, monkeypatch)[0] == 0
+    for period, _ in waiting:
+        assert run(["reprocess", "--period", period], sequence, monkeypatch)[0] == 0
+
+    assert comparable(adjusted)["adjustments"], "the late calls changed nothing"
+    assert comparable(adjusted) == comparable(sequence)
+    # And so do the next nights, each continuing what its own run state allows.
+    for db in (adjusted, sequence):
+        assert run(["nightly", "--as-of", "2026-02-03"], db, monkeypatch)[0] == 0
+    assert comparable(adjusted) == comparable(sequence)
+    assert late_waiting(adjusted) == late_waiting(sequence) == []
