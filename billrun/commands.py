@@ -131,8 +131,10 @@ def _print_run_summary(summary: object, as_json: bool = False) -> None:
     for key, value in summary.changes.items():
         if not key.endswith("_issued") and key != "adjustments":  # shown above
             table.add_row(CHANGE_LABELS.get(key, key.replace("_", " ")), f"{value:,}")
-    from store.late_usage import late_usage_lines
+    from store.late_usage import late_adjusted_lines, late_usage_lines
 
+    for label, text in late_adjusted_lines(summary.late_adjusted, summary.minor_units):
+        table.add_row(label, text)
     for label, text in late_usage_lines(getattr(summary, "late_usage", {})):
         table.add_row(label, text, style="yellow")
     table.add_row("analyst copy", summary.analyst_copy)
@@ -166,7 +168,7 @@ def _on_runner(flow: Any, args: argparse.Namespace) -> tuple[Any, str | None]:
 
 def nightly(args: argparse.Namespace) -> int:
     """`billrun nightly --as-of D [--input DIR] [--db FILE] [--conflict-policy P]
-    [--grace-days G]`."""
+    [--grace-days G] [--adjust-late]`."""
     try:
         as_of = date.fromisoformat(args.as_of)
     except ValueError:
@@ -189,7 +191,8 @@ def nightly(args: argparse.Namespace) -> int:
         from billrun.dry_run import dry_run_command
 
         return dry_run_command(args.db, as_of, input_dir, console, err_console,
-                               grace_days=getattr(args, "grace_days", None))
+                               grace_days=getattr(args, "grace_days", None),
+                               late_usage=getattr(args, "late_usage", None) or "report")
     from flows.prefect_env import connect
 
     connect()
@@ -210,6 +213,7 @@ def nightly(args: argparse.Namespace) -> int:
                 memory_gb=getattr(args, "memory_gb", None),
                 staging=staging,
                 incremental=not getattr(args, "full", False),
+                late_usage=getattr(args, "late_usage", None) or "report",
             )
         )
     if summary is not None:
@@ -315,7 +319,8 @@ def serve(args: argparse.Namespace) -> int:
                 f"billrun: serving the nightly on cron '{cron}' (UTC); next run "
                 f"{next_run_at(cron, utc_now()):%Y-%m-%d %H:%M} UTC", highlight=False
             )
-            serve_nightly(db=args.db, input_dir=getattr(args, "input", None), cron=cron)
+            serve_nightly(db=args.db, input_dir=getattr(args, "input", None), cron=cron,
+                          late_usage=getattr(args, "late_usage", None) or "report")
             err_console.print("billrun: serve stopped")
     except ServerStartError as exc:
         return _bad_argument(
