@@ -167,6 +167,7 @@ def stage_and_bill(
     `usage_basis` (a nightly's catalog and policy, store/usage_state.py): draft groups last
     computed under it may continue from what they counted; None: every group is whole."""
     logger = get_run_logger()
+    usage_state.forget_plan_prints(con)  # the commit reuses the prints of this run's plan only
     windows = _windows(plan)
     assignments = int(scalar(con, "SELECT count(*) FROM assignments"))
     if shards is None:
