@@ -4,7 +4,8 @@
 `(catalog, accounts, assignments, usage, counters before, period) -> (decisions, charges,
 counters after)` for a set of accounts: it settles the assignments with `rules.decide`, then
 prices the settled life cycles and the usage with `compute_charges`. The flows call it once per
-(period, cutoff, shard of accounts), `billrun explain` once for its one account, the benchmarks
+(period, cutoff, shard of accounts), with the shard's settlement computed once for the run
+(`settlement`, `BillInputs.settlement`), `billrun explain` once for its one account, the benchmarks
 at scale. Plain frames and dataclasses in and out: no I/O, no clock, so it runs unchanged on
 threads or on a Dask worker. This is the only module of `pipeline/` that imports `rules/`.
 """
@@ -52,11 +53,7 @@ class BillInputs:
     def with_settlement(self) -> BillInputs:
         """The same inputs with their assignments settled once: each `bill` of a period then
         only states the period (settling is most of the rules' work, and period-free)."""
-        return replace(self, settlement=settle_assignments(
-            self.catalog, self.accounts, self.assignments,
-            self.policy,  # type: ignore[arg-type]
-            self.locks, self.changes,
-        ))
+        return replace(self, settlement=settlement(self))
 
     def of_accounts(self, ids: pl.DataFrame) -> BillInputs:
         """The same inputs restricted to the accounts of `ids` (`account_id`)."""
@@ -118,11 +115,7 @@ def bill(
     of `inputs` then holds only the events after it, and the result is the one a whole
     recompute gives. `detail` adds the per-event parts `explain` shows (of the events given).
     """
-    settled = inputs.settlement or settle_assignments(
-        inputs.catalog, inputs.accounts, inputs.assignments,
-        inputs.policy,  # type: ignore[arg-type]
-        inputs.locks, inputs.changes,
-    )
+    settled = inputs.settlement or settlement(inputs)
     lifecycles = settled.lifecycles
     versions = settled.versions
     charged = compute_charges(
@@ -143,6 +136,19 @@ def bill(
         parcel_use=charged.parcel_use,
         usage_sums=charged.usage_sums,
         plan_changes=versions.changes,
+    )
+
+
+def settlement(inputs: BillInputs) -> Settlement:
+    """The assignments of `inputs` settled (SPEC §3, §8.1-§8.2): eligibility, ends, conflicts,
+    changes of plan and quantity, commitments. Nothing of it depends on the period, the usage
+    or the counters: a run settles each shard once (flows/units.py) and restricts it to a
+    group of accounts with `Settlement.of_accounts`, which gives what settling only them gives
+    (every rule judges one account's assignments together)."""
+    return settle_assignments(
+        inputs.catalog, inputs.accounts, inputs.assignments,
+        inputs.policy,  # type: ignore[arg-type]
+        inputs.locks, inputs.changes,
     )
 
 

@@ -1,7 +1,8 @@
 """The coordinator shared by the nightly and reprocess flows (docs/RUNS.md, "Units of work").
 
 It reads what the plan needs, exports each unit's inputs from DuckDB to the run's staging
-folder (store/staging.py), and runs the units (flows/units.py) period by period, at most
+folder (store/staging.py), and runs the units (flows/units.py): the settle round first (each
+shard's rules settled once for the run), then period by period, at most
 `concurrency` at a time, on the flow's task runner. It never holds a run's usage or lines:
 those go from DuckDB to Parquet to the units and back to DuckDB in the commit.
 """
@@ -157,14 +158,16 @@ def stage_and_bill(
     on_cluster: bool = False,
     usage_basis: str | None = None,
 ) -> RunStaged:
-    """Export the run's inputs and run its units: the settle round, then every period of
-    `plan` (which carries each group's `cutoff`) in order, each period's units after the
-    previous period's, so that never-reset counters carry from one period into the next.
+    """Export the run's inputs and run its units: the settle round (each shard's assignments
+    settled once, staged for every period), then every period of `plan` (which carries each
+    group's `cutoff`) in order, each period's units after the previous period's, so that
+    never-reset counters carry from one period into the next.
     `reprocess`: the period a reprocess recomputes (its units split drafts from finals).
     `on_cluster`: `concurrency` is a Dask cluster's slots; the shards fill whole rounds.
     `usage_basis` (a nightly's catalog and policy, store/usage_state.py): draft groups last
     computed under it may continue from what they counted; None: every group is whole."""
     logger = get_run_logger()
+    usage_state.forget_plan_prints(con)  # the commit reuses the prints of this run's plan only
     windows = _windows(plan)
     assignments = int(scalar(con, "SELECT count(*) FROM assignments"))
     if shards is None:
@@ -192,8 +195,10 @@ def stage_and_bill(
         spec = UnitSpec(root=stage.root, run_id=stage.run_id, shard=0, period=None,
                         previous_period=None, policy=stored.policy, lock_as_of=lock_as_of,
                         reprocess=reprocess is not None)
-        # The settle round; also run when nothing else would, so the commit finds every output.
-        done = _run_round(spec, shards, concurrency) if unplanned or plan.height == 0 else []
+        # The settle round: each shard's assignments settled once for the run and staged, for
+        # every period unit of the shard; and the life cycles of the accounts no period bills.
+        done = _run_round(spec, shards, concurrency)
+        logger.info("settled %d shard(s); %d account(s) no period bills", shards, unplanned)
         previous, continued = None, 0
         for index, (period, start, end) in enumerate(windows.iter_rows()):
             events, resumed = _export_period(con, stage, period, start, end, shards, usage_basis)

@@ -1,8 +1,13 @@
 """One unit of a billing run: one period of one shard of accounts (docs/RUNS.md, "Units of work").
 
-A unit is a pure function of its staged inputs: it reads its shard's files for its period (and
-the counters and parcels the same shard's unit of the previous period staged), calls the one
-pure function `billing.bill.bill` once per cutoff group, and writes its results to
+A unit is a pure function of its staged inputs. The settle round (period None) settles the rules
+of its shard's assignments once for the whole run (`billing.bill.settlement`: eligibility, ends,
+conflicts, changes, commitments; nothing of it depends on the period) and stages that settlement
+in `settled/shard=<s>/`. A period's unit reads its shard's files for its period (and the
+settlement, and the counters and parcels the same shard's unit of the previous period staged),
+calls the one pure function `billing.bill.bill` once per cutoff group with the settlement of the
+group's accounts, so that it only does what depends on the period (each assignment's state in
+the period, the stored decision rows, the charges), and writes its results to
 `units/<period>/<shard>/*.parquet` in the staging folder. Its argument and result are small
 frozen dataclasses of plain values, never frames, so that any task runner (threads here, a Dask
 cluster on other hosts later) can run it unchanged in a fresh process.
@@ -10,7 +15,7 @@ cluster on other hosts later) can run it unchanged in a fresh process.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import lru_cache
 
@@ -18,7 +23,7 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from billing.bill import BillInputs, bill, settle
+from billing.bill import BillInputs, Settlement, bill, settlement
 from pipeline.adjust import check_unique_line_keys, split_reprocess
 from pipeline.catalog import Catalog, CatalogFrames, catalog_frames, parse_catalog
 from pipeline.contracts import (
@@ -110,7 +115,8 @@ def run_unit(spec: UnitSpec) -> UnitDone:
     if spec.period is None:
         outputs, events, computed = _settle(spec, inputs), 0, 0
     else:
-        outputs, events, computed = _bill_period(spec, inputs, spec.period)
+        settled = Settlement.of_frames(staging.read_settlement(spec.stage, spec.shard))
+        outputs, events, computed = _bill_period(spec, inputs, spec.period, settled)
     die_once("mid-unit")  # a test's worker kill (store/faults.py); inert otherwise
     rows = staging.write_outputs(spec.stage, spec.folder, spec.shard, outputs)
     return UnitDone(spec.period, spec.shard, spec.folder, rows, events, computed)
@@ -123,12 +129,17 @@ def bill_unit(spec: UnitSpec) -> UnitDone:
 
 
 def _settle(spec: UnitSpec, inputs: BillInputs) -> dict[str, pl.DataFrame]:
-    """The life cycles (and locks) of the shard's accounts that no period of the run bills
-    (their activity starts later): the run records them all the same, as it always has."""
+    """Settle the shard's assignments once for the run and stage the settlement, for every
+    period's unit of the shard. Returns the life cycles (and locks) of the shard's accounts
+    that no period of the run bills (their activity starts later): the run records them all
+    the same, as it always has."""
+    settled = settlement(inputs)
+    staging.write_settlement(spec.stage, spec.shard, settled.as_frames())
     ids = _read(spec, "unplanned")
     if ids.height == 0:
         return {}
-    lifecycles = settle(inputs.of_accounts(ids)).with_columns(pl.lit(None, pl.Utf8).alias("period"))
+    lifecycles = settled.of_accounts(ids).lifecycles.with_columns(
+        pl.lit(None, pl.Utf8).alias("period"))
     return {"lifecycles": lifecycles, "locks": _locks(spec, lifecycles)}
 
 
@@ -153,7 +164,7 @@ def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
 
 
 def _bill_period(
-    spec: UnitSpec, inputs: BillInputs, period: str
+    spec: UnitSpec, inputs: BillInputs, period: str, settled: Settlement
 ) -> tuple[dict[str, pl.DataFrame], int, int]:
     plan = _read(spec, "plan", period).sort("account_id")
     usage = _read(spec, "usage", period).sort("started_at", "event_id")  # read_usage's order
@@ -180,8 +191,10 @@ def _bill_period(
         for part, state in parts:
             if part.height == 0:
                 continue
+            # The shard's settlement, of these accounts: `bill` states it for the period.
             billed = bill(
-                with_usage.of_accounts(part), period, cutoff,
+                replace(with_usage.of_accounts(part), settlement=settled.of_accounts(part)),
+                period, cutoff,
                 before.join(part, on="account_id", how="semi"),
                 parcels_before=parcels_before.join(part, on="account_id", how="semi"),
                 so_far=None if state is None else state.of_accounts(part),

@@ -354,6 +354,56 @@ class Settlement:
         """One settled life cycle per assignment (LIFECYCLE_SCHEMA), in assignment order."""
         return self.work.select(list(LIFECYCLES_SCHEMA)).cast(LIFECYCLES_SCHEMA)
 
+    def of_accounts(self, ids: pl.DataFrame) -> Settlement:
+        """The settlement of the accounts of `ids` (`account_id`) alone: what settling only
+        their assignments gives, since every rule judges one account's assignments together
+        and never across accounts. `seq` is a row index (`state_periods` gathers by it), so
+        the kept rows are numbered again from 0, in the same order."""
+        kept = self.work.join(ids.select("account_id"), on="account_id", how="semi",
+                              maintain_order="left")
+        renumber = kept.select("seq", pl.int_range(pl.len(), dtype=pl.UInt32).alias("_new"))
+
+        def renumbered(frame: pl.DataFrame) -> pl.DataFrame:
+            return frame.join(renumber, on="seq", how="inner", maintain_order="left").with_columns(
+                pl.col("_new").alias("seq")).drop("_new")
+
+        assignments = kept.select("assignment_id")
+        versions = self.versions
+        return Settlement(
+            work=renumbered(kept),
+            static=renumbered(self.static),
+            versions=Versions(
+                changes=versions.changes.join(assignments, on="assignment_id", how="semi",
+                                              maintain_order="left"),
+                segments=versions.segments.join(assignments, on="assignment_id", how="semi",
+                                                maintain_order="left"),
+                quantity_steps=versions.quantity_steps.join(
+                    assignments, on="assignment_id", how="semi", maintain_order="left"),
+                decisions=renumbered(versions.decisions),
+            ),
+        )
+
+    def as_frames(self) -> dict[str, pl.DataFrame]:
+        """Every frame of the settlement by name (to stage it, e.g. as Parquet files)."""
+        return {
+            "work": self.work, "static": self.static,
+            "plan_changes": self.versions.changes, "segments": self.versions.segments,
+            "quantity_steps": self.versions.quantity_steps,
+            "version_decisions": self.versions.decisions,
+        }
+
+    @classmethod
+    def of_frames(cls, frames: dict[str, pl.DataFrame]) -> Settlement:
+        """The settlement `as_frames` gave (the same frames, in the same row order)."""
+        return cls(
+            work=frames["work"], static=frames["static"],
+            versions=Versions(
+                changes=frames["plan_changes"], segments=frames["segments"],
+                quantity_steps=frames["quantity_steps"],
+                decisions=frames["version_decisions"],
+            ),
+        )
+
 
 # The work columns that stating a period reads (the rest only serve the settlement).
 _STATE_COLUMNS = ["seq", "assignment_id", "account_id", "takes_part", "eff_start", "eff_end",

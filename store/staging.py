@@ -6,11 +6,14 @@ write, under `<root>/<run_id>/`, through fsspec so that the root may be a local 
     <root>/<run_id>/inputs/<name>/shard=<s>/*.parquet            accounts, assignments, locks,
                                                                  changes, ...
     <root>/<run_id>/inputs/<name>/period=<p>/shard=<s>/*.parquet plan, usage, counters_before, ...
+    <root>/<run_id>/settled/shard=<s>/<frame>.parquet            each shard's settlement
     <root>/<run_id>/units/<period>/<shard>/<output>.parquet      what each unit computed
 
 Inputs are written by DuckDB (`COPY ... PARTITION_BY`), once per run (usage: once per period,
 just before its units run), with the shard computed once, in DuckDB, from the account id. Every
-(input, shard) gets a file, empty if need be, so that a unit never has to guess a schema.
+(input, shard) gets a file, empty if need be, so that a unit never has to guess a schema. The
+settle round writes each shard's settlement of the rules once (`write_settlement`); every period
+unit of the shard reads it back (`read_settlement`), frames and row order as written.
 """
 
 from __future__ import annotations
@@ -207,6 +210,25 @@ def write_outputs(stage: Stage, period: str, shard: int, frames: dict[str, pl.Da
             frame.write_parquet(out)
         counts[name] = frame.height
     return counts
+
+
+def write_settlement(stage: Stage, shard: int, frames: dict[str, pl.DataFrame]) -> None:
+    """Stage the settlement of one shard: one Parquet file per frame, as it is (Parquet keeps
+    the frames' types and row order)."""
+    fs, folder = _fs(stage.url(f"settled/shard={shard}"))
+    fs.makedirs(folder, exist_ok=True)
+    for name, frame in frames.items():
+        with fs.open(f"{folder}/{name}.parquet", "wb") as out:
+            frame.write_parquet(out)
+
+
+def read_settlement(stage: Stage, shard: int) -> dict[str, pl.DataFrame]:
+    """The frames `write_settlement` staged for `shard`, by name."""
+    fs, folder = _fs(stage.url(f"settled/shard={shard}"))
+    files = sorted(fs.glob(f"{folder}/*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"staging: no settlement in {stage.url(f'settled/shard={shard}')}")
+    return {f.rsplit("/", 1)[1].removesuffix(".parquet"): _read_parquet(fs, f) for f in files}
 
 
 def output_glob(con: duckdb.DuckDBPyConnection, stage: Stage, name: str) -> str:

@@ -101,12 +101,25 @@ def inputs_prints(con: duckdb.DuckDBPyConnection, groups: str) -> dict[tuple[str
     return {(account, period): int(value) for account, period, value in rows}
 
 
+# The prints a run's plan computed for its candidate groups (temp, on the run's connection): the
+# commit stores them again for the groups whose print inputs the run did not write, instead of
+# hashing the same rows a second time (`write_usage_state`).
+PLAN_PRINTS = "_plan_prints"
+
+
+def forget_plan_prints(con: duckdb.DuckDBPyConnection) -> None:
+    """Start a run with no plan prints (a connection may have served an earlier run)."""
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE {PLAN_PRINTS} (
+        account_id VARCHAR, period VARCHAR, inputs_print UBIGINT)""")
+
+
 def plan_continued(
     con: duckdb.DuckDBPyConnection, plan: str, period: str, basis: str | None
 ) -> int:
     """Fill the temp table `_continued` (`account_id, last_started_at, last_event_id`) with the
     draft groups of `period` in the registered `plan` that continue (module doc); returns how
-    many. `basis` None: none does (a whole recompute). With none, `_continued` is not read."""
+    many. `basis` None: none does (a whole recompute). With none, `_continued` is not read.
+    The candidates' prints are kept in `PLAN_PRINTS` for the commit."""
     if basis is None:
         return 0
     con.execute(
@@ -121,6 +134,11 @@ def plan_continued(
     )
     if not scalar(con, "SELECT count(*) FROM _candidates"):  # e.g. every period of a first run
         return 0
+    con.execute(f"""CREATE TEMP TABLE IF NOT EXISTS {PLAN_PRINTS} (
+        account_id VARCHAR, period VARCHAR, inputs_print UBIGINT)""")
+    con.execute(f"DELETE FROM {PLAN_PRINTS} WHERE period = ?", [period])
+    con.execute(f"""INSERT INTO {PLAN_PRINTS} SELECT account_id, period, inputs_print
+                    FROM ({_inputs_print_sql('_candidates')})""")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _continued AS
             WITH counted AS (
@@ -129,11 +147,10 @@ def plan_continued(
                   AND u.started_at >= c.period_start
                   AND (u.started_at < c.last_started_at
                        OR (u.started_at = c.last_started_at AND u.event_id <= c.last_event_id))
-                GROUP BY c.account_id),
-            prints AS ({_inputs_print_sql('_candidates')})
+                GROUP BY c.account_id)
             SELECT c.account_id, c.last_started_at, c.last_event_id
             FROM _candidates c JOIN counted n USING (account_id)
-            JOIN prints p USING (account_id, period)
+            JOIN {PLAN_PRINTS} p USING (account_id, period)
             WHERE n.n = c.events AND p.inputs_print = c.inputs_print"""
     )
     return int(scalar(con, "SELECT count(*) FROM _continued"))
@@ -170,6 +187,7 @@ def write_usage_state(
             SELECT account_id, period, CAST(period_start AS TIMESTAMP) AS period_start,
                    day_limit FROM {staged('usage_marks')}"""
     )
+    _mark_prints(con, run_id)
     con.execute(
         f"""INSERT INTO {MARKS}
             WITH counted AS (
@@ -182,7 +200,7 @@ def write_usage_state(
             SELECT m.account_id, m.period, ?, p.inputs_print, m.day_limit, n.events,
                    n.last.t, n.last.e, ?
             FROM _marks m JOIN counted n USING (account_id, period)
-            JOIN ({_inputs_print_sql('_marks')}) p USING (account_id, period)""",
+            JOIN _mark_prints p USING (account_id, period)""",
         [basis, run_id],
     )
     con.execute(
@@ -194,3 +212,32 @@ def write_usage_state(
             SEMI JOIN _marks USING (account_id, period)"""
     )
     return int(scalar(con, "SELECT count(*) FROM _marks"))
+
+
+def _mark_prints(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """Fill `_mark_prints` (`account_id, period, inputs_print`) for the run's drafts (`_marks`),
+    as they stand in the run's transaction: each print is computed once per run. The print
+    the plan computed (`PLAN_PRINTS`) still holds when the run wrote none of its inputs: no
+    earlier period of the account was recomputed (its never-reset counters and parcels before
+    the period) and no activation lock of the account was added by this run. The run writes no
+    account, assignment or change. Every other draft is hashed here. (A print kept when it
+    should not be could only make the next night recompute the draft whole, never continue
+    it wrongly: it is compared with a print of what the database then holds.)"""
+    have_plan = scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE temporary "
+                            f"AND table_name = '{PLAN_PRINTS}'")
+    kept = f"""SELECT p.account_id, p.period, p.inputs_print FROM {PLAN_PRINTS} p
+               SEMI JOIN _marks m USING (account_id, period)
+               WHERE NOT EXISTS (SELECT 1 FROM _scope s WHERE s.account_id = p.account_id
+                                   AND s.period < p.period)
+                 AND p.account_id NOT IN (
+                   SELECT a.account_id FROM activation_locks l JOIN assignments a
+                   USING (assignment_id) WHERE l.run_id = $run_id)"""
+    none = "SELECT NULL::VARCHAR AS account_id, NULL::VARCHAR AS period, " \
+        "NULL::UBIGINT AS inputs_print WHERE false"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _mark_prints AS {kept if have_plan else none}",
+                {"run_id": run_id} if have_plan else None)
+    con.execute("""CREATE OR REPLACE TEMP TABLE _marks_left AS
+                   SELECT account_id, period FROM _marks ANTI JOIN _mark_prints
+                   USING (account_id, period)""")
+    con.execute(f"""INSERT INTO _mark_prints SELECT account_id, period, inputs_print
+                    FROM ({_inputs_print_sql('_marks_left')})""")
