@@ -90,13 +90,14 @@ def _run_load(input_dir: Path, db: Path, as_json: bool = False) -> int:
         )
         return EXIT_OK
 
-    prefect_env.connect()
+    prefect_env.connect()  # the server boots while the flow's modules are imported
     from billrun.failures import release
     from flows.load import load_flow
     from store.runlock import RunInProgressError, run_lock
 
     try:
-        with run_lock(db), summary.flow_progress():  # one writer: the same lock as nightly
+        # One writer: the same lock as nightly.
+        with run_lock(db), summary.flow_progress(), prefect_env.flow_api():
             report = load_flow(str(input_dir), str(db))
     except RunInProgressError as exc:
         summary.error(f"refused: {exc}")
@@ -162,7 +163,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     prefect_env.connect()
     from billrun.demo import bill_demo
 
-    bill_demo(inputs, db, summary.console)
+    with prefect_env.flow_api():
+        bill_demo(inputs, db, summary.console)
     summary.console.print(f"\n[bold green]demo done[/]: database [bold]{db.resolve()}[/]")
     return EXIT_OK
 

@@ -199,16 +199,16 @@ def nightly(args: argparse.Namespace) -> int:
 
         return dry_run_command(args.db, as_of, input_dir, console, err_console,
                                grace_days=getattr(args, "grace_days", None))
-    from flows.prefect_env import connect
+    from flows.prefect_env import connect, flow_api
 
-    connect()
+    connect()  # the server boots while the flow's modules are imported
     from flows.nightly import nightly_flow
 
     try:
         flow, staging = _on_runner(nightly_flow, args)
     except ValueError as exc:  # ClusterSpecError: no API the workers reach
         return _bad_argument(str(exc))
-    with _progress_bar("nightly"):
+    with _progress_bar("nightly"), flow_api():
         code, summary = _guarded(
             lambda: flow(
                 as_of=as_of,
@@ -260,16 +260,16 @@ def reprocess(args: argparse.Namespace) -> int:
     refusal = _reprocess_refusal(args.db, args.period)
     if refusal is not None:  # before any server or flow starts: no runs row (docs/RUNS.md)
         return _bad_argument(refusal)
-    from flows.prefect_env import connect
+    from flows.prefect_env import connect, flow_api
 
-    connect()
+    connect()  # the server boots while the flow's modules are imported
     from flows.reprocess import reprocess_flow
 
     try:
         flow, staging = _on_runner(reprocess_flow, args)
     except ValueError as exc:  # ClusterSpecError: no API the workers reach
         return _bad_argument(str(exc))
-    with _progress_bar("reprocess"):
+    with _progress_bar("reprocess"), flow_api():
         code, summary = _guarded(
             lambda: flow(
                 period=args.period,
