@@ -68,21 +68,18 @@ def _days(text: str) -> int:
 
 def _run_load(input_dir: Path, db: Path, as_json: bool = False) -> int:
     """Check the folder and catalog up front (exit 2 at once), then run the load flow."""
+    from billrun.guards import load_refusal
     from flows import prefect_env
-    from pipeline.catalog import CatalogError, parse_catalog
+    from pipeline.catalog import CatalogError
     from store import sources
 
     started = time.perf_counter()
-    try:
-        inputs = sources.find_inputs(input_dir)
-        if inputs.catalog is not None:
-            parse_catalog(sources.read_catalog_text(inputs.catalog), name=inputs.catalog.name)
-    except sources.SourceError as exc:
-        summary.error(str(exc))
-        return EXIT_USAGE
-    except CatalogError as exc:
-        summary.error(str(exc))
-        return EXIT_USAGE
+    # Checked before any server or flow starts: a refusal writes nothing (docs/RUNS.md).
+    refusal = load_refusal(input_dir, str(db))
+    if refusal is not None:
+        summary.error(refusal.message)
+        return refusal.code
+    inputs = sources.find_inputs(input_dir)
     if inputs.catalog is None and not inputs.files:  # nothing to do: say so, start nothing
         summary.warning(
             f"nothing to load: {input_dir} holds no catalog.yaml and no accounts, assignments "

@@ -199,6 +199,13 @@ def nightly(args: argparse.Namespace) -> int:
 
         return dry_run_command(args.db, as_of, input_dir, console, err_console,
                                grace_days=getattr(args, "grace_days", None))
+    from billrun.guards import nightly_refusal
+
+    refused = nightly_refusal(args.db, input_dir, getattr(args, "cluster", None),
+                              getattr(args, "staging", None))
+    if refused is not None:  # before any server or flow starts: no runs row (docs/RUNS.md)
+        error(refused.message, err_console)
+        return refused.code
     from flows.prefect_env import connect, flow_api
 
     connect()  # the server boots while the flow's modules are imported
@@ -260,6 +267,13 @@ def reprocess(args: argparse.Namespace) -> int:
     refusal = _reprocess_refusal(args.db, args.period)
     if refusal is not None:  # before any server or flow starts: no runs row (docs/RUNS.md)
         return _bad_argument(refusal)
+    from billrun.guards import reprocess_refusal
+
+    refused = reprocess_refusal(args.db, getattr(args, "cluster", None),
+                                getattr(args, "staging", None))
+    if refused is not None:
+        error(refused.message, err_console)
+        return refused.code
     from flows.prefect_env import connect, flow_api
 
     connect()  # the server boots while the flow's modules are imported
