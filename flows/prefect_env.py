@@ -12,7 +12,9 @@
 - That server skips its database migrations once this Prefect home's database is migrated for
   this Prefect version (a marker file written after the first start that ran them), and flows
   run without Prefect's heartbeat thread, which nothing reads on a server that dies with the
-  command and which holds up the end of every flow by up to a second.
+  command and which holds up the end of every flow by up to a second. The client skips its API
+  version check against that server (the same installation: the same version), which would
+  make the fresh server build all its routes before the flow's first step.
 - Prefect's console output is silenced (its "Encountered exception" traceback would come before
   billrun's own one-line error); its logs still reach the API (the UI). `billrun --verbose`
   (`BILLRUN_VERBOSE=1`) shows its warnings and errors, tracebacks included.
@@ -90,6 +92,10 @@ def connect() -> str | None:
         extra_env={"PREFECT_API_DATABASE_MIGRATE_ON_START": "false"} if skip else None,
     )
     _MIGRATES = prefect_server.own_server() is not None and not skip
+    if prefect_server.own_server() is not None:
+        # The server runs from this very installation, so its API version is the client's: the
+        # check would only cost a request that makes the fresh server build every route first.
+        os.environ.setdefault("PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", "false")
     return url
 
 
