@@ -196,6 +196,9 @@ def nightly(args: argparse.Namespace) -> int:
         return _bad_argument(f"--input {input_dir!r} is not a folder")
     if getattr(args, "dry_run", False):
         from billrun.dry_run import dry_run_command
+        from flows.prefect_env import end_start_up
+
+        end_start_up()  # no flow, so no flow_api() to end the start-up (billrun/cli.py)
 
         return dry_run_command(args.db, as_of, input_dir, console, err_console,
                                grace_days=getattr(args, "grace_days", None))
