@@ -23,7 +23,15 @@ holds everything but the usage of 2026-01-31; the second, that day's usage alone
 4. `billrun nightly --as-of 2026-01-31 --input DROP2` (a one-day increment) against DuckDB's
    read of the day's file plus the GROUP BY of that day's usage;
 5. `billrun reprocess --period 2025-12`, finalized for every account by then, against the
-   GROUP BY of the usage any account's 2025-12 can hold (billing days 1-28: Dec 1 to Jan 28).
+   GROUP BY of the usage any account's 2025-12 can hold (billing days 1-28: Dec 1 to Jan 28);
+6. the fixed start-up cost: `billrun --version` (three times, the median: the interpreter and
+   billrun's own imports), beside each flow command's time from its process start to its
+   flow's first step. That moment is the run's own `runs.started_at`: the clock each flow reads
+   once, at its first step (a load: once its database is open), in UTC; the process start is
+   the wall clock read just before the bench launches the command. So the number holds the
+   interpreter, the imports, the checks before the run, the Prefect server's start and the flow
+   run's creation, and none of the run's work. The bench reads the `runs` rows in a small
+   process of its own (`billrun.bench_floor runs`).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,6 +75,7 @@ class Step:
     left_behind: int
     pids: dict[int, float]
     coordinator_bytes: int = 0  # peak RSS of the step's own process
+    launched: float = 0.0  # wall clock (epoch seconds) just before the process was started
     worker_bytes: dict[int, int] | None = None  # pid -> peak RSS of each Dask worker process
 
     @property
@@ -143,6 +153,7 @@ def end_leftovers(seen: dict[int, float]) -> int:
 def run_step(label: str, argv: list[str], log: Path, env: dict[str, str]) -> Step:
     """Run `argv` as a child process, measuring wall time and the tree's peak RSS."""
     with log.open("w") as out, TreeSampler() as sampler:
+        launched = time.time()
         started = time.perf_counter()
         child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
         code = child.wait()
@@ -151,7 +162,7 @@ def run_step(label: str, argv: list[str], log: Path, env: dict[str, str]) -> Ste
     shown = " ".join(argv[2:] if argv[1:2] == ["-m"] else argv)
     return Step(label, shown, seconds, sampler.peak, code, log.read_text(), left, sampler.seen,
                 coordinator_bytes=sampler.peaks.get(child.pid, 0),
-                worker_bytes={p: sampler.peaks[p] for p in sampler.workers})
+                worker_bytes={p: sampler.peaks[p] for p in sampler.workers}, launched=launched)
 
 
 class Bench:
@@ -233,10 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(work, args.format)
     try:
         rows = _steps(bench, args)
+        startup = _startup(bench, rows)
     except BenchFailed as exc:
         print(f"bench stopped: {exc}", file=sys.stderr)
         return 1
-    _print_table(rows, command)
+    _print_table(rows, command, startup)
     left = sum(s.left_behind for s in bench.steps)
     print(f"\nprocesses left behind by the steps: {left} (ended by PID)")
     return 0
@@ -306,11 +318,49 @@ def _steps(bench: Bench, args: argparse.Namespace) -> list[Row]:
     ]
 
 
+VERSION_RUNS = 3
+
+
+@dataclass
+class Startup:
+    """The fixed start-up cost: `billrun --version`, and each flow step's time from its process
+    start to its flow's first step (its `runs.started_at`)."""
+
+    version: float  # median wall of VERSION_RUNS `billrun --version`
+    to_first_step: dict[str, float]  # row name -> seconds
+
+    @property
+    def median(self) -> float:
+        """The median over the flow steps."""
+        return statistics.median(self.to_first_step.values())
+
+
+def _startup(bench: Bench, rows: list[Row]) -> Startup:
+    """Step 6: time `billrun --version`, and read each flow step's first `runs` row."""
+    print("\nfixed start-up cost (docs/RUNS.md, \"Start-up\")")
+    version = statistics.median(
+        bench.run(f"billrun --version ({i + 1} of {VERSION_RUNS})", "--version").seconds
+        for i in range(VERSION_RUNS)
+    )
+    _, started = bench.floor("read runs.started_at (bench prep)", "runs", str(bench.db))
+    firsts: dict[str, float] = {}
+    for name, step, _ in rows:
+        if name == "generate":
+            continue
+        # The first run this step's process started: a nightly --input records its load too.
+        mine = [t for t in started["started"] if step.launched <= t <= step.launched
+                + step.seconds]
+        if not mine:
+            raise BenchFailed(f"{name}: no runs row started while the step ran")
+        firsts[name] = min(mine) - step.launched
+    return Startup(version, firsts)
+
+
 def _floor(name: str, result: dict[str, float], step: Step) -> Floor:
     return Floor(name, float(result["seconds"]), step)
 
 
-def _print_table(rows: list[Row], command: str) -> None:
+def _print_table(rows: list[Row], command: str, startup: Startup) -> None:
     """The side-by-side summary, then the same rows as Markdown for benchmarks/RESULTS.md."""
     nightly_seconds = next(s.seconds for name, s, _ in rows if name.startswith("first nightly"))
     print("\nsummary: billrun step | wall | peak RSS (tree) | DuckDB floor | floor time | ratio")
@@ -321,6 +371,11 @@ def _print_table(rows: list[Row], command: str) -> None:
                   f"   x{step.seconds / max(f.seconds, 1e-9):,.1f}")
     increment = next(s for name, s, _ in rows if name == "one-day increment")
     print(f"  one-day increment / first nightly: {increment.seconds / nightly_seconds:.2f}")
+    print("  fixed start-up cost (process start to the flow's first step):")
+    print(f"    billrun --version (median of {VERSION_RUNS}) {startup.version:28.2f} s")
+    for name, seconds in startup.to_first_step.items():
+        print(f"    {name:<46} {seconds:8.2f} s")
+    print(f"    {'flow commands, median':<46} {startup.median:8.2f} s")
 
     print("\nMarkdown (for benchmarks/RESULTS.md):\n")
     print(f"Command: `{command}`. Machine: {machine()}.\n")
@@ -336,6 +391,10 @@ def _print_table(rows: list[Row], command: str) -> None:
                   f"| {step.seconds / max(f.seconds, 1e-9):.1f}× |")
     print(f"| one-day increment / first nightly | {increment.seconds / nightly_seconds:.2f} "
           "| | | | | |")
+    print(f"| fixed start-up: `billrun --version` (median of {VERSION_RUNS}) "
+          f"| {startup.version:.2f} s | | | | | |")
+    print("| fixed start-up: flow command, process start to the flow's first step (median) "
+          f"| {startup.median:.2f} s | | | | | |")
     print("\n| step | wall | peak RSS, tree | peak RSS, coordinator | Dask workers | peak RSS, "
           "each worker |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
@@ -344,6 +403,11 @@ def _print_table(rows: list[Row], command: str) -> None:
         print(f"| {name} | {step.seconds:.1f} s | {step.gib:.2f} GiB "
               f"| {step.coordinator_bytes / 2**30:.2f} GiB | {len(workers)} "
               f"| {each_worker(workers)} |")
+    print("\n| fixed start-up cost | process start to the flow's first step |")
+    print("| --- | ---: |")
+    print(f"| `billrun --version` (median of {VERSION_RUNS}; no flow) | {startup.version:.2f} s |")
+    for name, seconds in startup.to_first_step.items():
+        print(f"| {name} | {seconds:.2f} s |")
 
 
 def each_worker(peaks: dict[int, int]) -> str:

@@ -6,6 +6,7 @@ samples its memory exactly as it samples a `billrun` command's, and prints one J
     split SRC FIRST SECOND DAY   usage of DAY goes to SECOND, everything else to FIRST
     read DB FILE...              CREATE TABLE ... AS SELECT * FROM read_csv/read_parquet(FILE)
     group DB [FROM TO]           GROUP BY account_id, service, destination_group over `usage`
+    runs DB                      every `runs.started_at`, as epoch seconds (UTC)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import shutil
 import sys
 import time
+from datetime import UTC
 from pathlib import Path
 
 USAGE_NAMES = ("usage.csv", "usage.parquet")
@@ -105,6 +107,17 @@ def group_floor(db: Path, since: str | None, until: str | None) -> dict[str, flo
     return {"seconds": seconds, "rows": int(events), "groups": int(groups)}
 
 
+def runs_started(db: Path) -> dict[str, list[float]]:
+    """When each run's flow took its first step: `runs.started_at` (naive UTC) as epoch
+    seconds, for the bench's fixed start-up cost."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.execute("SELECT started_at FROM runs ORDER BY started_at").fetchall()
+    con.close()
+    return {"started": [r[0].replace(tzinfo=UTC).timestamp() for r in rows]}
+
+
 def main(argv: list[str]) -> int:
     """Run one helper and print its result as one JSON line."""
     what, rest = argv[0], argv[1:]
@@ -116,6 +129,9 @@ def main(argv: list[str]) -> int:
         result = read_floor(Path(rest[0]), [Path(p) for p in rest[1:]])
     elif what == "group":
         result = group_floor(Path(rest[0]), *(rest[1:3] if len(rest) >= 3 else (None, None)))
+    elif what == "runs":
+        print(json.dumps(runs_started(Path(rest[0]))))
+        return 0
     else:
         raise SystemExit(f"unknown helper {what!r}")
     print(json.dumps(result))

@@ -189,20 +189,30 @@ def nightly(args: argparse.Namespace) -> int:
         return _bad_argument(f"--input {input_dir!r} is not a folder")
     if getattr(args, "dry_run", False):
         from billrun.dry_run import dry_run_command
+        from flows.prefect_env import end_start_up
+
+        end_start_up()  # no flow, so no flow_api() to end the start-up (billrun/cli.py)
 
         return dry_run_command(args.db, as_of, input_dir, console, err_console,
                                grace_days=getattr(args, "grace_days", None),
                                late_usage=getattr(args, "late_usage", None) or "report")
-    from flows.prefect_env import connect
+    from billrun.guards import nightly_refusal
 
-    connect()
+    refused = nightly_refusal(args.db, input_dir, getattr(args, "cluster", None),
+                              getattr(args, "staging", None))
+    if refused is not None:  # before any server or flow starts: no runs row (docs/RUNS.md)
+        error(refused.message, err_console)
+        return refused.code
+    from flows.prefect_env import connect, flow_api
+
+    connect()  # the server boots while the flow's modules are imported
     from flows.nightly import nightly_flow
 
     try:
         flow, staging = _on_runner(nightly_flow, args)
     except ValueError as exc:  # ClusterSpecError: no API the workers reach
         return _bad_argument(str(exc))
-    with _progress_bar("nightly"):
+    with _progress_bar("nightly"), flow_api():
         code, summary = _guarded(
             lambda: flow(
                 as_of=as_of,
@@ -255,16 +265,23 @@ def reprocess(args: argparse.Namespace) -> int:
     refusal = _reprocess_refusal(args.db, args.period)
     if refusal is not None:  # before any server or flow starts: no runs row (docs/RUNS.md)
         return _bad_argument(refusal)
-    from flows.prefect_env import connect
+    from billrun.guards import reprocess_refusal
 
-    connect()
+    refused = reprocess_refusal(args.db, getattr(args, "cluster", None),
+                                getattr(args, "staging", None))
+    if refused is not None:
+        error(refused.message, err_console)
+        return refused.code
+    from flows.prefect_env import connect, flow_api
+
+    connect()  # the server boots while the flow's modules are imported
     from flows.reprocess import reprocess_flow
 
     try:
         flow, staging = _on_runner(reprocess_flow, args)
     except ValueError as exc:  # ClusterSpecError: no API the workers reach
         return _bad_argument(str(exc))
-    with _progress_bar("reprocess"):
+    with _progress_bar("reprocess"), flow_api():
         code, summary = _guarded(
             lambda: flow(
                 period=args.period,

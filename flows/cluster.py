@@ -107,17 +107,28 @@ LOOPBACK = ("127.", "localhost", "::1")
 WORKER_WAIT_SECONDS = 120
 
 
-def _check_reachable(spec: ClusterSpec) -> None:
-    """Remote workers report to the API URL the coordinator uses (Prefect sends its settings
-    with every task): a loopback URL is then this machine for us and their own for them."""
-    api = urlsplit(_worker_env()["PREFECT_API_URL"]).hostname or ""
+def unreachable_api(spec: ClusterSpec, api_url: str) -> str | None:
+    """Why the workers of `spec` cannot report to `api_url`, or None. Remote workers report to
+    the API URL the coordinator uses (Prefect sends its settings with every task): a loopback
+    URL is then this machine for us and their own for them. Imports nothing: a command checks
+    it before it starts a server (billrun/guards.py)."""
+    if spec.kind != "address":
+        return None
+    api = urlsplit(api_url).hostname or ""
     scheduler = urlsplit(spec.address or "").hostname or ""
     if api.startswith(LOOPBACK) and not scheduler.startswith(LOOPBACK):
-        raise ClusterSpecError(
-            f"the workers of {spec.address} cannot reach the Prefect API at "
-            f"{_worker_env()['PREFECT_API_URL']} (this machine only): run a Prefect server they "
-            "reach and set PREFECT_API_URL to its address"
+        return (
+            f"the workers of {spec.address} cannot reach the Prefect API at {api_url} (this "
+            "machine only): run a Prefect server they reach and set PREFECT_API_URL to its "
+            "address"
         )
+    return None
+
+
+def _check_reachable(spec: ClusterSpec) -> None:
+    reason = unreachable_api(spec, _worker_env()["PREFECT_API_URL"])
+    if reason is not None:
+        raise ClusterSpecError(reason)
 
 
 def _no_api_error(spec: ClusterSpec) -> ClusterSpecError:

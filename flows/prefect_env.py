@@ -4,9 +4,17 @@
   the ephemeral server's database migrations run once, not at every command.
 - A user's own `PREFECT_API_URL` is left alone: billrun then reports to their running server and
   starts none (about 1 s of start-up instead of several).
-- Otherwise a command that runs flows calls `connect()`: it starts billrun's own temporary
-  Prefect server (flows/prefect_server.py), tied to this process so that it dies with it, even
-  by SIGKILL, instead of Prefect's own temporary server, which a killed parent orphans.
+- Otherwise a command that runs flows calls `connect()` once its arguments passed their checks:
+  it launches billrun's own temporary Prefect server (flows/prefect_server.py), tied to this
+  process so that it dies with it, even by SIGKILL, instead of Prefect's own temporary server,
+  which a killed parent orphans. `connect()` returns at once; the server boots while the command
+  imports and prepares its flow, and `flow_api()` waits for it around the flow call.
+- That server skips its database migrations once this Prefect home's database is migrated for
+  this Prefect version (a marker file written after the first start that ran them), and flows
+  run without Prefect's heartbeat thread, which nothing reads on a server that dies with the
+  command and which holds up the end of every flow by up to a second. The client skips its API
+  version check against that server (the same installation: the same version), which would
+  make the fresh server build all its routes before the flow's first step.
 - Prefect's console output is silenced (its "Encountered exception" traceback would come before
   billrun's own one-line error); its logs still reach the API (the UI). `billrun --verbose`
   (`BILLRUN_VERBOSE=1`) shows its warnings and errors, tracebacks included.
@@ -14,8 +22,11 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_HOME = Path("~/.billrun/prefect")
@@ -51,6 +62,12 @@ def configure() -> Path:
     return home
 
 
+def end_start_up() -> None:
+    """The command's start-up is over (billrun/cli.py paused the cyclic garbage collector while
+    it imports: about a fifth of import time): collect again, from now on."""
+    gc.enable()
+
+
 def verbose() -> bool:
     """Whether the user asked for Prefect's own console output (`billrun --verbose`)."""
     return os.environ.get("BILLRUN_VERBOSE", "") not in ("", "0")
@@ -62,8 +79,97 @@ def using_server() -> bool:
 
 
 def connect() -> str | None:
-    """Configure, then point Prefect at an API: the user's, else a tied temporary server."""
+    """Configure, then point Prefect at an API: the user's, else a tied temporary server,
+    launched now and not waited for (`flow_api()` waits). Returns the API URL, or None."""
     configure()
     from flows import prefect_server
 
-    return prefect_server.ensure_api(log_path=prefect_home() / "server.log")
+    global _MIGRATES
+    home = prefect_home()
+    skip = migrated(home)
+    url = prefect_server.ensure_api(
+        log_path=home / "server.log",
+        extra_env={"PREFECT_API_DATABASE_MIGRATE_ON_START": "false"} if skip else None,
+    )
+    _MIGRATES = prefect_server.own_server() is not None and not skip
+    if prefect_server.own_server() is not None:
+        # The server runs from this very installation, so its API version is the client's: the
+        # check would only cost a request that makes the fresh server build every route first.
+        os.environ.setdefault("PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", "false")
+    return url
+
+
+# Whether the server this process launched runs the migrations (then ready() writes the marker).
+_MIGRATES = False
+# The marker says which Prefect version last migrated this home's database.
+MIGRATED_MARKER = "billrun-migrated"
+_DATABASE_URL_VARIABLES = (
+    "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+)
+
+
+def _prefect_version() -> str:
+    from importlib.metadata import version
+
+    return version("prefect")
+
+
+def migrated(home: Path) -> bool:
+    """Whether the temporary server may skip its migrations: this home's own SQLite database
+    exists and was migrated by this Prefect version, and nobody chose otherwise (a database URL
+    of their own, or PREFECT_API_DATABASE_MIGRATE_ON_START set: theirs wins)."""
+    if any(os.environ.get(k) for k in _DATABASE_URL_VARIABLES):
+        return False
+    if "PREFECT_API_DATABASE_MIGRATE_ON_START" in os.environ:
+        return False
+    marker = home / MIGRATED_MARKER
+    try:
+        return (home / "prefect.db").is_file() and marker.read_text().strip() == (
+            _prefect_version()
+        )
+    except OSError:
+        return False
+
+
+def _remember_migrated(home: Path) -> None:
+    """After a start that ran the migrations: the next commands may skip them."""
+    if any(os.environ.get(k) for k in _DATABASE_URL_VARIABLES):
+        return
+    try:
+        (home / MIGRATED_MARKER).write_text(_prefect_version() + "\n")
+    except OSError:
+        pass  # a read-only home: every start migrates, as before
+
+
+def ready() -> None:
+    """Wait until the API is up: this command's own server answers its health check."""
+    from flows import prefect_server
+
+    server = prefect_server.own_server()
+    if server is None:
+        return
+    server.wait_ready()
+    if _MIGRATES and "PREFECT_API_DATABASE_MIGRATE_ON_START" not in os.environ:
+        _remember_migrated(prefect_home())
+
+
+@contextmanager
+def flow_api() -> Iterator[None]:
+    """Around a command's flow calls: the API is up, and, with billrun's own temporary server,
+    the flows run without a heartbeat thread (nothing reads heartbeats on a server that dies
+    with the command, and joining the thread holds up the end of every flow by up to 1 s)."""
+    # Prefect imports its flow engine at the first flow call: import it now, while the server
+    # may still be booting, rather than after.
+    import prefect.flow_engine  # noqa: F401
+
+    ready()
+    end_start_up()
+    from flows import prefect_server
+
+    if prefect_server.own_server() is None:
+        yield
+        return
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield

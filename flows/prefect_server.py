@@ -12,6 +12,15 @@ app, but the child
   missing, e.g. macOS);
 - runs in its own session, so a terminal's Ctrl-C reaches billrun, which stops it cleanly.
 
+Quick start: billrun binds and listens on the server's socket itself and hands it to the child
+(`uvicorn.Server.run(sockets=...)`), so the API URL is known, and final, the moment the child is
+launched. `launch()` returns at once: Prefect can be imported (it reads PREFECT_API_URL then) and
+the command can prepare its run while the server boots, which takes seconds (importing Prefect's
+server alone is most of it). A request sent before the server serves waits in the socket's
+backlog instead of being refused; `PrefectServer.wait_ready()` waits for the health check, so
+that a server that failed to start is reported as such. No port race either: the port is bound
+before the child starts, and a restart (Supervisor) reuses the same socket.
+
 Nothing here imports prefect: the launcher runs before Prefect reads its settings.
 """
 
@@ -33,10 +42,12 @@ from pathlib import Path
 
 APP = "prefect.server.api.server:create_app"
 
-# The child's first lines: tie its life to the parent, then serve the app in this process.
+# The child's first lines: tie its life to the parent, then serve the app in this process, on
+# the listening socket the parent handed down (file descriptor `fd`).
 _CHILD = """
-import ctypes, os, sys, threading, time
-parent, host, port, app = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+import ctypes, gc, importlib, os, socket, sys, threading, time
+gc.disable()  # no cyclic collection while the app is imported and built: a quarter of its CPU
+parent, fd, app = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 try:
     ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
 except (OSError, AttributeError):
@@ -48,13 +59,24 @@ def watchdog():
         time.sleep(1)
     os._exit(1)
 threading.Thread(target=watchdog, daemon=True).start()
+listener = socket.socket(fileno=fd)
+module, _, factory = app.partition(":")
+application = getattr(importlib.import_module(module), factory)()
+gc.freeze()  # what start-up built lives as long as the server: never scanned again
+gc.enable()
 import uvicorn
-uvicorn.run(app, factory=True, host=host, port=port, log_level="error", lifespan="on")
+config = uvicorn.Config(application, log_level="error", lifespan="on")
+uvicorn.Server(config).run(sockets=[listener])
 """
 
 
 class ServerStartError(RuntimeError):
     """The Prefect server did not answer its health check in time."""
+
+
+# How long a command waits for its server: a first start (database migrations) on a busy
+# two-core machine takes far longer than the usual few seconds.
+START_TIMEOUT = 120.0
 
 
 @dataclass
@@ -65,6 +87,7 @@ class PrefectServer:
     port: int
     log_path: Path | None = None
     scheduler: bool = False
+    _ready: bool = field(default=False, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -80,6 +103,24 @@ class PrefectServer:
     def alive(self) -> bool:
         """Whether the server process is still running."""
         return self.process.poll() is None
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Wait until the server answers its health check; stop it and raise ServerStartError
+        if it exits first or does not answer within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while not self._ready:
+            if self.process.poll() is not None:
+                raise ServerStartError(
+                    f"the Prefect server exited with code {self.process.returncode}"
+                    + (f" (log {self.log_path})" if self.log_path else "")
+                )
+            if time.monotonic() >= deadline:
+                self.stop()
+                raise ServerStartError(f"the Prefect server did not start within {timeout:.0f} s")
+            # A request sent early waits in the socket's backlog until the server serves it.
+            self._ready = healthy(self.api_url, timeout=min(2.0, timeout))
+            if not self._ready:
+                time.sleep(0.05)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the server (uvicorn shuts down cleanly), SIGKILL it if it lingers."""
@@ -101,17 +142,23 @@ class PrefectServer:
         self.stop()
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def healthy(api_url: str) -> bool:
-    """Whether the server at `api_url` answers its health check."""
+def listening_socket(port: int = 0) -> socket.socket:
+    """A TCP socket listening on 127.0.0.1 (`port`, or one the OS picks), for a server child."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+        sock.bind(("127.0.0.1", port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def healthy(api_url: str, timeout: float = 2.0) -> bool:
+    """Whether the server at `api_url` answers its health check within `timeout` seconds."""
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -132,74 +179,100 @@ def server_env(*, scheduler: bool) -> dict[str, str]:
     return env
 
 
+def launch(
+    *,
+    scheduler: bool = False,
+    log_path: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+    listener: socket.socket | None = None,
+) -> PrefectServer:
+    """Start a Prefect API server tied to this process and return at once (see wait_ready).
+
+    It serves on `listener` if given (the caller keeps it, e.g. for a restart on the same
+    port), else on a new socket bound to a free port, which only the child keeps."""
+    env = {**server_env(scheduler=scheduler), **(extra_env or {})}
+    sock = listener or listening_socket()
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(os.getpid()), str(sock.fileno()), APP],
+            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True, pass_fds=(sock.fileno(),),
+        )
+        port = int(sock.getsockname()[1])
+    finally:
+        if log is not subprocess.DEVNULL:
+            log.close()
+        if listener is None:
+            # Only the child listens now: if it dies, a request is refused instead of waiting.
+            sock.close()
+    return PrefectServer(process, port, log_path, scheduler)
+
+
 def start(
     *,
     scheduler: bool = False,
     log_path: Path | None = None,
-    timeout: float = 120.0,
+    timeout: float = START_TIMEOUT,
     extra_env: dict[str, str] | None = None,
-    port: int | None = None,
+    listener: socket.socket | None = None,
 ) -> PrefectServer:
-    """Start a Prefect API server tied to this process and wait until it is healthy.
-
-    On `port` if given (a restart keeps its clients' URL), else on a free port."""
-    env = {**server_env(scheduler=scheduler), **(extra_env or {})}
-    deadline = time.monotonic() + timeout
-    fixed = port
-    while True:
-        port = fixed or free_port()
-        log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-c", _CHILD, str(os.getpid()), "127.0.0.1", str(port), APP],
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True,
-            )
-        finally:
-            if log is not subprocess.DEVNULL:
-                log.close()
-        server = PrefectServer(process, port, log_path, scheduler)
-        while process.poll() is None and time.monotonic() < deadline:
-            if healthy(server.api_url):
-                return server
-            time.sleep(0.1)
-        if process.poll() is None:  # timed out
-            server.stop()
-            raise ServerStartError(f"the Prefect server did not start within {timeout:.0f} s")
-        if time.monotonic() >= deadline or fixed:
-            raise ServerStartError(f"the Prefect server exited with code {process.returncode}")
-        # It exited early, most likely because another process took the port: try another.
+    """Start a Prefect API server tied to this process and wait until it is healthy."""
+    server = launch(scheduler=scheduler, log_path=log_path, extra_env=extra_env,
+                    listener=listener)
+    server.wait_ready(timeout)
+    return server
 
 
 _OWN: PrefectServer | None = None
 
 
-def ensure_api(*, log_path: Path | None = None) -> str | None:
-    """Make sure this process reports to a Prefect API; start a tied server if none is set.
+def ensure_api(
+    *, log_path: Path | None = None, extra_env: dict[str, str] | None = None
+) -> str | None:
+    """Make sure this process reports to a Prefect API; launch a tied server if none is set.
 
-    A user's own PREFECT_API_URL wins. Must run before prefect is imported (it reads the URL
-    at import); if it already is, nothing is started and Prefect falls back to its own server.
-    Returns the API URL in use, or None."""
+    Returns at once, with the API URL in use (or None): the server boots in the background, and
+    `wait_api()` waits for it. A user's own PREFECT_API_URL wins. Must run before prefect is
+    imported (it reads the URL at import); if it already is, nothing is started and Prefect
+    falls back to its own server."""
     global _OWN
     if os.environ.get("PREFECT_API_URL"):
         return os.environ["PREFECT_API_URL"]
     if "prefect" in sys.modules:
         return None
-    _OWN = start(log_path=log_path)
+    _OWN = launch(log_path=log_path, extra_env=extra_env)
     atexit.register(_OWN.stop)
     os.environ["PREFECT_API_URL"] = _OWN.api_url
     return _OWN.api_url
 
 
+def own_server() -> PrefectServer | None:
+    """The temporary server this process launched (None with a user's API, or none yet)."""
+    return _OWN
+
+
+def wait_api(timeout: float = START_TIMEOUT) -> None:
+    """Wait until this process's own server answers (nothing to wait for with a user's API)."""
+    if _OWN is not None:
+        _OWN.wait_ready(timeout)
+
+
 class Supervisor:
-    """Keeps one scheduler-enabled server running for `billrun serve`: restarts it on its port
-    if it dies, so the runner's PREFECT_API_URL stays valid."""
+    """Keeps one scheduler-enabled server running for `billrun serve`: restarts it on the same
+    listening socket if it dies, so the runner's PREFECT_API_URL stays valid (and its requests
+    wait in the backlog meanwhile instead of failing)."""
 
     CHECK_SECONDS = 2.0
 
     def __init__(self, log_path: Path | None) -> None:
         self.log_path = log_path
-        self.server = start(scheduler=True, log_path=log_path)
+        self.listener = listening_socket()
+        try:
+            self.server = start(scheduler=True, log_path=log_path, listener=self.listener)
+        except ServerStartError:
+            self.listener.close()
+            raise
         self.restarts = 0
         self._done = threading.Event()
         # The watcher restarts the server, so the new child's PDEATHSIG is tied to this thread:
@@ -212,16 +285,18 @@ class Supervisor:
             if self.server.alive():
                 continue
             self.restarts += 1
+            self.server = launch(scheduler=True, log_path=self.log_path, listener=self.listener)
             try:
-                self.server = start(scheduler=True, log_path=self.log_path, port=self.server.port)
+                self.server.wait_ready()
             except ServerStartError:
                 continue  # try again at the next check
 
     def stop(self) -> None:
-        """Stop watching, then stop the server."""
+        """Stop watching, then stop the server and close its socket."""
         self._done.set()
         self._thread.join(timeout=30)
         self.server.stop()
+        self.listener.close()
 
 
 @contextmanager

@@ -49,13 +49,28 @@ def test_bench_prints_every_step_and_floor_and_leaves_no_process(tmp_path: Path)
     for floor in FLOORS:
         assert re.search(rf"^    floor: {floor} +{NUMBER} s +x{NUMBER}$", summary, re.M), floor
     assert re.search(rf"one-day increment / first nightly: {NUMBER}", summary)
-    # The Markdown block: one row per step, one more per extra floor, and the ratio row.
+    # The fixed start-up cost (issue 21): `billrun --version`, then each flow step from its
+    # process start to its flow's first step (its runs.started_at), and their median.
+    assert re.search(rf"^    billrun --version \(median of 3\) +{NUMBER} s$", summary, re.M)
+    for step in STEPS[1:]:
+        assert re.search(rf"^    {step} +{NUMBER} s$", summary, re.M), step
+    assert re.search(rf"^    flow commands, median +{NUMBER} s$", summary, re.M)
+    block = summary[summary.index("  fixed start-up cost"):]
+    assert max(len(line) for line in block.splitlines()) <= 80
+    # The Markdown block: one row per step, one more per extra floor, the ratio row and the
+    # two start-up rows.
     blocks = out[out.index("Markdown"):].split("\n\n")
     tables = [[line for line in b.splitlines() if line.startswith("| ")] for b in blocks]
-    table, per_process = [t for t in tables if t][:2]
-    assert len(table) == 1 + 1 + 5 + 1 + 1  # header, rule, 5 steps, 1 extra floor, ratio
+    table, per_process, startup = [t for t in tables if t][:3]
+    assert len(table) == 1 + 1 + 5 + 1 + 1 + 2  # header, rule, 5 steps, 1 floor, ratio, start-up
+    assert re.search(rf"^\| fixed start-up: `billrun --version` \(median of 3\) \| {NUMBER} s "
+                     r"\|", "\n".join(table), re.M)
+    assert re.search(rf"^\| fixed start-up: flow command, process start to the flow's first "
+                     rf"step \(median\) \| {NUMBER} s \|", "\n".join(table), re.M)
     # Then each step's peak RSS per process (coordinator, Dask workers): header, rule, 5 steps.
     assert len(per_process) == 1 + 1 + 5
+    # And the start-up of each flow step: header, rule, --version, 4 flow steps.
+    assert len(startup) == 1 + 1 + 1 + 4
     assert "2 cores" in out or f"{os.cpu_count()} cores" in out
     assert "processes left behind by the steps: 0" in out
 
@@ -63,7 +78,8 @@ def test_bench_prints_every_step_and_floor_and_leaves_no_process(tmp_path: Path)
     # (Prefect's server included), matched by pid and create time against PID reuse.
     assert psutil.Process().children(recursive=True) == []
     seen = json.loads((work / "pids.json").read_text())
-    assert len(seen) >= 11  # 5 billrun commands + split + 5 floors, plus Prefect's servers
+    # 5 billrun commands + split + 5 floors + 3 --version + the runs reader, plus the servers.
+    assert len(seen) >= 15
     for pid, created in seen.items():
         try:
             proc = psutil.Process(int(pid))

@@ -138,18 +138,23 @@ def test_explain_while_a_run_holds_the_database_and_no_copy_exists(tmp_path: Pat
     assert_quiet(done, 1, "its analyst copy billrun.analyst.duckdb does not exist yet")
 
 
+# A usage file that is not Parquet passes every check made before the run (its name is right)
+# and fails inside the flow: the reader finds it out. (A --db that is not a DuckDB database is
+# refused before any flow starts: tests/billrun/test_guards_cli.py.)
+
+
 def test_a_load_that_fails_in_its_flow_is_one_line(tmp_path: Path) -> None:
     drop = _drop(tmp_path / "drop", catalog=CATALOG, accounts=ACCOUNTS)
-    junk = tmp_path / "junk.duckdb"
-    junk.write_text("not a database\n" * 100)
-    done = billrun("load", str(drop), "--db", str(junk), cwd=tmp_path)
+    (drop / "usage.parquet").write_text("not parquet\n" * 100)
+    done = billrun("load", str(drop), "--db", str(tmp_path / "billrun.duckdb"), cwd=tmp_path)
     assert_quiet(done, 1, "load failed, nothing was written")
 
 
 def test_a_nightly_that_fails_in_its_flow_is_one_line(tmp_path: Path) -> None:
-    junk = tmp_path / "junk.duckdb"
-    junk.write_text("not a database\n" * 100)
-    done = billrun("nightly", "--as-of", "2026-02-01", "--db", str(junk), cwd=tmp_path)
+    drop = _drop(tmp_path / "drop", catalog=CATALOG, accounts=ACCOUNTS)
+    (drop / "usage.parquet").write_text("not parquet\n" * 100)
+    done = billrun("nightly", "--as-of", "2026-02-01", "--db", str(tmp_path / "billrun.duckdb"),
+                   "--input", str(drop), cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     # The run's one-line error, with the time it ran.
     assert_quiet(done, 1, "billrun: error: run failed after")

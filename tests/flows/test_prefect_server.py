@@ -59,3 +59,80 @@ def test_the_server_dies_when_its_parent_is_sigkilled() -> None:
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
     assert _gone(server_pid), f"the server {server_pid} outlived its SIGKILLed parent"
+
+
+def test_launch_returns_at_once_and_an_early_request_waits_for_the_server() -> None:
+    # The URL is final at launch: the socket is bound before the child starts. A health check
+    # sent before the server serves waits in the backlog and is answered, not refused.
+    server = prefect_server.launch()
+    try:
+        assert server.alive()
+        answered = prefect_server.healthy(server.api_url, timeout=120)
+        assert answered
+        server.wait_ready(timeout=120)
+    finally:
+        server.stop()
+    assert not server.alive()
+    assert not prefect_server.healthy(server.api_url, timeout=2)  # refused: nobody listens
+
+
+def test_a_server_that_dies_at_start_is_reported_not_waited_for(tmp_path) -> None:
+    log = tmp_path / "server.log"
+    server = prefect_server.launch(log_path=log, extra_env={"PREFECT_API_DATABASE_TIMEOUT":
+                                                            "not a number"})
+    try:
+        with pytest.raises(prefect_server.ServerStartError, match="exited with code"):
+            server.wait_ready(timeout=120)
+    finally:
+        server.stop()
+    assert log.read_text()  # the cause is in the server's log
+
+
+def test_the_supervisor_restarts_a_dead_server_on_the_same_socket() -> None:
+    supervisor = prefect_server.Supervisor(log_path=None)
+    try:
+        first = supervisor.server
+        url = first.api_url
+        os.kill(first.pid, signal.SIGKILL)
+        first.process.wait()
+        # A request sent while no server runs waits in the backlog for the restarted one.
+        assert prefect_server.healthy(url, timeout=120)
+        assert supervisor.restarts == 1
+        assert supervisor.server.pid != first.pid and supervisor.server.api_url == url
+    finally:
+        supervisor.stop()
+    assert not supervisor.server.alive()
+
+
+CONNECT = """
+import os, sys
+from flows import prefect_env, prefect_server
+prefect_env.connect()
+prefect_env.ready()
+server = prefect_server.own_server()
+import psutil
+print(psutil.Process(server.pid).environ().get("PREFECT_API_DATABASE_MIGRATE_ON_START", "-"))
+"""
+
+
+def test_the_first_start_in_a_home_migrates_and_the_next_ones_skip_it(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["BILLRUN_PREFECT_HOME"] = str(tmp_path / "home")
+
+    def start() -> str:
+        done = subprocess.run([sys.executable, "-c", CONNECT], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    from importlib.metadata import version
+
+    marker = tmp_path / "home" / "billrun-migrated"
+    assert start() == "-"  # a new home: Prefect's default, the migrations run
+    assert marker.read_text().strip() == version("prefect")
+    assert start() == "false"  # migrated by this Prefect version: skipped
+    marker.write_text("0.0.1\n")  # another Prefect version migrated it: migrate again
+    assert start() == "-"
+    assert marker.read_text().strip() == version("prefect")
+    (tmp_path / "home" / "prefect.db").unlink()  # the database is gone: migrate again
+    assert start() == "-"
