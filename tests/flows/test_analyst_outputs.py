@@ -32,7 +32,10 @@ def read_relation(folder: Path, name: str) -> pl.DataFrame:
     """A table or view of the set as an analyst reads it with Polars: its file, or the folder of
     its partitions (docs/TABLES.md, "The Parquet set")."""
     whole = folder / f"{name}.parquet"
-    return pl.read_parquet(whole if whole.exists() else folder / name)
+    if whole.exists():
+        return pl.read_parquet(whole)
+    # Without the folder's label as a column (`month`, which the usage's files do not hold).
+    return pl.read_parquet(folder / name, hive_partitioning=False)
 
 
 def billrun(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -136,8 +139,11 @@ def test_billrun_sql_runs_a_query_or_a_prompt_read_only(billed: Path) -> None:
     assert "offers-1" in piped.stdout  # VOICE200 is the one add-on A1 does not hold
     # A bad statement at the prompt is reported and the session goes on to `.tables`.
     assert "error:" in piped.stdout and "invoice_summary" in piped.stdout
-    # Read-only: a write is refused, and exit 2 names the error.
+    # Read-only: a write is refused, and exit 2 names the error (the tables are views over
+    # the Parquet set there: a DELETE is refused before it reaches the read-only file).
     refused = billrun("sql", "--db", str(billed), "DELETE FROM invoices")
+    assert refused.returncode == 2 and "base table" in refused.stderr
+    refused = billrun("sql", "--db", str(billed), "CREATE TABLE mine AS SELECT 1")
     assert refused.returncode == 2 and "read-only" in refused.stderr
     missing = billrun("sql", "--db", str(billed.with_name("none.duckdb")), "SELECT 1")
     assert missing.returncode == 2 and "no analyst copy" in missing.stderr
