@@ -218,11 +218,15 @@ class _Writer:
         writes them)."""
         if self.previous is None:
             return False
+        done: list[Path] = []
         try:
             for f in files:
                 (self.folder / f).parent.mkdir(parents=True, exist_ok=True)
                 os.link(self.previous / f, self.folder / f)
-        except OSError:
+                done.append(self.folder / f)
+        except OSError:  # another file system, a file gone: none of them, then
+            for path in done:
+                path.unlink(missing_ok=True)
             return False
         return True
 
@@ -253,6 +257,7 @@ class _Writer:
                 continue
             target = self.folder / rel.name / f"{rel.label}={value}"
             target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(target, ignore_errors=True)  # what a failed link left, if anything
             os.rename(made, target)
             rel.parts[value]["files"] = sorted(
                 str(p.relative_to(self.folder)) for p in target.iterdir())
