@@ -22,6 +22,7 @@ can open.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import duckdb
@@ -105,12 +106,15 @@ def write_analyst_file(written: ParquetSet) -> Path:
             f"ATTACH {_sql_text(target)} AS snap (STORAGE_VERSION '{ANALYST_STORAGE_VERSION}')"
         )
         con.execute("USE snap")  # the views' unqualified names bind to the file's own views
+        con.execute("BEGIN TRANSACTION")  # one commit (one flush to disk), not one per view
         for rel in written.relations.values():
             if rel.kind == "table":
                 con.execute(f"CREATE VIEW {_name(rel.name)} AS "
                             f"{_table_view(folder, rel.files, rel.columns)}")
-        _create_views(con, {r.name: r.sql for r in written.relations.values()
-                            if r.kind == "view" and r.sql})
+        views = {r.name: r.sql for r in written.relations.values() if r.kind == "view" and r.sql}
+        for name in _in_order(views):
+            con.execute(views[name])
+        con.execute("COMMIT")
         con.execute("USE memory")
         con.execute("DETACH snap")
     finally:
@@ -118,21 +122,21 @@ def write_analyst_file(written: ParquetSet) -> Path:
     return target
 
 
-def _create_views(con: duckdb.DuckDBPyConnection, views: dict[str, str]) -> None:
-    """Create the views, each after the views it reads (in rounds: a view whose dependency is
-    not there yet fails and is retried in the next round)."""
-    pending = dict(views)
+def _in_order(views: dict[str, str]) -> list[str]:
+    """The views' names, each after the views its SQL names (a name read as a whole word: a
+    false match only moves a view later). A failed statement ends DuckDB's transaction, so the
+    order must be right the first time."""
+    words = {name: set(re.findall(r"[a-z_][a-z0-9_]*", sql.lower())) for name, sql in
+             views.items()}
+    done: list[str] = []
+    pending = sorted(views)
     while pending:
-        failed: dict[str, str] = {}
-        error: duckdb.Error | None = None
-        for name, sql in pending.items():
-            try:
-                con.execute(sql)
-            except duckdb.CatalogException as exc:
-                failed[name], error = sql, exc
-        if len(failed) == len(pending) and error is not None:
-            raise error
-        pending = failed
+        ready = [n for n in pending if not (words[n] & set(pending)) - {n}]
+        if not ready:  # a cycle of names: DuckDB's error will name the view
+            ready = pending
+        done += ready
+        pending = [n for n in pending if n not in ready]
+    return done
 
 
 def _link_analyst_file(target: Path, pointer: Path) -> None:
