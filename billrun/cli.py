@@ -336,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace-days", metavar="G",
                    help="finalize a period only from G days after its end (0 to 31); "
                    "overrides the catalog's finalize_grace_days")
+    # The flag of the setting `late_usage` (default "report"; $BILLRUN_LATE_USAGE, billrun.toml).
+    p.add_argument("--adjust-late", dest="late_usage", action="store_const", const="adjust",
+                   help="also reprocess, in this run, every final period that has late usage, "
+                   "with adjustment lines and credit/debit notes (late_usage = \"adjust\")")
     add_run_budget(p)
     p.add_argument("--allow-future", action="store_true",
                    help="accept an --as-of beyond the horizon (finalizes periods not yet ended)")
@@ -404,15 +408,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_db(p)
     p.add_argument("--input", metavar="DIR", help="drop folder loaded by each nightly run")
     p.add_argument("--cron", metavar="EXPR", help="schedule (default: every night at 02:00)")
+    p.add_argument("--adjust-late", dest="late_usage", action="store_const", const="adjust",
+                   help="each night also reprocesses the final periods that have late usage "
+                   "(late_usage = \"adjust\"; see nightly --adjust-late)")
 
     p = add("config", cmd_config, "print the effective settings and where each came from")
     add_db(p)
     p.add_argument("--json", action="store_true",
                    help="print the settings as one JSON document: each value and its source")
 
-    p = add("report", cmd_report, "write the HTML run report (charts and tables)")
+    p = add("report", cmd_report, "write the HTML report of a period (charts and tables)")
     p.add_argument("--period", type=_period, metavar="YYYY-MM", help="latest period shown")
-    p.add_argument("--out", metavar="FILE", help="where to write it (default <db>.report.html)")
+    p.add_argument("--out", metavar="FILE",
+                   help="where to write it (default <db>.report-<period>.html, beside the "
+                        "run's own <db>.report.html, which is kept)")
     add_db(p)
     p = add("sql", cmd_sql, "query the analyst copy read-only (a prompt without QUERY)")
     add_db(p)

@@ -21,6 +21,7 @@ from rich.table import Table
 from billrun.summary import error
 from flows import progress
 from pipeline.catalog import CatalogError
+from pipeline.contracts import RUN_CHANGE_LABELS
 from pipeline.periods import parse_period
 
 console = Console(stderr=False)
@@ -98,17 +99,7 @@ def _failure_code(exc: Exception, seconds: float = 0.0) -> int:
 
 
 # What the run changed, in the business's words (the keys stay in `--json`).
-CHANGE_LABELS = {
-    "charge_groups_rewritten": "invoices whose lines changed",
-    "invoices_rewritten": "invoices whose total or status changed",
-    "decision_groups_rewritten": "invoices whose decisions changed",
-    "counters_written": "discount counters updated",
-    "parcels_rewritten": "rollover allowances updated",
-    "lifecycles_rewritten": "add-on life cycles updated",
-    "plan_changes_rewritten": "plan and quantity changes decided",
-    "drafts_marked": "drafts the next night can continue",
-    "drafts_continued": "drafts continued from the last night",
-}
+CHANGE_LABELS = RUN_CHANGE_LABELS
 
 
 def _print_run_summary(summary: object, as_json: bool = False) -> None:
@@ -140,8 +131,10 @@ def _print_run_summary(summary: object, as_json: bool = False) -> None:
     for key, value in summary.changes.items():
         if not key.endswith("_issued") and key != "adjustments":  # shown above
             table.add_row(CHANGE_LABELS.get(key, key.replace("_", " ")), f"{value:,}")
-    from store.late_usage import late_usage_lines
+    from store.late_usage import late_adjusted_lines, late_usage_lines
 
+    for label, text in late_adjusted_lines(summary.late_adjusted, summary.minor_units):
+        table.add_row(label, text)
     for label, text in late_usage_lines(getattr(summary, "late_usage", {})):
         table.add_row(label, text, style="yellow")
     table.add_row("analyst copy", summary.analyst_copy)
@@ -175,7 +168,7 @@ def _on_runner(flow: Any, args: argparse.Namespace) -> tuple[Any, str | None]:
 
 def nightly(args: argparse.Namespace) -> int:
     """`billrun nightly --as-of D [--input DIR] [--db FILE] [--conflict-policy P]
-    [--grace-days G]`."""
+    [--grace-days G] [--adjust-late]`."""
     try:
         as_of = date.fromisoformat(args.as_of)
     except ValueError:
@@ -198,7 +191,8 @@ def nightly(args: argparse.Namespace) -> int:
         from billrun.dry_run import dry_run_command
 
         return dry_run_command(args.db, as_of, input_dir, console, err_console,
-                               grace_days=getattr(args, "grace_days", None))
+                               grace_days=getattr(args, "grace_days", None),
+                               late_usage=getattr(args, "late_usage", None) or "report")
     from flows.prefect_env import connect
 
     connect()
@@ -219,6 +213,7 @@ def nightly(args: argparse.Namespace) -> int:
                 memory_gb=getattr(args, "memory_gb", None),
                 staging=staging,
                 incremental=not getattr(args, "full", False),
+                late_usage=getattr(args, "late_usage", None) or "report",
             )
         )
     if summary is not None:
@@ -324,7 +319,8 @@ def serve(args: argparse.Namespace) -> int:
                 f"billrun: serving the nightly on cron '{cron}' (UTC); next run "
                 f"{next_run_at(cron, utc_now()):%Y-%m-%d %H:%M} UTC", highlight=False
             )
-            serve_nightly(db=args.db, input_dir=getattr(args, "input", None), cron=cron)
+            serve_nightly(db=args.db, input_dir=getattr(args, "input", None), cron=cron,
+                          late_usage=getattr(args, "late_usage", None) or "report")
             err_console.print("billrun: serve stopped")
     except ServerStartError as exc:
         return _bad_argument(

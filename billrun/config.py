@@ -6,7 +6,8 @@ setting also records where its value came from, for `billrun config`. A bad valu
 `ConfigError` that names the key and its source (the CLI turns it into exit 2).
 
 `memory_gb` (the run's budget: shards and DuckDB's share), `cluster` (flows/cluster.py) and
-`staging` (store/staging.py) are passed to `nightly` and `reprocess` (docs/RUNS.md, README).
+`staging` (store/staging.py) are passed to `nightly` and `reprocess` (docs/RUNS.md, README);
+`late_usage` to `nightly` and `serve` (docs/RUNS.md, "Late usage").
 """
 
 from __future__ import annotations
@@ -111,6 +112,11 @@ class Settings(BaseSettings):
     )
     grace_days: int | None = Field(
         None, description="overrides the catalog's finalize_grace_days (SPEC §8.3)"
+    )
+    # docs/RUNS.md, "Late usage": why the default only reports.
+    late_usage: Literal["report", "adjust"] = Field(
+        "report", description="what a nightly does with usage that arrives for a final period: "
+        "count it (report) or reprocess its period (adjust)"
     )
 
     @field_validator("cron")

@@ -73,13 +73,25 @@ def _action(status: str, until: date | None, grace_days: int) -> str:
     return f"draft until {until} (grace {grace_days} day{'s' if grace_days != 1 else ''})"
 
 
+def read_late_usage(db: str | Path) -> dict[str, int]:
+    """`period -> events` of the late usage waiting in `db` (read-only)."""
+    from store.late_usage import late_usage_by_period
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return late_usage_by_period(con)
+    finally:
+        con.close()
+
+
 def print_dry_run(
     db: str | Path, as_of: date, input_dir: str | None, console: Console,
-    grace_days: int | None = None,
+    grace_days: int | None = None, late_usage: str = "report",
 ) -> None:
     """Print the plan: per period, draft or finalize, and how many accounts. A period that
     ended but waits for its grace says until when (`2026-01: draft until 2026-02-04 (grace 3
-    days)`)."""
+    days)`). The final periods with late usage are listed after it: with `late_usage` "adjust"
+    as periods the night would reprocess, else with the command that bills them."""
     dry = read_plan(db, as_of, grace_days)
     summary = plan_summary(dry.plan, as_of, dry.grace_days)
     table = Table(
@@ -99,6 +111,16 @@ def print_dry_run(
         console.print(f"{periods} period(s), {n:,} account-period(s) would be computed")
     for period, _, until, _ in summary.filter(pl.col("until").is_not_null()).iter_rows():
         console.print(f"{period}: {_action('draft', until, dry.grace_days)}")
+    late = read_late_usage(db)
+    if late_usage == "adjust":
+        for period, events in late.items():
+            console.print(f"{period}: reprocess its final accounts for {events:,} late "
+                          "event(s), with adjustment lines (late_usage = adjust)")
+    else:
+        from store.late_usage import late_usage_lines
+
+        for label, text in late_usage_lines(late):
+            console.print(f"{label}: {text}")
     if input_dir:
         console.print(
             f"note: {input_dir} is not loaded by a dry run; the plan covers the inputs already "
@@ -108,14 +130,14 @@ def print_dry_run(
 
 def dry_run_command(
     db: str | Path, as_of: date, input_dir: str | None, console: Console, err: Console,
-    grace_days: int | None = None,
+    grace_days: int | None = None, late_usage: str = "report",
 ) -> int:
     """Run the dry run for the CLI; returns the exit code (2: no database, 1: unreadable)."""
     if not Path(db).exists():
         error(f"no database at {db}: run `billrun load` first", err)
         return 2
     try:
-        print_dry_run(db, as_of, input_dir, console, grace_days)
+        print_dry_run(db, as_of, input_dir, console, grace_days, late_usage)
     except duckdb.IOException as exc:  # a run holds the file: DuckDB allows no reader then
         error(f"cannot read {db} now: {exc}", err)
         return 1

@@ -19,6 +19,8 @@ FLAGS: dict[str, tuple[str, str]] = {
     "staging": ("staging", "--staging"),
     "horizon_days": ("as_of_horizon_days", "--horizon-days"),
     "grace_days": ("grace_days", "--grace-days"),
+    # `nightly --adjust-late` stores "adjust" here (argparse store_const); absent, it is None.
+    "late_usage": ("late_usage", "--adjust-late"),
 }
 
 

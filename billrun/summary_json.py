@@ -65,6 +65,7 @@ def run_json(summary: RunSummary) -> dict[str, Any]:
         "documents": documents,
         "changes": dict(summary.changes),
         "late_usage": _late(getattr(summary, "late_usage", {})),
+        "late_usage_adjusted": _adjusted(summary),
         "analyst_copy": summary.analyst_copy,
         "report": getattr(summary, "report", "") or None,
         "seconds": round(summary.seconds, 3),
@@ -78,6 +79,19 @@ def config_json(resolved: Resolved, keys: tuple[str, ...] | list[str]) -> dict[s
         "settings": {key: {"value": getattr(resolved.settings, key),
                            "source": resolved.sources[key]} for key in keys},
     }
+
+
+def _adjusted(summary: RunSummary) -> list[dict[str, Any]]:
+    """Per period a nightly with `late_usage = "adjust"` reprocessed: its late events, the
+    adjustment lines written and their net per currency (a signed decimal string)."""
+    return [
+        {"period": done.period, "events": done.events, "adjustment_lines": done.lines,
+         "net": [{"currency": currency,
+                  "amount": format_amount(net, summary.minor_units.get(currency, 2),
+                                          in_minor=True).replace(",", "")}
+                 for currency, net in sorted(done.net_minor.items())]}
+        for done in getattr(summary, "late_adjusted", [])
+    ]
 
 
 def _late(late: dict[str, int]) -> list[dict[str, Any]]:

@@ -255,9 +255,11 @@ def _export_reprocess(
                        [period, period])
     finally:
         con.unregister("_currencies")
+    # Only the plan's accounts: a night's late-usage units reprocess the final accounts of a
+    # period whose drafts the night bills itself, and must shift no counter of those.
     staging.export(con, stage, "counter_values",
-                   f"SELECT *, {shard} AS shard FROM ({COUNTER_VALUES_SQL})", shards, [period],
-                   period=period)
+                   f"SELECT *, {shard} AS shard FROM ({COUNTER_VALUES_SQL}) "
+                   "SEMI JOIN _plan USING (account_id)", shards, [period], period=period)
 
 
 def _run_round(spec: UnitSpec, shards: int, concurrency: int) -> list[UnitDone]:

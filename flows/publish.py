@@ -20,7 +20,7 @@ from pipeline.documents import DocumentTerms
 from pipeline.money import format_amount
 from rules.conflicts import offer_verdicts
 from store.clock import utc_now
-from store.late_usage import late_usage_by_period
+from store.late_usage import LateAdjusted, late_usage_by_period
 from store.results import ResultsBatch, StagedTotals, read_staged_totals, write_results
 from store.snapshot import publish_snapshot
 from store.views import create_views, write_catalog_tables
@@ -49,6 +49,8 @@ class RunSummary:
     # kind, issued, first, last: the invoice and note numbers the run issued (SPEC §9)
     documents: pl.DataFrame = field(default_factory=pl.DataFrame)
     late_usage: dict[str, int] = field(default_factory=dict)  # period -> late events waiting
+    # the periods whose late usage a nightly with `late_usage = "adjust"` reprocessed
+    late_adjusted: list[LateAdjusted] = field(default_factory=list)
 
     @classmethod
     def of(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
+from pipeline.contracts import RUN_CHANGE_LABELS
 from report.gather import ReportError, gather
 from report.markdown import render_markdown
 from report.write import write_html
@@ -32,12 +33,14 @@ def run_facts(summary: RunSummary) -> list[tuple[str, str]]:
     facts = [
         ("run", f"{summary.kind} {summary.run_id}"),
         ("periods", ", ".join(summary.periods) or "none"),
-        ("account-periods computed", f"{summary.account_periods:,}"),
-        ("drafts / finalized", f"{summary.drafts:,} / {summary.finalized:,}"),
+        ("invoices computed", f"{summary.account_periods:,}"),
+        ("drafts / final", f"{summary.drafts:,} / {summary.finalized:,}"),
         ("charge lines", f"{summary.charge_lines:,}"),
         ("adjustment lines", f"{summary.adjustments:,}"),
-        *((key.replace("_", " "), f"{value:,}") for key, value in summary.changes.items()
-          if not key.endswith("_issued")),
+        # In the business's words, as the CLI summary prints them.
+        *((RUN_CHANGE_LABELS.get(key, key.replace("_", " ")), f"{value:,}")
+          for key, value in summary.changes.items()
+          if not key.endswith("_issued") and key != "adjustments"),
         *documents_issued(summary).items(),  # SPEC §9: with the first and last numbers
         ("time", f"{summary.seconds:.1f} s"),
     ]

@@ -15,19 +15,24 @@ DEPLOYMENT_NAME = "billrun-nightly"
 
 @flow(name="billrun-scheduled-nightly")
 def scheduled_nightly(
-    db: str = "billrun.duckdb", input_dir: str | None = None, as_of: date | None = None
+    db: str = "billrun.duckdb", input_dir: str | None = None, as_of: date | None = None,
+    late_usage: str = "report",
 ) -> Any:
-    """The nightly run as of today (UTC) unless told otherwise; the clock is read only here."""
+    """The nightly run as of today (UTC) unless told otherwise; the clock is read only here.
+    `late_usage`: the setting (docs/RUNS.md, "Late usage")."""
     day = as_of or utc_now().date()
-    return nightly_flow(as_of=day, db=db, input_dir=input_dir)
+    return nightly_flow(as_of=day, db=db, input_dir=input_dir, late_usage=late_usage)
 
 
-def nightly_deployment(db: str, input_dir: str | None, cron: str) -> Any:
-    """The deployment object: scheduled nightly with this database and drop folder."""
+def nightly_deployment(
+    db: str, input_dir: str | None, cron: str, late_usage: str = "report"
+) -> Any:
+    """The deployment object: scheduled nightly with this database, drop folder and
+    `late_usage` setting."""
     return scheduled_nightly.to_deployment(
         name=DEPLOYMENT_NAME,
         cron=cron,
-        parameters={"db": db, "input_dir": input_dir},
+        parameters={"db": db, "input_dir": input_dir, "late_usage": late_usage},
         description="billrun nightly: load the drop folder, draft open periods, finalize ended",
     )
 
@@ -40,7 +45,9 @@ def next_run_at(cron: str, now: datetime) -> datetime:
     return croniter(cron, now.astimezone(timezone.utc)).get_next(datetime)
 
 
-def serve_nightly(db: str, input_dir: str | None, cron: str = "0 2 * * *") -> None:
+def serve_nightly(
+    db: str, input_dir: str | None, cron: str = "0 2 * * *", late_usage: str = "report"
+) -> None:
     """Serve the nightly deployment until SIGINT (Ctrl-C) or SIGTERM, both stopping it the same
     clean way.
 
@@ -59,7 +66,7 @@ def serve_nightly(db: str, input_dir: str | None, cron: str = "0 2 * * *") -> No
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     runner = _Runner(pause_on_shutdown=True)
-    runner.add_deployment(nightly_deployment(db, input_dir, cron))
+    runner.add_deployment(nightly_deployment(db, input_dir, cron, late_usage))
     try:
         asyncio.run(runner.start())
     except KeyboardInterrupt:

@@ -303,6 +303,22 @@ def line_types_where(**wanted: object) -> list[str]:
     ]
 
 
+# --- What a run changed (RunSummary.changes) --------------------------------------------------
+# Each counter a billing run reports, in the business's words: the CLI summary and the run
+# report's "The run" section print these (the keys stay in `--json`).
+RUN_CHANGE_LABELS = {
+    "charge_groups_rewritten": "invoices whose lines changed",
+    "invoices_rewritten": "invoices whose total or status changed",
+    "decision_groups_rewritten": "invoices whose decisions changed",
+    "counters_written": "discount counters updated",
+    "parcels_rewritten": "rollover allowances updated",
+    "lifecycles_rewritten": "add-on life cycles updated",
+    "plan_changes_rewritten": "plan and quantity changes decided",
+    "drafts_marked": "drafts the next night can continue",
+    "drafts_continued": "drafts continued from the last night",
+}
+
+
 # --- Accounts ---------------------------------------------------------------------------------
 def first_billing_day() -> pl.Expr:
     """Aggregation: the billing day of the account's earliest row (billing-day changes are

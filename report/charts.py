@@ -2,6 +2,11 @@
 
 Values are exact Decimals; floats are used only for the geometry. Every bar carries its exact
 value (`data-value`) and a tooltip, so a reader (or a test) can check it against the tables.
+
+A chart is at most MAX_WIDTH px wide, so that two columns of the page fit a 1280 px window
+(issue 21): bars get narrower as groups are added, and a category label too long for its group
+wraps onto more lines (never cut). The legend is HTML under the chart (`legend`), so that a
+long series name wraps there instead of running into its neighbour.
 """
 
 from __future__ import annotations
@@ -12,10 +17,24 @@ from decimal import Decimal
 from html import escape
 
 # Colour-blind-safe (Okabe-Ito), in a fixed order so a series keeps its colour across charts.
+# A chart has at most len(PALETTE) series (report/tables.py folds the rest into "others", drawn
+# in OTHERS_COLOUR, which is none of these): no colour repeats within a chart.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
            "#000000"]
-_HEIGHT, _TOP, _BOTTOM, _LEFT, _RIGHT = 260, 16, 64, 72, 16
-_BAR, _GAP = 18, 22
+OTHERS_COLOUR = "#999999"
+MAX_WIDTH = 1180  # the page's content is 1200 px wide at most
+_HEIGHT, _TOP, _BOTTOM, _LEFT, _RIGHT = 236, 16, 6, 72, 16
+_BAR, _GAP, _MIN_BAR = 18, 22, 3
+_CHAR_PX, _LINE_PX = 7.5, 13  # a generous width of one 11 px character (capitals, digits)
+
+
+def colours(series: Sequence[str]) -> dict[str, str]:
+    """Each series' colour: the palette in order, "others" grey."""
+    if len(series) > len(PALETTE) + (1 if "others" in series else 0):
+        raise ValueError(f"{len(series)} series: fold them to {len(PALETTE)} first")
+    named = [s for s in series if s != "others"]
+    return {**{s: PALETTE[i] for i, s in enumerate(named)},
+            **({"others": OTHERS_COLOUR} if "others" in series else {})}
 
 
 def _nice_step(span: float) -> float:
@@ -33,6 +52,20 @@ def _ticks(low: float, high: float) -> list[float]:
 
 def _tick_label(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 10 or value == int(value) else f"{value:,.2f}"
+
+
+def wrap_label(text: str, width_px: float) -> list[str]:
+    """`text` in lines of at most `width_px`, broken after `_`, `-`, `/` or a space where it
+    can be, else anywhere; every character is kept, in order."""
+    per_line = max(4, int(width_px // _CHAR_PX))
+    lines: list[str] = []
+    rest = text
+    while len(rest) > per_line:
+        cut = max((rest.rfind(mark, 0, per_line) for mark in "_-/ "), default=-1)
+        cut = cut + 1 if cut > 0 else per_line
+        lines.append(rest[:cut])
+        rest = rest[cut:]
+    return [*lines, rest] if rest or not lines else lines
 
 
 def bar_chart(
@@ -53,11 +86,17 @@ def bar_chart(
     low, high = ticks[0], ticks[-1]
     if high == low:
         high = low + 1
-    longest = max((len(c) for c in categories), default=1)
-    group_width = max(max(1, len(series)) * _BAR + _GAP, longest * 7 + 10)  # labels fit
-    width = max(360, _LEFT + _RIGHT + len(categories) * group_width)
-    plot_h = _HEIGHT - _TOP - _BOTTOM
-    height = _HEIGHT + max(0, math.ceil(len(series) / 4) - 1) * 14
+    slots = max(1, len(series))
+    count = max(1, len(categories))
+    natural = max(slots * _BAR + _GAP, max((len(c) for c in categories), default=1) * _CHAR_PX)
+    group_width = min(natural, (MAX_WIDTH - _LEFT - _RIGHT) / count)
+    bar = max(_MIN_BAR, min(_BAR, (group_width - 8) / slots))
+    width = math.ceil(max(360, _LEFT + _RIGHT + count * group_width))
+    labels = {c: wrap_label(c, group_width - 4) for c in categories}
+    label_lines = max((len(lines) for lines in labels.values()), default=1)
+    plot_h = _HEIGHT - _TOP - _BOTTOM - 16
+    height = _HEIGHT + (label_lines - 1) * _LINE_PX
+    colour = colours(series)
 
     def y(value: float) -> float:
         return _TOP + (high - value) / (high - low) * plot_h
@@ -80,7 +119,7 @@ def bar_chart(
         f'{_TOP + plot_h / 2:.0f})" text-anchor="middle" fill="#444">{escape(unit)}</text>'
     )
     for index, category in enumerate(categories):
-        bars_width = max(1, len(series)) * _BAR
+        bars_width = slots * bar
         gx = _LEFT + index * group_width + (group_width - bars_width) / 2
         for slot, name in enumerate(series):
             if (category, name) not in values:
@@ -88,26 +127,32 @@ def bar_chart(
             value = values[(category, name)]
             top, bottom = sorted((y(float(value)), y(0.0)))
             text = (shown or {}).get((category, name), str(value))
-            colour = PALETTE[slot % len(PALETTE)]
             out.append(
-                f'<rect class="bar" x="{gx + slot * _BAR:.1f}" y="{top:.1f}" width="{_BAR - 2}" '
-                f'height="{max(bottom - top, 1):.1f}" fill="{colour}" '
-                f'data-category="{escape(category)}" data-series="{escape(name)}" '
-                f'data-value="{escape(str(value))}"><title>{escape(category)} · '
-                f"{escape(name)}: {escape(text)}</title></rect>"
+                f'<rect class="bar" x="{gx + slot * bar:.1f}" y="{top:.1f}" '
+                f'width="{max(bar - 2, 1):.1f}" height="{max(bottom - top, 1):.1f}" '
+                f'fill="{colour[name]}" data-category="{escape(category)}" '
+                f'data-series="{escape(name)}" data-value="{escape(str(value))}">'
+                f"<title>{escape(category)} · {escape(name)}: {escape(text)}</title></rect>"
             )
         label_x = gx + bars_width / 2
-        out.append(
-            f'<text x="{label_x:.1f}" y="{_HEIGHT - _BOTTOM + 16}" text-anchor="middle" '
-            f'fill="#222">{escape(category)}</text>'
+        spans = "".join(
+            f'<tspan x="{label_x:.1f}" dy="{0 if i == 0 else _LINE_PX}">{escape(line)}</tspan>'
+            for i, line in enumerate(labels[category])
         )
-    for slot, name in enumerate(series):  # legend, in rows under the axis labels
-        lx = _LEFT + (slot % 4) * 150
-        ly = _HEIGHT - _BOTTOM + 34 + (slot // 4) * 14
         out.append(
-            f'<rect x="{lx}" y="{ly - 9}" width="10" height="10" '
-            f'fill="{PALETTE[slot % len(PALETTE)]}"/>'
-            f'<text x="{lx + 14}" y="{ly}" fill="#222">{escape(name)}</text>'
+            f'<text class="category" data-name="{escape(category)}" x="{label_x:.1f}" '
+            f'y="{_TOP + plot_h + 16}" text-anchor="middle" fill="#222">{spans}</text>'
         )
     out.append("</svg>")
     return "".join(out)
+
+
+def legend(chart_id: str, series: Sequence[str]) -> str:
+    """The chart's legend as HTML: a swatch and the whole name per series; names wrap."""
+    colour = colours(series)
+    items = "".join(
+        f'<li><span class="swatch" style="background:{colour[name]}"></span>'
+        f'<span class="legend-label" data-name="{escape(name)}">{escape(name)}</span></li>'
+        for name in series
+    )
+    return f'<ul class="legend" data-chart="{escape(chart_id)}">{items}</ul>'

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import duckdb
 
-from report.data import ReportData, ReportError
+from pipeline.periods import shift_period
+from report.data import Headline, ReportData, ReportError
 from store.duck import frame
+from store.late_usage import late_usage_by_period
 from store.snapshot import analyst_path
 
 __all__ = ["ReportData", "ReportError", "WINDOW", "gather", "source_for"]
@@ -60,6 +62,43 @@ _RECENT_SQL = """
     FROM runs ORDER BY started_at DESC LIMIT 10"""
 
 
+# The headline (docs/REPORT.md, "The headline"): the invoices of the report's period and of the
+# calendar month before it, per currency, with the statuses they are in.
+_BILLED_SQL = """
+    SELECT period, currency, string_agg(DISTINCT status, ', ' ORDER BY status) AS status,
+           count(*) AS invoices, sum(total) AS total
+    FROM invoices WHERE period IN ($this, $last)
+    GROUP BY period, currency ORDER BY currency, period"""
+
+# Adjustment lines written to the final periods of the window, by the period they correct.
+_ADJUSTED_SQL = """
+    SELECT period, currency, count(*) AS lines, sum(amount) AS net
+    FROM adjustments WHERE period IN (SELECT unnest($periods))
+    GROUP BY ALL ORDER BY period, currency"""
+
+# The books are as of the latest successful nightly (a reprocess has no as-of date: it
+# recomputes a final period whole).
+_AS_OF_SQL = """
+    SELECT as_of FROM runs WHERE kind = 'nightly' AND status = 'success' AND as_of IS NOT NULL
+    ORDER BY started_at DESC LIMIT 1"""
+
+
+def _headline(con: duckdb.DuckDBPyConnection, periods: list[str]) -> Headline | None:
+    if not periods:
+        return None
+    this, last = periods[-1], shift_period(periods[-1], -1)
+    as_of = con.execute(_AS_OF_SQL).fetchall()
+    return Headline(
+        period=this,
+        last_period=last,
+        as_of=as_of[0][0] if as_of else None,
+        billed=frame(con, _BILLED_SQL, {"this": this, "last": last}),
+        adjustments=frame(con, _ADJUSTED_SQL, {"periods": periods}),
+        rejected_rows=con.execute("SELECT count(*) FROM rejected_rows").fetchall()[0][0],
+        late_usage=late_usage_by_period(con),
+    )
+
+
 def source_for(db: str | Path) -> Path:
     """The analyst copy when there is one (never blocked by a running writer), else the db."""
     copy = analyst_path(db)
@@ -107,6 +146,10 @@ def gather(db: str | Path, period: str | None = None) -> ReportData:
             rejected=frame(con, _REJECTED_SQL),
             stages=frame(con, _STAGES_SQL),
             recent_runs=frame(con, _RECENT_SQL),
+            headline=_headline(con, periods),
         )
+    except duckdb.Error as exc:  # e.g. a copy written by an older billrun: one line, no trace
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ReportError(f"{path}: cannot read the report's data: {first}", exit_code=1) from exc
     finally:
         con.close()

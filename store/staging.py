@@ -147,6 +147,15 @@ def remove(stage: Stage, relative: str) -> None:
         fs.rm(path, recursive=True)
 
 
+def move(stage: Stage, source: str, target: str) -> None:
+    """Move a staged folder to another place below the run's folder (e.g. the units of a
+    period billed in a folder of its own, to where the commit reads them)."""
+    fs, path = _fs(stage.url(source))
+    _, to = _fs(stage.url(target))
+    fs.makedirs(to.rsplit("/", 1)[0], exist_ok=True)
+    fs.mv(path, to, recursive=True)
+
+
 def write_text(stage: Stage, relative: str, text: str) -> None:
     """Write a small text file (the catalog)."""
     fs, path = _fs(stage.url(relative))

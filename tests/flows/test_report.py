@@ -131,7 +131,7 @@ def test_nightly_writes_the_report_beside_the_analyst_copy(billed: Path) -> None
     stage_kinds = [r[0].split()[0] for r in dom.tables["t-stages"]]
     assert stage_kinds == ["nightly"]
     facts = dict(dom.tables["t-run-facts"])
-    assert facts["drafts / finalized"] == "1 / 1"  # Feb drafted, Jan finalized
+    assert facts["drafts / final"] == "1 / 1"  # Feb drafted, Jan finalized
     assert facts["invoices USD (this run)"] == "2 totalling 72.32"  # 37.32 + 35.00
 
 
@@ -171,6 +171,10 @@ def test_the_prefect_artifacts_link_to_it_with_the_same_tables(billed: Path) -> 
     assert any(uri in str(a.data) for a in links), [a.data for a in links]
     markdown = [a.data for a in _artifacts("nightly-report") if uri in str(a.data)]
     assert markdown, "no markdown artifact links this report"
+    assert "**Period 2026-02 (draft) as of 2026-02-01; compared with 2026-01 (final)**" in (
+        markdown[-1])
+    assert ("| USD | 37.32 (1 invoice, final) | 35.00 (1 invoice, draft) | -2.32 |"
+            in markdown[-1])  # the headline: billed this period against the last
     assert "| 2026-01 | final | USD | 1 | 37.32 |" in markdown[-1]
     assert "| 2026-01 | VDP_US100 | USD | 10.00 | 1 |" in markdown[-1]
 

@@ -19,9 +19,10 @@ from flows.serve import DEPLOYMENT_NAME, nightly_deployment, scheduled_nightly
 
 
 def test_the_deployment_runs_the_nightly_flow_every_night_at_two() -> None:
-    deployment = nightly_deployment("prod.duckdb", "/srv/drop", "0 2 * * *")
+    deployment = nightly_deployment("prod.duckdb", "/srv/drop", "0 2 * * *", "adjust")
     assert deployment.name == DEPLOYMENT_NAME
-    assert deployment.parameters == {"db": "prod.duckdb", "input_dir": "/srv/drop"}
+    assert deployment.parameters == {"db": "prod.duckdb", "input_dir": "/srv/drop",
+                                     "late_usage": "adjust"}
     assert [s.schedule.cron for s in deployment.schedules] == ["0 2 * * *"]
 
 
