@@ -106,7 +106,7 @@ def bill_demo(inputs: Path, db: Path, console: Console) -> Path:
     invoices = write_last_invoices(db)
     console.print(f"working database: {db.resolve()}")
     console.print(f"analysts open:    {copy}  (read-only, swapped after each run)")
-    console.print(f"Parquet files:    {parquet_pointer(db.resolve())}/  (one per table and view)")
+    console.print(f"Parquet files:    {parquet_pointer(db.resolve())}/  (by table, and period)")
     console.print(f"analyst shell:    billrun sql --db {db}")
     console.print(f"try:  billrun explain --db {db} --account <id> --period {LATE_PERIOD}")
     if summary.report:

@@ -168,9 +168,10 @@ def load_memory_limit() -> str:
 
 @flow(name="billrun-load", persist_result=False, validate_parameters=False)
 def load_flow(input_dir: str, db: str, publish: bool = True) -> LoadReport:
-    """Load the inputs in `input_dir` into the DuckDB file `db`, publish the analyst copy and
-    the Parquet set (so the rows it rejected, the accounts and the usage it loaded are in
-    `billrun sql` at once), and return the report. `publish=False`: the caller publishes (a
+    """Load the inputs in `input_dir` into the DuckDB file `db`, publish the Parquet set and its
+    analyst file (only the usage months it added are written again), so that the rows it
+    rejected, the accounts and the usage it loaded are in `billrun sql` at once; return the
+    report. `publish=False`: the caller publishes (a
     nightly does, at its end)."""
     logger = get_run_logger()
     logger.info(f"loading {input_dir} into {db}")
@@ -190,5 +191,8 @@ def load_flow(input_dir: str, db: str, publish: bool = True) -> LoadReport:
     if publish:
         from store.snapshot import publish_snapshot
 
-        report.analyst_copy = str(publish_snapshot(db, report.run_id))
+        seconds: dict[str, float] = {}
+        report.analyst_copy = str(publish_snapshot(db, report.run_id, seconds))
+        logger.info("publish steps: %s",
+                    ", ".join(f"{step} {s:.1f} s" for step, s in seconds.items()))
     return report

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
@@ -76,7 +77,7 @@ class RunSummary:
             invoices=totals.invoices,
             adjustment_lines=totals.adjustments,
             changes=changes,
-            analyst_copy=str(Path(analyst).resolve()),
+            analyst_copy=str(Path(analyst).absolute()),  # the link, not the set it shows now
             seconds=(utc_now() - started).total_seconds(),
             minor_units=dict(currencies.select("currency", "minor_units").iter_rows()),
             documents=totals.documents,
@@ -88,8 +89,9 @@ def finish_run(
     con: Any, db: str, batch: ResultsBatch, stored: StoredInputs, memory_limit: str | None = None
 ) -> tuple[dict[str, int], Path, StagedTotals]:
     """Write the run's staged batch in one transaction (catalog tables and views included),
-    aggregate what the summary shows, close the connection and publish the analyst copy;
-    returns what changed, the copy's path and the aggregates. `memory_limit`: DuckDB's cap
+    aggregate what the summary shows, close the connection and publish the Parquet set and its
+    analyst file (only the partitions of the periods that changed are written again);
+    returns what changed, the analyst file's path and the aggregates. `memory_limit`: DuckDB's cap
     while it commits."""
     try:
         if memory_limit:
@@ -103,13 +105,24 @@ def finish_run(
                                 seconds=seconds)
         totals = replace(read_staged_totals(con, batch.stage),
                          late_usage=late_usage_by_period(con))
+        touched = periods_in_scope(con)
     finally:
         con.close()
-    analyst = publish_snapshot(db, batch.run.run_id, seconds)
+    analyst = publish_snapshot(db, batch.run.run_id, seconds, touched)
     get_run_logger().info(
         "commit steps: %s", ", ".join(f"{step} {s:.1f} s" for step, s in seconds.items())
     )
     return changes, analyst, totals
+
+
+def periods_in_scope(con: Any) -> frozenset[str]:
+    """The periods the run recomputed (its `_scope`, left in the connection by the commit): the
+    publication writes their partitions again (store/parquet_set.py also finds them)."""
+    try:
+        return frozenset(p for (p,) in con.execute("SELECT DISTINCT period FROM _scope")
+                         .fetchall())
+    except duckdb.CatalogException:  # nothing in scope
+        return frozenset()
 
 
 def catalog_and_views(

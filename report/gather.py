@@ -126,7 +126,8 @@ def gather(db: str | Path, period: str | None = None) -> ReportData:
     except duckdb.Error as exc:
         raise ReportError(f"{path}: cannot open: {exc}", exit_code=1) from exc
     try:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        tables = {r[0] for r in con.execute(  # views too: the analyst file holds only views
+            "SELECT table_name FROM information_schema.tables").fetchall()}
         if "catalog_currencies" not in tables:
             raise ReportError(f"{path}: nothing billed yet (run `billrun nightly` first)")
         periods = _window(con, period)

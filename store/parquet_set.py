@@ -1,18 +1,31 @@
-"""The results as Parquet, for tools without DuckDB (pandas, Polars, Spark, BI tools).
+"""The results as Parquet, for tools without DuckDB (pandas, Polars, Spark, BI tools), and the
+folder the analyst file lives in (store/snapshot.py).
 
-Each run writes a whole new set, one file per table and view, into its own folder under
-`billrun.analyst.sets/`, then swaps the symbolic link `billrun.analyst` to it with one atomic
-rename. A table that did not change since the set in place is hard-linked from it, not written
-again. A reader that opens `billrun.analyst/invoices.parquet` therefore sees one run's complete
-set, never a half-written one; the previous set is kept (a reader that resolved the link just
-before a swap can finish), older ones are removed.
+Each run publishes a new set, in its own folder under `billrun.analyst.sets/`, then swaps the
+symbolic link `billrun.analyst` to it with one atomic rename. The tables that grow with the
+history are split by period (`charges/period=2026-01/part_0.parquet`; the usage by the month
+of `started_at`, `usage/month=2026-01/`): a run writes again only the partitions it changed
+and hard-links the others from the set in place, so its cost follows its work, not the
+history. The other tables and the views are one file each (`runs.parquet`), hard-linked too
+when they did not change. A reader that opens `billrun.analyst/...` therefore sees one run's
+complete set, never a half-written one; the previous set is kept (a reader that resolved the
+link, or opened the previous analyst file, just before a swap can finish), older ones are
+removed. docs/TABLES.md, "The Parquet set", gives the layout and docs/RUNS.md the rules.
+
+Which partitions changed is read from the tables, not trusted to the caller: every row a run
+writes carries its `run_id`, so a partition changed when it holds rows of a run the previous
+set did not publish, or when its row count differs from the one that set recorded (rows
+removed). A period changed in one table is written again in every period-split table (a run
+that touched a period may have touched it anywhere, e.g. the invoices its notes numbered).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -21,8 +34,10 @@ from store.views import VIEWS
 
 # The results tables analysts read (SPEC §6), the inputs they join them to (the accounts, the
 # assignments and their history, the catalog's products and plans, the usage), then the analyst
-# views, materialized. A table or view the database does not hold yet (a load before the first
-# billing run has no catalog tables and no views) is left out of the set and its manifest.
+# views, materialized. The set holds every other table of the database too (the run's own
+# bookkeeping: `finalized_periods`, `counter_periods` ...), which the analyst file and
+# `billrun explain` read. A table or view the database does not hold yet (a load before the
+# first billing run has no catalog tables and no views) is left out of the set and its manifest.
 PARQUET_TABLES: tuple[str, ...] = (
     "invoices",
     "charges",
@@ -47,8 +62,61 @@ PARQUET_TABLES: tuple[str, ...] = (
     *VIEWS,
 )
 MANIFEST = "_manifest.json"
+ANALYST_FILE = "analyst.duckdb"  # inside each set: written by store/snapshot.py
+EMPTY_FILE = "_empty.parquet"  # a split table's one file while it has no row
 # DuckDB's memory while it writes the set (benchmarks/RESULTS.md, run 6).
 PUBLISH_MEMORY = "1GB"
+
+
+@dataclass(frozen=True)
+class Split:
+    """How a table is split into partitions: the folder label and the SQL giving a row's value
+    (`YYYY-MM`), with `column` the one its value is read from (for the filter's pushdown)."""
+
+    label: str
+    key: str
+    column: str
+    bucket: str | None = None  # cheaper to group by than `key` (a month as a timestamp)
+
+    def where(self, values: list[str]) -> str:
+        """SQL: the rows of the partitions `values`."""
+        listed = ", ".join(_sql_text(v) for v in values)
+        if self.label == "month":  # a range on the timestamp first: DuckDB skips row groups
+            low, high = min(values), _next_month(max(values))
+            return (f"{self.column} >= TIMESTAMP '{low}-01' AND {self.column} < TIMESTAMP "
+                    f"'{high}-01' AND {self.key} IN ({listed})")
+        return f"{self.key} IN ({listed})"
+
+
+BY_PERIOD = Split("period", "period", "period")
+# The tables that grow with the history, split by period; the usage by the calendar month of
+# its events (an event's billing period depends on its account's billing day: a load knows
+# the month, not the period). The others hold a row per account, assignment, catalog entry or
+# run, whatever the history: one file each (docs/TABLES.md).
+SPLITS: dict[str, Split] = {
+    "charges": BY_PERIOD,
+    "invoices": BY_PERIOD,
+    "adjustments": BY_PERIOD,
+    "decisions": BY_PERIOD,
+    "documents": BY_PERIOD,
+    "counter_periods": BY_PERIOD,
+    "finalized_periods": BY_PERIOD,
+    # A window's row holds the period of its latest value (a later period moves it).
+    "discount_counters": Split(
+        "period", "coalesce(period, strftime(window_start, '%Y-%m'))", "period"),
+    "quota_rollovers": Split("period", "strftime(window_start, '%Y-%m')", "window_start"),
+    "usage": Split("month", "strftime(started_at, '%Y-%m')", "started_at",
+                   "date_trunc('month', started_at)"),
+}
+# A view that reads the clock gives other rows on another day from the same tables.
+_VOLATILE = re.compile(r"\b(current_date|current_timestamp|now|today)\b", re.IGNORECASE)
+_VIEW_HEAD = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?VIEW\s+.+?\s+AS\s+",
+                        re.IGNORECASE | re.DOTALL)
+
+
+def _next_month(month: str) -> str:
+    year, number = int(month[:4]), int(month[5:7])
+    return f"{year + number // 12:04d}-{number % 12 + 1:02d}"
 
 
 def parquet_pointer(db_path: str | Path) -> Path:
@@ -62,12 +130,54 @@ def sets_folder(pointer: Path) -> Path:
     return pointer.with_name(f"{pointer.name}.sets")
 
 
+def relation_files(folder: Path, name: str) -> list[Path]:
+    """The Parquet files of table or view `name` in the set `folder`, from its manifest: one
+    file, or one per partition (none for a split table without rows)."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    return [folder / f for f in manifest["relations"][name]["files"]]
+
+
 def _sql_text(value: str | Path) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _previous_set(pointer: Path) -> tuple[Path | None, dict[str, str]]:
-    """The set `pointer` shows now, and the table fingerprints its manifest recorded."""
+@dataclass
+class Relation:
+    """One table or view as published: its columns, its files (relative to the set), and, for a
+    split one, its files by partition value."""
+
+    name: str
+    kind: str  # "table" or "view"
+    columns: list[list[str]]  # [name, DuckDB type]
+    rows: int = 0
+    label: str | None = None  # the partition label, for a split one
+    parts: dict[str, dict] = field(default_factory=dict)  # value -> {"rows", "files"}
+    files: list[str] = field(default_factory=list)
+    fingerprint: str | None = None  # a whole table's "rows:sum of row hashes"
+    sql: str | None = None  # a view's definition
+    written: list[str] = field(default_factory=list)  # partitions (or "") written anew
+
+    def record(self) -> dict:
+        return {"kind": self.kind, "columns": self.columns, "rows": self.rows,
+                "label": self.label, "parts": self.parts, "files": self.files,
+                "fingerprint": self.fingerprint, "sql": self.sql}
+
+
+@dataclass(frozen=True)
+class ParquetSet:
+    """A written set, not yet pointed at: its folder and what it holds."""
+
+    folder: Path
+    relations: dict[str, Relation]
+    runs: list[str]
+
+    def written(self) -> dict[str, list[str]]:
+        """`relation -> partitions written anew` ("" for a whole file), linked ones left out."""
+        return {n: r.written for n, r in self.relations.items() if r.written}
+
+
+def _previous_set(pointer: Path) -> tuple[Path | None, dict]:
+    """The set `pointer` shows now, and its manifest (empty if it has none billrun can reuse)."""
     if not pointer.is_symlink():
         return None, {}
     folder = pointer.resolve()
@@ -75,63 +185,296 @@ def _previous_set(pointer: Path) -> tuple[Path | None, dict[str, str]]:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return None, {}
-    return folder, manifest.get("fingerprints", {})
+    return folder, manifest if "relations" in manifest else {}
 
 
-def write_parquet_set(
-    source_db: str | Path, pointer: Path, tag: str | None, prints: dict[str, str] | None = None
-) -> Path:
-    """Write every table of `PARQUET_TABLES` from `source_db` into a new set folder; returns it.
-    Nothing points at it yet.
-
-    `prints` are the tables' fingerprints (store/snapshot.py): a table whose fingerprint equals
-    the one in the current set's manifest is hard-linked from that set, not written again
-    (Parquet files are never modified in place, so the two sets can share them). Views are
-    always written."""
-    prints = prints or {}
+def _new_folder(pointer: Path, tag: str | None, previous: Path | None) -> tuple[Path, str]:
     name = tag or f"set-{os.getpid()}"
     folder = sets_folder(pointer) / name
-    previous, previous_prints = _previous_set(pointer)
     if previous is not None and previous == folder.resolve():  # a re-run under the same tag
-        folder = sets_folder(pointer) / f"{name}-{os.getpid()}"
+        name = f"{name}-{os.getpid()}"
+        folder = sets_folder(pointer) / name
     if folder.exists():  # a set left by a run killed before its swap
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    rows: dict[str, int] = {}
-    con = duckdb.connect(str(source_db), read_only=True)
+    return folder, name
+
+
+class _Writer:
+    """Writes one set from the attached working database `work`, reusing the previous set's
+    files wherever their content is the same."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, folder: Path, previous: Path | None,
+                 manifest: dict) -> None:
+        self.con, self.folder, self.previous = con, folder, previous
+        self.before: dict[str, dict] = manifest.get("relations", {})
+
+    def columns(self, name: str) -> list[list[str]]:
+        return [[c, t] for c, t, *_ in self.con.execute(f'DESCRIBE SELECT * FROM "{name}"')
+                .fetchall()]
+
+    def link(self, files: list[str]) -> bool:
+        """Hard-link `files` of the previous set into this one; False if one fails (the caller
+        writes them)."""
+        if self.previous is None:
+            return False
+        done: list[Path] = []
+        try:
+            for f in files:
+                (self.folder / f).parent.mkdir(parents=True, exist_ok=True)
+                os.link(self.previous / f, self.folder / f)
+                done.append(self.folder / f)
+        except OSError:  # another file system, a file gone: none of them, then
+            for path in done:
+                path.unlink(missing_ok=True)
+            return False
+        return True
+
+    def partition_counts(self, name: str, split: Split, has_run: bool) -> dict[str, tuple]:
+        """`value -> (rows, rows of runs the previous set did not publish)`."""
+        fresh = ("count(*) FILTER (WHERE run_id IN (SELECT run_id FROM _new_runs))"
+                 if has_run else "count(*)")
+        if split.bucket:  # group by the cheap bucket, then name the few groups
+            sql = (f"SELECT strftime(b, '%Y-%m'), n, f FROM (SELECT {split.bucket} AS b, "
+                   f'count(*) AS n, {fresh} AS f FROM "{name}" GROUP BY ALL)')
+        else:
+            sql = f'SELECT {split.key} AS v, count(*), {fresh} FROM "{name}" GROUP BY ALL'
+        return {v: (n, f) for v, n, f in self.con.execute(sql).fetchall()}
+
+    def write_parts(self, rel: Relation, source: str, split: Split, values: list[str]) -> None:
+        """Write the partitions `values` of `source` (SQL) as `<name>/<label>=<value>/`."""
+        if not values:
+            return
+        scratch = self.folder / f".{rel.name}.writing"
+        self.con.execute(
+            f"COPY (SELECT *, {split.key} AS _part FROM ({source}) s WHERE {split.where(values)})"
+            f" TO {_sql_text(scratch)} (FORMAT parquet, PARTITION_BY (_part), "
+            "FILENAME_PATTERN 'part_{i}')"
+        )
+        for value in values:
+            made = scratch / f"_part={value}"
+            if not made.is_dir():  # no row left in it
+                continue
+            target = self.folder / rel.name / f"{rel.label}={value}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(target, ignore_errors=True)  # what a failed link left, if anything
+            os.rename(made, target)
+            rel.parts[value]["files"] = sorted(
+                str(p.relative_to(self.folder)) for p in target.iterdir())
+            rel.written.append(value)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    def file_rows(self, files: list[str]) -> int:
+        """Rows of written Parquet files (read from their footers)."""
+        return int(self.con.execute(
+            "SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata(?)",
+            [[str(self.folder / f) for f in files]]).fetchone()[0])
+
+    def write_whole(self, rel: Relation) -> None:
+        path = f"{rel.name}.parquet"
+        self.con.execute(
+            f'COPY (SELECT * FROM "{rel.name}") TO {_sql_text(self.folder / path)} '
+            "(FORMAT parquet)")
+        rel.files, rel.written = [path], [""]
+
+    def split_table(self, rel: Relation, split: Split, dirty: set[str], counts: dict) -> None:
+        """Link the partitions not in `dirty` whose files the previous set has, write the rest."""
+        old = self.before.get(rel.name, {})
+        reuse = old.get("columns") == rel.columns and old.get("label") == split.label
+        rel.label = split.label
+        write = []
+        for value, (rows, _) in sorted(counts.items()):
+            rel.parts[value] = {"rows": rows, "files": []}
+            files = old.get("parts", {}).get(value, {}).get("files") if reuse else None
+            if value not in dirty and files and self.link(files):
+                rel.parts[value]["files"] = files
+            else:
+                write.append(value)
+        self.write_parts(rel, f'SELECT * FROM "{rel.name}"', split, write)
+        rel.rows = sum(rows for rows, _ in counts.values())
+        self.gather_files(rel)
+
+    def gather_files(self, rel: Relation) -> None:
+        """The split relation's files, partition by partition; without rows, one empty file
+        with its columns (`<name>/_empty.parquet`: readers of the folder get the schema)."""
+        rel.files = [f for part in rel.parts.values() for f in part["files"]]
+        if not rel.files:
+            path = f"{rel.name}/{EMPTY_FILE}"
+            (self.folder / rel.name).mkdir(parents=True, exist_ok=True)
+            self.con.execute(f'COPY (SELECT * FROM "{rel.name}" LIMIT 0) TO '
+                             f"{_sql_text(self.folder / path)} (FORMAT parquet)")
+            rel.files = [path]
+
+    def whole_table(self, rel: Relation) -> None:
+        rows, hashes = self.con.execute(
+            f'SELECT count(*), CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) FROM "{rel.name}" t'
+        ).fetchone()
+        rel.rows, rel.fingerprint = rows, f"{rows}:{hashes}"
+        old = self.before.get(rel.name, {})
+        if (old.get("fingerprint") == rel.fingerprint and old.get("columns") == rel.columns
+                and old.get("label") is None and self.link(old.get("files", []))):
+            rel.files = old["files"]
+            return
+        self.write_whole(rel)
+
+
+def _base_tables(node: object) -> set[str]:
+    """The names of the base tables a serialized query (`json_serialize_sql`) reads."""
+    if isinstance(node, dict):
+        found = {str(node["table_name"])} if node.get("type") == "BASE_TABLE" else set()
+        return found.union(*(_base_tables(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_base_tables(v) for v in node))
+    return set()
+
+
+def _view_inputs(con: duckdb.DuckDBPyConnection, views: dict[str, str],
+                 tables: set[str]) -> dict[str, set[str]]:
+    """Each view's tables, through the views it reads, from DuckDB's own parse of its SQL."""
+    direct = {}
+    for name, sql in views.items():
+        query = _VIEW_HEAD.sub("", sql).rstrip().rstrip(";")
+        parsed = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0])
+        if parsed.get("error"):  # not parsed: read as if it read every table
+            direct[name] = tables | set(views)
+        else:
+            direct[name] = _base_tables(parsed) & (tables | set(views))
+
+    def reads(name: str, seen: frozenset[str]) -> set[str]:
+        found = direct[name] & tables
+        for view in (direct[name] & set(views)) - seen:
+            found |= reads(view, seen | {view})
+        return found
+
+    return {name: reads(name, frozenset({name})) for name in views}
+
+
+def write_parquet_set(
+    source_db: str | Path, pointer: Path, tag: str | None, touched: frozenset[str] = frozenset()
+) -> ParquetSet:
+    """Write every table and view of `source_db`'s main schema into a new set folder; returns
+    it. Nothing points at it yet.
+
+    A partition, a table or a view whose content is the one the set in place holds is
+    hard-linked from it (Parquet files are never modified, so two sets can share them);
+    `touched` names periods the caller changed (written again in every period-split table)."""
+    previous, manifest = _previous_set(pointer)
+    folder, name = _new_folder(pointer, tag, previous)
+    con = duckdb.connect()
     try:
         # The set holds the usage too (every event): unbounded, DuckDB's COPY of 46M events
         # took 4.9 GB on top of what the run's units had left in the coordinator (a 15.4 GiB
         # peak at 1M accounts); bounded, it streams in 1.1 GB at the same speed.
         con.execute(f"SET memory_limit = '{PUBLISH_MEMORY}'")
-        held = {name for (name,) in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' UNION "
-            "SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal"
-        ).fetchall()}
-        for table in (t for t in PARQUET_TABLES if t in held):
-            path = folder / f"{table}.parquet"
-            unchanged = table in prints and previous_prints.get(table) == prints[table]
-            if not (unchanged and previous is not None and _link(previous / path.name, path)):
-                con.execute(f"COPY (SELECT * FROM {table}) TO {_sql_text(path)} (FORMAT parquet)")
-            rows[table] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        # A partitioned COPY buffers rows per open partition: flush each at one row group, and
+        # let the rows come in any order (a table is a set of rows; readers sort).
+        con.execute("SET partitioned_write_flush_threshold = 122880")
+        con.execute("SET preserve_insertion_order = false")
+        con.execute(f"ATTACH {_sql_text(source_db)} AS work (READ_ONLY)")
+        con.execute("USE work")  # the views' unqualified names bind to the working tables
+        tables = [t for (t,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'work' "
+            "AND schema_name = 'main' ORDER BY ALL").fetchall()]
+        views = dict(con.execute(
+            "SELECT view_name, sql FROM duckdb_views() WHERE database_name = 'work' "
+            "AND schema_name = 'main' AND NOT internal ORDER BY ALL").fetchall())
+        runs = [r for (r,) in con.execute(
+            "SELECT run_id FROM runs ORDER BY ALL").fetchall()] if "runs" in tables else []
+        published = set(manifest.get("runs", []))
+        con.execute("CREATE TEMP TABLE _new_runs AS SELECT unnest(?::VARCHAR[]) AS run_id",
+                    [[r for r in runs if r not in published]])
+        writer = _Writer(con, folder, previous, manifest)
+        relations: dict[str, Relation] = {}
+
+        # Split tables: what changed, by partition, then one dirty set of periods for all.
+        counts: dict[str, dict[str, tuple]] = {}
+        dirty: dict[str, set[str]] = {"period": set(touched), "month": set()}
+        for table in (t for t in tables if t in SPLITS):
+            rel = relations[table] = Relation(table, "table", writer.columns(table))
+            split = SPLITS[table]
+            counts[table] = writer.partition_counts(
+                table, split, any(c == "run_id" for c, _ in rel.columns))
+            old = manifest.get("relations", {}).get(table, {})
+            same_shape = old.get("columns") == rel.columns and old.get("label") == split.label
+            old_parts = old.get("parts", {})
+            for value, (rows, fresh) in counts[table].items():
+                if not same_shape or fresh or old_parts.get(value, {}).get("rows") != rows:
+                    dirty[split.label].add(value)
+            dirty[split.label] |= set(old_parts) - set(counts[table])  # emptied partitions
+        for table in counts:
+            writer.split_table(relations[table], SPLITS[table], dirty[SPLITS[table].label],
+                               counts[table])
+        for table in (t for t in tables if t not in SPLITS):
+            rel = relations[table] = Relation(table, "table", writer.columns(table))
+            writer.whole_table(rel)
+
+        changed = {t for t in tables if relations[t].written}
+        inputs = _view_inputs(con, views, set(tables))
+        for view, sql in views.items():
+            rel = relations[view] = Relation(view, "view", writer.columns(view), sql=sql)
+            _write_view(writer, rel, inputs[view], changed, dirty["period"], manifest)
     finally:
         con.close()
-    manifest = {"set": name, "rows": rows,
-                "fingerprints": {t: prints[t] for t in rows if t in prints}}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    for path in folder.iterdir():
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
-    return folder
+    return ParquetSet(folder, relations, runs)
 
 
-def _link(source: Path, path: Path) -> bool:
-    """Hard-link `source` to `path`; False (the caller writes the file) where links fail."""
-    try:
-        os.link(source, path)
-    except OSError:
-        return False
-    return True
+def _write_view(writer: _Writer, rel: Relation, reads: set[str], changed: set[str],
+                dirty: set[str], manifest: dict) -> None:
+    """A view with a `period` column over period-split tables is split by period too, and only
+    the dirty periods are computed again; another view is one file, written again when a table
+    it reads changed or it reads the clock."""
+    old = manifest.get("relations", {}).get(rel.name, {})
+    same = (old.get("sql") == rel.sql and old.get("columns") == rel.columns
+            and not _VOLATILE.search(rel.sql or ""))
+    split_reads = {t for t in reads if t in SPLITS}
+    by_period = (any(c == "period" for c, _ in rel.columns) and split_reads
+                 and all(SPLITS[t].label == "period" for t in split_reads))
+    if not by_period:
+        if same and not (reads & changed) and old.get("label") is None and writer.link(
+                old.get("files", [])):
+            rel.files, rel.rows = old["files"], old["rows"]
+            return
+        writer.write_whole(rel)
+        rel.rows = writer.file_rows(rel.files)
+        return
+    rel.label = "period"
+    # Its definition, or a whole table it reads (the catalog), changed: every period may differ.
+    if not same or old.get("label") != "period" or (reads - split_reads) & changed:
+        write = [v for (v,) in writer.con.execute(
+            f'SELECT DISTINCT period FROM "{rel.name}" WHERE period IS NOT NULL').fetchall()]
+    else:
+        for value, part in old.get("parts", {}).items():
+            if value not in dirty and writer.link(part["files"]):
+                rel.parts[value] = part
+        write = [v for v in dirty if v not in rel.parts]
+    write = sorted(write)
+    for value in write:
+        rel.parts[value] = {"rows": 0, "files": []}
+    writer.write_parts(rel, f'SELECT * FROM "{rel.name}"', BY_PERIOD, write)
+    for value in write:
+        if rel.parts[value]["files"]:
+            rel.parts[value]["rows"] = writer.file_rows(rel.parts[value]["files"])
+        else:  # the view has no row of that period (any more)
+            del rel.parts[value]
+    rel.parts = dict(sorted(rel.parts.items()))
+    rel.rows = sum(part["rows"] for part in rel.parts.values())
+    writer.gather_files(rel)
+
+
+def finish_set(written: ParquetSet) -> None:
+    """Write the set's manifest and flush every file of it to disk (before it is pointed at)."""
+    relations = written.relations
+    manifest = {
+        "set": written.folder.name,
+        "rows": {n: r.rows for n, r in relations.items()},
+        "runs": written.runs,
+        "relations": {n: r.record() for n, r in relations.items()},
+    }
+    (written.folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    for root, _, files in os.walk(written.folder):
+        for name in files:
+            with open(Path(root) / name, "rb") as handle:
+                os.fsync(handle.fileno())
 
 
 def publish_parquet(pointer: Path, folder: Path) -> None:

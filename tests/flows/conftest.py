@@ -85,15 +85,16 @@ def module_scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
 
 
 def copy_database(source: Path, target: Path) -> Path:
-    """Copy a billed database (and its analyst copy, if any) to `target`, a test's own file."""
+    """Copy a billed database to `target`, a test's own file, and publish its own Parquet set
+    and analyst file if `source` had them (the source's analyst file reads the source's set)."""
     import shutil
 
-    from store.snapshot import analyst_path
+    from store.snapshot import analyst_path, publish_snapshot
 
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
     if analyst_path(source).exists():
-        shutil.copyfile(analyst_path(source), analyst_path(target))
+        publish_snapshot(target)
     return target
 
 

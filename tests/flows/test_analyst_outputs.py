@@ -28,6 +28,16 @@ FEB_USAGE = (
 )
 
 
+def read_relation(folder: Path, name: str) -> pl.DataFrame:
+    """A table or view of the set as an analyst reads it with Polars: its file, or the folder of
+    its partitions (docs/TABLES.md, "The Parquet set")."""
+    whole = folder / f"{name}.parquet"
+    if whole.exists():
+        return pl.read_parquet(whole)
+    # Without the folder's label as a column (`month`, which the usage's files do not hold).
+    return pl.read_parquet(folder / name, hive_partitioning=False)
+
+
 def billrun(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN / "billrun"), *args], input=stdin, capture_output=True, text=True, timeout=600,
@@ -83,11 +93,11 @@ def test_polars_reads_the_parquet_set_and_it_equals_the_tables(billed: Path) -> 
     assert folder.is_symlink() and folder.name == "billrun.analyst"
     with duckdb.connect(str(billed), read_only=True) as con:
         for table in PARQUET_TABLES:
-            got = pl.read_parquet(folder / f"{table}.parquet")
+            got = read_relation(folder, table)
             want = con.sql(f"SELECT * FROM {table}").pl()
             assert got.columns == want.columns, table
             assert got.sort(got.columns).equals(want.sort(want.columns)), table
-    invoices = pl.read_parquet(folder / "invoices.parquet")
+    invoices = read_relation(folder, "invoices")
     assert invoices.schema["total"] == pl.Decimal(38, 4)  # money stays exact (docs/INPUTS.md)
     assert invoices["total"].sum() == Decimal("72.32")  # 37.32 + 35.00, as above
     manifest = json.loads((folder / "_manifest.json").read_text())
@@ -112,7 +122,7 @@ def test_each_run_swaps_in_a_whole_new_set_and_keeps_two(billed: Path, tmp_path:
     assert len([p for p in sets_folder(pointer).iterdir() if p.is_dir()]) == 2
     # February now has the Feb 3 call: 20 min at 0.10 = 2.00, inside February's 100 free
     # minutes, so a discount of -2.00: the invoice stays 35.00.
-    feb = pl.read_parquet(pointer / "invoices.parquet").filter(pl.col("period") == "2026-02")
+    feb = read_relation(pointer, "invoices").filter(pl.col("period") == "2026-02")
     assert feb["total"].to_list() == [Decimal("35.0000")]
 
 
@@ -129,8 +139,11 @@ def test_billrun_sql_runs_a_query_or_a_prompt_read_only(billed: Path) -> None:
     assert "offers-1" in piped.stdout  # VOICE200 is the one add-on A1 does not hold
     # A bad statement at the prompt is reported and the session goes on to `.tables`.
     assert "error:" in piped.stdout and "invoice_summary" in piped.stdout
-    # Read-only: a write is refused, and exit 2 names the error.
+    # Read-only: a write is refused, and exit 2 names the error (the tables are views over
+    # the Parquet set there: a DELETE is refused before it reaches the read-only file).
     refused = billrun("sql", "--db", str(billed), "DELETE FROM invoices")
+    assert refused.returncode == 2 and "base table" in refused.stderr
+    refused = billrun("sql", "--db", str(billed), "CREATE TABLE mine AS SELECT 1")
     assert refused.returncode == 2 and "read-only" in refused.stderr
     missing = billrun("sql", "--db", str(billed.with_name("none.duckdb")), "SELECT 1")
     assert missing.returncode == 2 and "no analyst copy" in missing.stderr

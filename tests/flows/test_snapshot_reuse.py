@@ -1,9 +1,10 @@
-"""The analyst copy and the Parquet set reuse what did not change (store/snapshot.py,
-store/parquet_set.py): a run copies again only the tables whose content changed, and the copy it
-publishes is the same as a copy made from nothing."""
+"""The Parquet set reuses what did not change (store/parquet_set.py): a publication writes again
+only the partitions, tables and views whose content changed, hard-links the rest from the set
+before, and the set it publishes equals one published from nothing."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -15,26 +16,36 @@ import pytest
 
 from flows.load import load_flow
 from flows.nightly import nightly_flow
-from store.parquet_set import parquet_pointer
-from store.results_schema import STATE_SCHEMA
-from store.snapshot import FINGERPRINTS_SCHEMA, analyst_path, publish_snapshot, write_analyst_copy
+from store.parquet_set import MANIFEST, parquet_pointer
+from store.snapshot import analyst_path, publish_snapshot
 
 BIN = Path(sys.executable).parent
-FEB_USAGE = (
-    "event_id,account_id,service,destination_group,started_at,quantity,amount\n"
-    "E4,A1,voice,US,2026-02-03 12:00:00,20,2.00\n"
-)
 
 
 def tables_of(path: Path) -> dict[str, list[tuple]]:
-    """Every table and view of a DuckDB file (the fingerprints aside), rows sorted."""
+    """Every table and view of a DuckDB file's main schema, rows sorted."""
     with duckdb.connect(str(path), read_only=True) as con:
         names = [n for (n,) in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name NOT IN (?, ?) UNION ALL "
-            "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1",
-            [FINGERPRINTS_SCHEMA, STATE_SCHEMA],
-        ).fetchall()]
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "ORDER BY 1").fetchall()]
         return {n: con.execute(f'SELECT * FROM "{n}" ORDER BY ALL').fetchall() for n in names}
+
+
+def written(db: Path) -> dict[str, list[str]]:
+    """What the set in place wrote anew: `relation -> partitions` ("" for a whole file), read
+    from the files' link counts (a file linked from the set before has two names)."""
+    folder = parquet_pointer(db).resolve()
+    relations = json.loads((folder / MANIFEST).read_text())["relations"]
+    out: dict[str, list[str]] = {}
+    for name, rel in relations.items():
+        if rel["label"] is None:
+            fresh = ["" for f in rel["files"] if (folder / f).stat().st_nlink == 1]
+        else:
+            fresh = [value for value, part in rel["parts"].items()
+                     if any((folder / f).stat().st_nlink == 1 for f in part["files"])]
+        if fresh:
+            out[name] = fresh
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -45,101 +56,91 @@ def billed(module_scenario: dict[str, Path]) -> Path:
     return db
 
 
-def test_a_new_copy_rewrites_only_the_changed_tables_and_equals_a_fresh_copy(
-    billed: Path, tmp_path: Path
+@pytest.fixture
+def own(billed: Path, tmp_path: Path) -> Path:
+    """A copy of the billed database, published once from nothing."""
+    db = tmp_path / "billrun.duckdb"
+    shutil.copyfile(billed, db)
+    publish_snapshot(db, "first")
+    return db
+
+
+# Views that read the clock (`available_addons`: the as-of date, or today) are written by every
+# publication; so is `late_usage`, which reads `runs`.
+ALWAYS = {"available_addons"}
+
+
+def test_a_publication_with_nothing_changed_writes_only_the_views_that_read_the_clock(
+    own: Path, tmp_path: Path
 ) -> None:
-    analyst = analyst_path(billed)
-    unchanged = write_analyst_copy(billed, tmp_path / "same.duckdb", analyst)
-    assert unchanged.copied == ()  # nothing changed since the nightly published its copy
-    assert tables_of(tmp_path / "same.duckdb") == tables_of(analyst)
-
-    drop = tmp_path / "feb"
-    drop.mkdir()
-    (drop / "usage.csv").write_text(FEB_USAGE)
-    nightly_flow(date(2026, 2, 10), db=str(billed), input_dir=str(drop))
-    after = write_analyst_copy(billed, tmp_path / "reused.duckdb", analyst_path(billed))
-    fresh = write_analyst_copy(billed, tmp_path / "fresh.duckdb")
-    assert after.copied == ()  # the nightly's own copy already holds the new usage
-    assert set(fresh.copied) >= {"usage", "charges", "accounts", "catalog_versions"}
-    assert tables_of(tmp_path / "reused.duckdb") == tables_of(tmp_path / "fresh.duckdb")
-    assert tables_of(analyst_path(billed)) == tables_of(tmp_path / "fresh.duckdb")
+    publish_snapshot(own, "again")
+    assert set(written(own)) == ALWAYS
+    again = tables_of(analyst_path(own))
+    fresh = tmp_path / "fresh" / "billrun.duckdb"
+    fresh.parent.mkdir()
+    shutil.copyfile(own, fresh)
+    publish_snapshot(fresh, "fresh")
+    assert again == tables_of(analyst_path(fresh)) == tables_of(own)
 
 
-def test_new_usage_is_appended_to_the_copy_and_a_changed_row_copies_the_table_whole(
-    billed: Path, tmp_path: Path
-) -> None:
-    before = write_analyst_copy(billed, tmp_path / "before.duckdb")
-    with duckdb.connect(str(billed)) as con:  # a new event, as a new load would store it
-        con.execute("INSERT INTO usage BY NAME SELECT 'E9' AS event_id, "
-                    "* EXCLUDE (event_id, run_id), 'load-later' AS run_id FROM usage LIMIT 1")
-    after = write_analyst_copy(billed, tmp_path / "after.duckdb", tmp_path / "before.duckdb")
-    assert (after.copied, after.appended) == ((), ("usage",))
-    assert after.prints["usage"] != before.prints["usage"]
-    assert after.prints["catalog_versions"] == before.prints["catalog_versions"]
-    write_analyst_copy(billed, tmp_path / "fresh.duckdb")
-    assert tables_of(tmp_path / "after.duckdb") == tables_of(tmp_path / "fresh.duckdb")
+def test_a_new_event_writes_its_month_and_a_removed_row_its_period(own: Path) -> None:
+    with duckdb.connect(str(own)) as con:  # a new January event, as a later load stores it
+        con.execute("INSERT INTO usage BY NAME SELECT 'E9' AS event_id, * EXCLUDE (event_id, "
+                    "run_id), 'load-later' AS run_id FROM usage WHERE event_id = 'E1'")
+        con.execute("INSERT INTO runs BY NAME SELECT 'load-later' AS run_id, * EXCLUDE (run_id) "
+                    "FROM runs LIMIT 1")
+    publish_snapshot(own, "with-e9")
+    # The usage of January, the run log, and what reads them (late_usage reads both).
+    assert written(own) == {"usage": ["2026-01"], "runs": [""], "late_usage": [""],
+                            **{v: [""] for v in ALWAYS}}
+    assert tables_of(analyst_path(own)) == tables_of(own)
 
-    # A row changed under an old run id cannot be appended: the fingerprint tells, and the
-    # table is copied whole.
-    with duckdb.connect(str(billed)) as con:
-        con.execute("UPDATE usage SET quantity = quantity + 1 WHERE event_id = 'E1'")
-    again = write_analyst_copy(billed, tmp_path / "again.duckdb", tmp_path / "after.duckdb")
-    assert (again.copied, again.appended) == (("usage",), ())
-    with duckdb.connect(str(tmp_path / "again.duckdb"), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM usage WHERE event_id = 'E9'").fetchone() == (1,)
-        assert con.execute("SELECT quantity FROM usage WHERE event_id = 'E1'").fetchone() == (
-            con.execute("SELECT 51::DECIMAL(18,6)").fetchone())
-    with duckdb.connect(str(billed)) as con:  # put the shared database back as it was
-        con.execute("UPDATE usage SET quantity = quantity - 1 WHERE event_id = 'E1'")
-        con.execute("DELETE FROM usage WHERE event_id = 'E9'")
+    # Rows removed without a new run's row to tell: the partition's count differs.
+    with duckdb.connect(str(own)) as con:
+        con.execute("DELETE FROM decisions WHERE period = '2026-02'")
+    publish_snapshot(own, "fewer-decisions")
+    # Every period-split table writes the period again (one dirty set of periods for all).
+    changed = written(own)
+    assert "decisions" not in changed  # no row of it is left: no partition to write
+    assert not (parquet_pointer(own) / "decisions" / "period=2026-02").exists()
+    assert changed["charges"] == ["2026-02"] and changed["invoices"] == ["2026-02"]
+    assert "2026-01" not in changed.get("invoice_summary", [])
+    assert tables_of(analyst_path(own)) == tables_of(own)
 
 
-def test_unchanged_parquet_files_are_shared_and_the_cli_opens_the_updated_copy(
-    billed: Path,
-) -> None:
-    pointer = parquet_pointer(billed)
+def test_a_group_a_later_run_rewrote_writes_its_period_only(own: Path) -> None:
+    with duckdb.connect(str(own)) as con:  # one invoice's lines rewritten, as a later run does
+        con.execute("UPDATE charges SET description = description || ' (again)', "
+                    "run_id = 'nightly-later' WHERE account_id = 'A1' AND period = '2026-01'")
+        con.execute("INSERT INTO runs BY NAME SELECT 'nightly-later' AS run_id, "
+                    "* EXCLUDE (run_id) FROM runs LIMIT 1")
+    publish_snapshot(own, "later")
+    changed = written(own)
+    assert changed["charges"] == ["2026-01"]
+    assert changed["invoices"] == ["2026-01"]  # the period is written again in every table
+    assert "2026-02" not in changed["charges"]
+    assert changed["revenue_by_addon"] == ["2026-01"]  # a period view: that period only
+    assert tables_of(analyst_path(own)) == tables_of(own)
+
+
+def test_unchanged_files_are_shared_and_the_cli_opens_the_updated_file(own: Path) -> None:
+    pointer = parquet_pointer(own)
     first = pointer.resolve()
-    publish_snapshot(billed, "republished")
+    publish_snapshot(own, "republished")
     second = pointer.resolve()
     assert second != first
     # Same content, so the set shares the file's inode with the set it replaced...
     assert (second / "rejected_rows.parquet").stat().st_ino == (
         first / "rejected_rows.parquet").stat().st_ino
-    # ...and views are always written anew.
+    assert (second / "charges/period=2026-01/part_0.parquet").stat().st_ino == (
+        first / "charges/period=2026-01/part_0.parquet").stat().st_ino
+    # ...and a view that reads the clock is written anew.
     assert (second / "available_addons.parquet").stat().st_ino != (
         first / "available_addons.parquet").stat().st_ino
     shell = subprocess.run(
-        [str(BIN / "duckdb"), "-readonly", "-csv", str(analyst_path(billed)), "-c",
+        [str(BIN / "duckdb"), "-readonly", "-csv", str(analyst_path(own)), "-c",
          "SELECT count(*) AS n FROM invoices"],
         capture_output=True, text=True, timeout=60,
     )
     assert shell.returncode == 0, shell.stderr
     assert shell.stdout.split() == ["n", "2"]  # A1's January and February
-
-
-def test_groups_a_later_run_rewrote_replace_theirs_and_a_removed_group_copies_the_table(
-    billed: Path, tmp_path: Path
-) -> None:
-    db = tmp_path / "own.duckdb"  # the module's database stays as it is
-    shutil.copyfile(billed, db)
-    before = write_analyst_copy(db, tmp_path / "before.duckdb")
-    with duckdb.connect(str(db)) as con:  # one invoice's lines rewritten, as a later run does
-        account, period = con.execute(
-            "SELECT account_id, period FROM charges ORDER BY ALL LIMIT 1").fetchone()
-        con.execute("UPDATE charges SET description = description || ' (again)', "
-                    "run_id = 'nightly-later' WHERE account_id = ? AND period = ?",
-                    [account, period])
-    after = write_analyst_copy(db, tmp_path / "after.duckdb", tmp_path / "before.duckdb")
-    assert (after.copied, after.patched) == ((), ("charges",))
-    write_analyst_copy(db, tmp_path / "fresh.duckdb")
-    assert tables_of(tmp_path / "after.duckdb") == tables_of(tmp_path / "fresh.duckdb")
-    assert before.prints["charges"] != after.prints["charges"]
-
-    # A group no longer computed leaves no row of a newer run to tell: the fingerprint
-    # differs, and the table is copied whole.
-    with duckdb.connect(str(db)) as con:
-        con.execute("DELETE FROM charges WHERE account_id = ? AND period = ?", [account, period])
-    again = write_analyst_copy(db, tmp_path / "again.duckdb", tmp_path / "after.duckdb")
-    assert (again.copied, again.patched) == (("charges",), ())
-    write_analyst_copy(db, tmp_path / "fresh2.duckdb")
-    assert tables_of(tmp_path / "again.duckdb") == tables_of(tmp_path / "fresh2.duckdb")
