@@ -1,9 +1,12 @@
 """The usage rules of docs/INPUTS.md, in DuckDB SQL: each row's reasons, its line and raw text.
 
 The usage file is too large for Python or Polars memory (48M rows at 1M accounts), so its rows
-are checked where DuckDB staged them (`store.sources.stage_raw`): one pass flags every problem of
-every row in a bitmask and types the good ones, and the reasons are worded only for the few rows
-that fail. Each rule is declared once, in `USAGE_CHECKS`, in the order its reason is listed.
+are checked where DuckDB staged them (`store.sources.stage_raw`). While DuckDB reads the file,
+`fast_flag` marks the rows that are good as read (nearly all); after the two lookups that look
+beyond a row (`find_repeats`, and the known accounts), the other rows take the full checks: one
+pass flags every problem of each in a bitmask and types the good ones, and the reasons are worded
+only for the few rows that fail. Each rule is declared once, in `USAGE_CHECKS`, in the order its
+reason is listed.
 The decimal and timestamp rules are the documented ones: decimals are checked as text and cast
 to DECIMAL only once they are known to fit (never through a binary float); timestamps are cut to
 the microsecond and turned to UTC by their offset.
