@@ -319,8 +319,9 @@ _WHITESPACE = "".join(
     )
 )
 _COUNT_BLOCK = 8 << 20
-# Builds an SQL boolean from the SQL of each column's text (see `stage_raw`).
-Flag = Callable[[dict[str, str]], str]
+# Builds an SQL boolean from the SQL of each column's text, and whether the file is known to hold
+# printable ASCII, spaces and line feeds only (see `stage_raw`).
+Flag = Callable[[dict[str, str], bool], str]
 
 
 def stage_raw(
@@ -364,7 +365,7 @@ def stage_raw(
     con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM {rows}")
     # The block reader trims as it reads: the flag then sees trimmed text.
     computed = "" if flag is None else ", " + flag(
-        {c: c for c in [*COLUMNS[file.kind], EXTRA]}
+        {c: c for c in [*COLUMNS[file.kind], EXTRA]}, False
     )
     for batch in iter_batches(file, strict=strict):
         con.register("_raw_batch", batch.frame)
@@ -402,10 +403,12 @@ def _stage_csv_natively(
             for c in [*COLUMNS[file.kind], EXTRA]
         )
     else:
+        # Flagged as if the file were plain ASCII (nearly always so, and cheaper to test); the
+        # file scan tells afterwards, and the flag is taken back where it was too quick.
         select = ", ".join(f"{read[c]} AS {c}" for c in [*COLUMNS[file.kind], EXTRA])
-        select += f", {flag(read)} AS _ok"
-    lines: list[int] = []
-    counter = threading.Thread(target=lambda: lines.append(_count_lines(file.path)))
+        select += f", {flag(read, True)} AS _ok"
+    lines: list[tuple[int, bool]] = []
+    counter = threading.Thread(target=lambda: lines.append(_scan_lines(file.path)))
     counter.start()
     try:
         # null_padding keeps short rows (and gives `_extra` to a row with one surplus field); the
@@ -422,8 +425,14 @@ def _stage_csv_natively(
     finally:
         counter.join()
     staged = con.execute(f"SELECT count(*) FROM {rows}").fetchall()[0][0]
+    count, plain_ascii = lines[0]
     # DuckDB skips blank lines; a record that spans lines would shift the later ones.
-    return lines[0] == staged + 1
+    if count != staged + 1:
+        return False
+    if flag is not None and not plain_ascii:
+        names = {c: c for c in [*COLUMNS[file.kind], EXTRA]}
+        con.execute(f"UPDATE {rows} SET _ok = false WHERE _ok AND NOT {flag(names, False)}")
+    return True
 
 
 def _trimmed(column: str) -> str:
@@ -441,14 +450,21 @@ def _trimmed(column: str) -> str:
     )
 
 
-def _count_lines(path: Path) -> int:
-    """Physical lines of the file (a last line without a line end counts too)."""
-    count, last = 0, b"\n"
+# Bytes that make a file more than plain ASCII text: anything not ASCII, and the white space
+# other than the space and the line feed.
+_NOT_PLAIN = (b"\t", b"\x0b", b"\x0c", b"\r")
+
+
+def _scan_lines(path: Path) -> tuple[int, bool]:
+    """Physical lines of the file (a last line without a line end counts too), and whether it
+    holds printable ASCII, spaces and line feeds only."""
+    count, last, plain = 0, b"\n", True
     with path.open("rb", buffering=0) as fh:
         while block := fh.read(_COUNT_BLOCK):
             count += block.count(b"\n")
             last = block[-1:]
-    return count + (last != b"\n")
+            plain = plain and block.isascii() and not any(b in block for b in _NOT_PLAIN)
+    return count + (last != b"\n"), plain
 
 
 def _sql_path(path: Path) -> str:
