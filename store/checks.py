@@ -194,20 +194,13 @@ def fast_values(alias: str) -> str:
 
 def find_repeats(con: duckdb.DuckDBPyConnection, raw: str, out: str) -> None:
     """Make `out` (`event_id, first_line`): the event ids of `raw` met more than once, with the
-    line of their first occurrence. Grouping 50M text ids is the costly part, so the ids are
-    grouped by their 64-bit hash first, and only the ids of a repeated hash by their text."""
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {out}_hashes AS
-            SELECT hash(event_id) AS h FROM {raw} WHERE event_id IS NOT NULL
-            GROUP BY h HAVING count(*) > 1"""
-    )
+    line of their first occurrence. (Grouping the ids' 64-bit hashes first was measured no
+    faster at 200k accounts.)"""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {out} AS
             SELECT event_id, min(line) AS first_line FROM {raw}
-            WHERE event_id IS NOT NULL AND hash(event_id) IN (SELECT h FROM {out}_hashes)
-            GROUP BY event_id HAVING count(*) > 1"""
+            WHERE event_id IS NOT NULL GROUP BY event_id HAVING count(*) > 1"""
     )
-    con.execute(f"DROP TABLE {out}_hashes")
 
 
 def define_macros(con: duckdb.DuckDBPyConnection) -> None:
