@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 
+from store.duck import quiet
 from store.views import VIEWS
 
 # The results tables analysts read (SPEC §6), the inputs they join them to (the accounts, the
@@ -98,7 +99,7 @@ def write_parquet_set(
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     rows: dict[str, int] = {}
-    con = duckdb.connect(str(source_db), read_only=True)
+    con = quiet(duckdb.connect(str(source_db), read_only=True))
     try:
         # The set holds the usage too (every event): unbounded, DuckDB's COPY of 46M events
         # took 4.9 GB on top of what the run's units had left in the coordinator (a 15.4 GiB

@@ -23,6 +23,7 @@ from pathlib import Path
 import duckdb
 
 from store.clock import timed
+from store.duck import quiet
 from store.faults import checkpoint
 from store.parquet_set import parquet_pointer, publish_parquet, write_parquet_set
 from store.results_schema import STATE_SCHEMA
@@ -184,7 +185,7 @@ def write_analyst_copy(
     form DuckDB 0.10 cannot read, whatever the storage version, and the copy is read-only, so the
     keys protect nothing there (docs/TABLES.md gives each table's grain)."""
     target = Path(target)
-    con = duckdb.connect()
+    con = quiet(duckdb.connect())
     try:
         con.execute(f"ATTACH {_sql_text(db_path)} AS work (READ_ONLY)")
         prints = table_fingerprints(con, "work")

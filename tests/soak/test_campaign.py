@@ -50,7 +50,7 @@ def test_a_month_of_nights_with_faults_keeps_every_invariant(tmp_path: Path) -> 
         campaign = Campaign(disk.folder / "billrun.duckdb", env, faults, disk, seed=SEED,
                             counters_every=7, log=note)
         campaign.play(days)
-        play_twin(days, tmp_path / "twin" / "billrun.duckdb", env, log=note)
+        play_twin(days, tmp_path / "twin" / "billrun.duckdb", env, log=note, in_process=True)
         assert equal_to_twin(campaign.db, tmp_path / "twin" / "billrun.duckdb",
                              campaign.corrupt_lines) == [], "\n".join(log)
     print("\n".join(log), dict(campaign.ledger))
