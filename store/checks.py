@@ -19,6 +19,7 @@ import polars as pl
 
 from pipeline.bounds import MAX_USAGE_UNITS, MAX_USAGE_VALUE
 from pipeline.catalog import UNIT_SCALE
+from store.duck import quiet
 
 EXTRA = "_extra"
 # DECIMAL(18,6) holds 12 integer digits.
@@ -298,7 +299,7 @@ def check_usage_frame(
     columns of `pipeline.contracts.USAGE_SCHEMA` (exact `*_units` of 10^-6) and `line`;
     `rejected` has `source, line, reason, raw`. For small inputs and tests: a load checks its
     staged table in place."""
-    con = duckdb.connect()
+    con = quiet(duckdb.connect())
     try:
         con.register("_frame", rows)
         con.execute("CREATE TEMP TABLE _raw AS SELECT * FROM _frame")
