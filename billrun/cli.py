@@ -91,8 +91,10 @@ def _run_load(input_dir: Path, db: Path, as_json: bool = False) -> int:
     prefect_env.connect()  # the server boots while the flow's modules are imported
     from billrun.failures import release
     from flows.load import load_flow
+    from store.clock import utc_now
     from store.runlock import RunInProgressError, run_lock
 
+    since = utc_now()  # a run that fails on a full disk may have committed: see disk_full
     try:
         # One writer: the same lock as nightly.
         with run_lock(db), summary.flow_progress(), prefect_env.flow_api():
@@ -106,7 +108,10 @@ def _run_load(input_dir: Path, db: Path, as_json: bool = False) -> int:
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001  (any failure of the run is exit 1, with its cause)
         release(exc)  # its frames hold DuckDB objects: free them (no nanobind leak report)
-        summary.error(f"load failed, nothing was written: {type(exc).__name__}: {exc}")
+        from billrun.failures import committed_since, disk_full
+
+        full = disk_full(exc) and disk_full(exc, committed_since(db, "load", since))
+        summary.error(full or f"load failed, nothing was written: {type(exc).__name__}: {exc}")
         return EXIT_FAILED
     if as_json:
         import json

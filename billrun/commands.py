@@ -10,7 +10,7 @@ import argparse
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,19 +68,23 @@ def _progress_bar(label: str) -> Iterator[None]:
             progress.set_reporter(None)
 
 
-def _guarded(run: Callable[[], object]) -> tuple[int, object | None]:
-    """Run a flow; map the failures users can act on to exit codes and clear messages."""
+def _guarded(run: Callable[[], object], db: str | None = None,
+             kind: str | None = None) -> tuple[int, object | None]:
+    """Run a flow; map the failures users can act on to exit codes and clear messages. `db`
+    and `kind`: where to look whether a run that failed on a full disk committed all the same."""
     from billrun.failures import release
+    from store.clock import utc_now
 
-    started = time.monotonic()
+    started, since = time.monotonic(), utc_now()
     try:
         return 0, run()
     except Exception as exc:  # a failed run: previous results stay whole (one transaction)
         release(exc)  # its frames hold DuckDB objects: free them (no nanobind leak report)
-        return _failure_code(exc, time.monotonic() - started), None
+        return _failure_code(exc, time.monotonic() - started, db, kind, since), None
 
 
-def _failure_code(exc: Exception, seconds: float = 0.0) -> int:
+def _failure_code(exc: Exception, seconds: float = 0.0, db: str | None = None,
+                  kind: str | None = None, since: datetime | None = None) -> int:
     """Print the one-line message of a failed run and return its exit code."""
     from store.billed import PeriodNotBilledError
     from store.runlock import RunInProgressError
@@ -93,6 +97,14 @@ def _failure_code(exc: Exception, seconds: float = 0.0) -> int:
         return _bad_argument(str(exc))
     if isinstance(exc, RunInProgressError):
         error(f"refused: {exc}", err_console)
+        return 1
+    from billrun.failures import committed_since, disk_full
+
+    full = disk_full(exc)
+    if full is not None and db and kind and since is not None:
+        full = disk_full(exc, committed=committed_since(db, kind, since))
+    if full is not None:  # one line: where, and what was kept (SPEC §2's "bad input" cousin)
+        error(full, err_console)
         return 1
     error(f"run failed after {seconds:.1f} s: {type(exc).__name__}: {exc}", err_console)
     return 1
@@ -224,7 +236,8 @@ def nightly(args: argparse.Namespace) -> int:
                 staging=staging,
                 incremental=not getattr(args, "full", False),
                 late_usage=getattr(args, "late_usage", None) or "report",
-            )
+            ),
+            args.db, "nightly",
         )
     if summary is not None:
         _print_run_summary(summary, getattr(args, "json", False))
@@ -289,7 +302,8 @@ def reprocess(args: argparse.Namespace) -> int:
                 conflict_policy=getattr(args, "conflict_policy", None),
                 memory_gb=getattr(args, "memory_gb", None),
                 staging=staging,
-            )
+            ),
+            args.db, "reprocess",
         )
     if summary is not None:
         _print_run_summary(summary, getattr(args, "json", False))

@@ -15,6 +15,7 @@ from typing import TextIO
 
 import duckdb
 
+from store.duck import quiet
 from store.snapshot import analyst_path
 
 PROMPT, MORE = "billrun sql> ", "        ...> "
@@ -48,7 +49,7 @@ def open_copy(db: str | Path) -> tuple[duckdb.DuckDBPyConnection, Path]:
             f"no analyst copy at {copy}: it is written by every successful "
             f"`billrun nightly` or `billrun reprocess` on {db}"
         )
-    return duckdb.connect(str(copy), read_only=True), copy
+    return quiet(duckdb.connect(str(copy), read_only=True)), copy
 
 
 def run_query(db: str | Path, query: str, out: TextIO = sys.stdout) -> None:

@@ -19,7 +19,7 @@ from pipeline.validate import (
     validate_accounts,
     validate_assignments,
 )
-from store import FileBatch, LoadBatch, LoadReport, Staged, sources
+from store import FileBatch, LoadBatch, LoadReport, Staged, checks, sources
 from store.clock import utc_now
 from store.late_usage import late_usage_by_period
 
@@ -146,6 +146,9 @@ def _stage_usage(
             what, int(done if file.format == "csv" else done / max(total, 1) * file.size),
             int(file.size),
         ),
+        # Flag the rows that are good as read, while DuckDB reads them: only the others are
+        # trimmed and fully checked (store/checks.py).
+        flag=checks.fast_flag,
     )
     if not missing:
         return Staged()

@@ -9,6 +9,13 @@ import duckdb
 import polars as pl
 
 
+def quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """`con` without DuckDB's progress bar, which it prints on stdout for any query longer than
+    two seconds, into `--json` documents and `billrun sql` tables (a per-connection setting)."""
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 def frame(
     con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
 ) -> pl.DataFrame:

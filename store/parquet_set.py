@@ -30,6 +30,7 @@ from pathlib import Path
 
 import duckdb
 
+from store.duck import quiet
 from store.views import VIEWS
 
 # The results tables analysts read (SPEC §6), the inputs they join them to (the accounts, the
@@ -360,7 +361,7 @@ def write_parquet_set(
     `touched` names periods the caller changed (written again in every period-split table)."""
     previous, manifest = _previous_set(pointer)
     folder, name = _new_folder(pointer, tag, previous)
-    con = duckdb.connect()
+    con = quiet(duckdb.connect())
     try:
         # The set holds the usage too (every event): unbounded, DuckDB's COPY of 46M events
         # took 4.9 GB on top of what the run's units had left in the coordinator (a 15.4 GiB

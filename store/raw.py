@@ -210,16 +210,17 @@ def load_batch(
 
 def _drop_staging(con: duckdb.DuckDBPyConnection) -> None:
     for name in [*_STAGING_DDL, "_accounts", "_assignments", "_bases", "_change_rejects",
-                 "_usage_repeats", "_usage_clash",
+                 "_usage_repeats", "_usage_clash", _SUSPECT_USAGE,
                  _CHECKED_USAGE, "_known_accounts", f"{_RAW_USAGE}_rows"]:
         try:
             con.execute(f"DROP TABLE IF EXISTS {name}")
         except duckdb.Error:
             pass  # scratch only; the next load replaces it
-    try:
-        con.execute(f"DROP VIEW IF EXISTS {_RAW_USAGE}")
-    except duckdb.Error:
-        pass
+    for view in (_GOOD_USAGE, f"{_RAW_USAGE}_all", _RAW_USAGE):
+        try:
+            con.execute(f"DROP VIEW IF EXISTS {view}")
+        except duckdb.Error:
+            pass
 
 
 def _stage_chunk(
@@ -252,13 +253,19 @@ def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFram
 
 _RAW_USAGE = "_raw_usage"
 _CHECKED_USAGE = "_usage_checked"
+_SUSPECT_USAGE = "_usage_suspects"
 
 
 def _stage_usage(con: duckdb.DuckDBPyConnection, file: FileBatch, stats: FileStats) -> None:
-    """Stage the usage file as text, check every row in SQL, and settle the event ids met
+    """Stage the usage file as text, check its rows in SQL, and settle the event ids met
     before: a later copy within the file is a duplicate (one of the checks); an id loaded
     earlier with the same values is unchanged, with other values it is rejected. Set-based: a
-    50M-row file costs a few passes inside DuckDB, and only the rejected rows are worded."""
+    50M-row file costs a few passes inside DuckDB, and only the rejected rows are worded.
+
+    The rows the reader flagged good on their own (`checks.fast_flag`, nearly all) are only
+    looked up: their account, and whether their id is a later copy. The full checks run on the
+    other rows alone (the suspects), and the good rows are typed once, when they are published.
+    """
     if file.stage is None:
         raise ValueError(f"{file.source}: a usage file is staged, not given as chunks")
     staged = file.stage(con, _RAW_USAGE)
@@ -266,24 +273,51 @@ def _stage_usage(con: duckdb.DuckDBPyConnection, file: FileBatch, stats: FileSta
     if staged.missing_reason is not None:
         _reject_whole(con, file.source, staged, stats)
         return
+    raw = _RAW_USAGE
+    if "_ok" not in [d[0] for d in con.execute(f"SELECT * FROM {raw} LIMIT 0").description]:
+        # Staged without the flag: every row takes the full checks.
+        raw = f"{_RAW_USAGE}_all"
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {raw} AS SELECT *, false AS _ok FROM {_RAW_USAGE}"
+        )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _known_accounts AS
            SELECT account_id FROM accounts UNION SELECT account_id FROM _staging_accounts"""
     )
-    checks.check_usage(con, _RAW_USAGE, "_known_accounts", _CHECKED_USAGE)
+    checks.find_repeats(con, raw, "_usage_repeats")
+    # The rows the fast flag does not vouch for, of an unknown account, or a later copy of an id.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {_SUSPECT_USAGE} AS
+            SELECT r.* EXCLUDE (_ok) FROM {raw} r
+            LEFT JOIN _known_accounts k ON k.account_id = r.account_id
+            LEFT JOIN _usage_repeats d ON d.event_id = r.event_id
+            WHERE NOT r._ok OR k.account_id IS NULL OR d.first_line < r.line"""
+    )
+    checks.check_usage(con, _SUSPECT_USAGE, "_known_accounts", _CHECKED_USAGE, "_usage_repeats")
+    # The good rows' ids that are stored already: the same event again, or another one. The
+    # fast rows are joined as text and typed only once they match a stored id.
+    fast_same = " AND ".join(
+        f"h._u_{c} IS NOT DISTINCT FROM {checks.fast_value(c, 'h')}" for c in USAGE_FIELDS
+    )
+    stored = ", ".join(f"u.{c} AS _u_{c}" for c in USAGE_FIELDS)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _usage_clash AS
+            SELECT h.line, h.event_id,
+                   CASE WHEN {fast_same} THEN 'same' ELSE 'conflict' END AS state,
+                   h.first_line, h.first_source
+            FROM (SELECT r.*, u.line AS first_line, u.source AS first_source, {stored}
+                  FROM {raw} r JOIN usage u ON u.event_id = r.event_id WHERE r._ok) h
+            ANTI JOIN {_SUSPECT_USAGE} s ON s.line = h.line
+            UNION ALL
             SELECT c.line, c.event_id,
-                   CASE WHEN {_same(USAGE_FIELDS, 'u', 'c')} THEN 'same' ELSE 'conflict' END
-                     AS state,
-                   u.line AS first_line, u.source AS first_source
+                   CASE WHEN {_same(USAGE_FIELDS, 'u', 'c')} THEN 'same' ELSE 'conflict' END,
+                   u.line, u.source
             FROM {_CHECKED_USAGE} c JOIN usage u ON u.event_id = c.event_id
             WHERE c._bad = 0"""
     )
-    rows_in, bad = _rows(
-        con, f"SELECT count(*), count(*) FILTER (WHERE _bad <> 0) FROM {_CHECKED_USAGE}"
-    )[0]
-    same, conflict = _rows(
+    rows_in = _rows(con, f"SELECT count(*) FROM {raw}")[0][0]
+    bad = _rows(con, f"SELECT count(*) FROM {_CHECKED_USAGE} WHERE _bad <> 0")[0][0]
+    same_rows, conflict = _rows(
         con,
         "SELECT count(*) FILTER (WHERE state = 'same'), "
         "count(*) FILTER (WHERE state = 'conflict') FROM _usage_clash",
@@ -291,24 +325,42 @@ def _stage_usage(con: duckdb.DuckDBPyConnection, file: FileBatch, stats: FileSta
     stats.rows_in += rows_in
     stats.rejected += bad + conflict
     stats.loaded += rows_in - bad - conflict
-    stats.unchanged += same
-    reasons = checks.usage_reasons(_RAW_USAGE, _CHECKED_USAGE)
+    stats.unchanged += same_rows
+    reasons = checks.usage_reasons(_SUSPECT_USAGE, _CHECKED_USAGE)
     con.execute(
         f"INSERT INTO _staging_rejected SELECT ?, line, reason, raw FROM ({reasons})",
         [file.source],
     )
+    if conflict:
+        con.execute(
+            f"""INSERT INTO _staging_rejected
+                SELECT ?, r.line,
+                       'event_id: duplicate event_id ' || _quoted(x._id)
+                       || ' (already loaded from ' || x.first_source || ' line ' || x.first_line
+                       || ' with other values)',
+                       {checks.raw_text(list(INPUT_COLUMNS["usage"]))}
+                FROM {raw} r
+                JOIN (SELECT line AS _line, event_id AS _id, first_source, first_line
+                      FROM _usage_clash WHERE state = 'conflict') x ON r.line = x._line""",
+            [file.source],
+        )
+    # What `_publish` inserts: the fast rows that are no suspect, and the suspects found good;
+    # neither when their id is stored already.
     con.execute(
-        f"""INSERT INTO _staging_rejected
-            SELECT ?, r.line,
-                   'event_id: duplicate event_id ' || _quoted(x._id)
-                   || ' (already loaded from ' || x.first_source || ' line ' || x.first_line
-                   || ' with other values)',
-                   {checks.raw_text(list(INPUT_COLUMNS["usage"]))}
-            FROM {_RAW_USAGE} r
-            JOIN (SELECT line AS _line, event_id AS _id, first_source, first_line
-                  FROM _usage_clash WHERE state = 'conflict') x ON r.line = x._line""",
-        [file.source],
+        f"""CREATE OR REPLACE TEMP VIEW {_GOOD_USAGE} AS
+            SELECT {checks.fast_values('r')}, r.line FROM {raw} r
+            ANTI JOIN {_SUSPECT_USAGE} s ON s.line = r.line
+            ANTI JOIN _usage_clash c ON c.line = r.line
+            WHERE r._ok
+            UNION ALL
+            SELECT s.event_id, s.account_id, s.service, s.destination_group, s.started_at,
+                   s.quantity, s.amount, s.line
+            FROM {_CHECKED_USAGE} s ANTI JOIN _usage_clash c ON c.line = s.line
+            WHERE s._bad = 0"""
     )
+
+
+_GOOD_USAGE = "_usage_good"
 
 
 def _reject_whole(
@@ -326,11 +378,10 @@ def _reject_whole(
     stats.rows_in += count
     stats.rejected += count
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {_CHECKED_USAGE} AS
-            SELECT line, event_id, account_id, service, destination_group, started_at,
-                   quantity, amount, 0 AS _bad FROM usage LIMIT 0"""
+        f"""CREATE OR REPLACE TEMP VIEW {_GOOD_USAGE} AS
+            SELECT event_id, account_id, service, destination_group, started_at, quantity,
+                   amount, line FROM usage LIMIT 0"""
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE _usage_clash (line BIGINT, state VARCHAR)")
 
 
 def _publish(
@@ -348,11 +399,9 @@ def _publish(
     if usage is not None:
         con.execute(
             f"""INSERT INTO usage
-                SELECT s.event_id, s.account_id, s.service, s.destination_group, s.started_at,
-                       s.quantity, s.amount, ?, s.line, ?, ?
-                FROM {_CHECKED_USAGE} s
-                WHERE s._bad = 0
-                  AND NOT EXISTS (SELECT 1 FROM _usage_clash c WHERE c.line = s.line)""",
+                SELECT event_id, account_id, service, destination_group, started_at, quantity,
+                       amount, ?, line, ?, ?
+                FROM {_GOOD_USAGE}""",
             [usage.source, rep.run_id, rep.started_at],
         )
     con.execute(

@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.contracts import COUNTER_KEY
+from store.duck import quiet
 from store.results_schema import ADDED_COLUMNS, RESULTS_DDL, STATE_DDL
 
 RAW_DDL: list[str] = [
@@ -125,9 +126,9 @@ def connect(
     """
     config = {"memory_limit": memory_limit} if memory_limit else {}
     if read_only:
-        return duckdb.connect(str(path), read_only=True, config=config)
+        return quiet(duckdb.connect(str(path), read_only=True, config=config))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), config=config)
+    con = quiet(duckdb.connect(str(path), config=config))
     try:
         create_schema(con)
     except Exception:

@@ -28,6 +28,7 @@ from pathlib import Path
 import duckdb
 
 from store.clock import timed
+from store.duck import quiet
 from store.faults import checkpoint
 from store.parquet_set import (
     ANALYST_FILE,
@@ -100,7 +101,7 @@ def write_analyst_file(written: ParquetSet) -> Path:
     folder = written.folder.resolve()
     target = folder / ANALYST_FILE
     target.unlink(missing_ok=True)
-    con = duckdb.connect()
+    con = quiet(duckdb.connect())
     try:
         con.execute(
             f"ATTACH {_sql_text(target)} AS snap (STORAGE_VERSION '{ANALYST_STORAGE_VERSION}')"

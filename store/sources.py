@@ -319,34 +319,58 @@ _WHITESPACE = "".join(
     )
 )
 _COUNT_BLOCK = 8 << 20
+# Builds an SQL boolean from the SQL of each column's text, and whether the file is known to hold
+# printable ASCII, spaces and line feeds only (see `stage_raw`).
+Flag = Callable[[dict[str, str], bool], str]
 
 
 def stage_raw(
     con: duckdb.DuckDBPyConnection, file: InputFile, table: str, *, strict: bool = True,
     progress: Callable[[int, int], None] = lambda _done, _total: None,
+    flag: Flag | None = None,
 ) -> None:
     """Make `table` (a temporary view over `<table>_rows`) hold `file`: `line`, the kind's
     columns as trimmed text (null when empty or absent), `_extra`; rows in file order.
     `strict=False` takes a file that lacks required columns too (they come as null), so that its
-    rows can be rejected whole. `drop_raw` removes both."""
+    rows can be rejected whole. `drop_raw` removes both.
+
+    `flag` (optional) builds an SQL boolean from the SQL of each column's text as read: it is
+    computed while the file is read and shown as the view's last column, `_ok`. It must hold
+    only for rows whose every value is already trimmed: such rows are stored as read, and only
+    the others are trimmed, when the view is read."""
     rows = f"{table}_rows"
     if file.format == "csv":
         header, _ = _read_header(file)
         _check_header(file, header, strict)
-        if _stage_csv_natively(con, file, rows, header):
+        if _stage_csv_natively(con, file, rows, header, flag):
             # The reader keeps the file's order, so a row's rowid is its record's position.
+            if flag is None:
+                columns = "*"
+            else:
+                columns = ", ".join(
+                    f"CASE WHEN _ok THEN {c} ELSE {_trimmed(c)} END AS {c}"
+                    for c in [*COLUMNS[file.kind], EXTRA]
+                ) + ", _ok"
             con.execute(
-                f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT rowid + 2 AS line, * FROM {rows}"
+                f"CREATE OR REPLACE TEMP VIEW {table} AS "
+                f"SELECT rowid + 2 AS line, {columns} FROM {rows}"
             )
             progress(file.size, file.size)
             return
     columns = ", ".join(f"{c} VARCHAR" for c in COLUMNS[file.kind])
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {rows} (line BIGINT, {columns}, {EXTRA} VARCHAR)")
+    ok = "" if flag is None else ", _ok BOOLEAN"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {rows} (line BIGINT, {columns}, {EXTRA} VARCHAR{ok})"
+    )
     con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM {rows}")
+    # The block reader trims as it reads: the flag then sees trimmed text.
+    computed = "" if flag is None else ", " + flag(
+        {c: c for c in [*COLUMNS[file.kind], EXTRA]}, False
+    )
     for batch in iter_batches(file, strict=strict):
         con.register("_raw_batch", batch.frame)
         try:
-            con.execute(f"INSERT INTO {rows} SELECT * FROM _raw_batch")
+            con.execute(f"INSERT INTO {rows} SELECT *{computed} FROM _raw_batch")
         finally:
             con.unregister("_raw_batch")
         progress(batch.done, batch.total)
@@ -359,26 +383,39 @@ def drop_raw(con: duckdb.DuckDBPyConnection, table: str) -> None:
 
 
 def _stage_csv_natively(
-    con: duckdb.DuckDBPyConnection, file: InputFile, rows: str, header: list[str]
+    con: duckdb.DuckDBPyConnection, file: InputFile, rows: str, header: list[str],
+    flag: Flag | None = None,
 ) -> bool:
     """Copy the file with DuckDB's parallel reader into `rows` (no line column: the rowid is the
-    record's position) when every record of the file is one physical line; False otherwise."""
+    record's position) when every record of the file is one physical line; False otherwise.
+    Without `flag` the values are trimmed on the way; with it they are kept as read, with the
+    flag's value in `_ok`."""
     names = [f"c{i}" for i in range(len(header))]
     spec = ", ".join(f"'{n}': 'VARCHAR'" for n in [*names, EXTRA])
     by_name = dict(zip(header, names, strict=True))
-    select = ", ".join(
-        f"{_trimmed(by_name[c])} AS {c}" if c in by_name else f"CAST(NULL AS VARCHAR) AS {c}"
-        for c in COLUMNS[file.kind]
-    )
-    lines: list[int] = []
-    counter = threading.Thread(target=lambda: lines.append(_count_lines(file.path)))
+    read = {
+        c: by_name[c] if c in by_name else "CAST(NULL AS VARCHAR)" for c in COLUMNS[file.kind]
+    }
+    read[EXTRA] = EXTRA
+    if flag is None:
+        select = ", ".join(
+            f"{_trimmed(read[c])} AS {c}" if c in by_name or c == EXTRA else f"{read[c]} AS {c}"
+            for c in [*COLUMNS[file.kind], EXTRA]
+        )
+    else:
+        # Flagged as if the file were plain ASCII (nearly always so, and cheaper to test); the
+        # file scan tells afterwards, and the flag is taken back where it was too quick.
+        select = ", ".join(f"{read[c]} AS {c}" for c in [*COLUMNS[file.kind], EXTRA])
+        select += f", {flag(read, True)} AS _ok"
+    lines: list[tuple[int, bool]] = []
+    counter = threading.Thread(target=lambda: lines.append(_scan_lines(file.path)))
     counter.start()
     try:
         # null_padding keeps short rows (and gives `_extra` to a row with one surplus field); the
         # parallel reader refuses a quoted line break with it, a case for the block reader.
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {rows} AS
-                SELECT {select}, {_trimmed(EXTRA)} AS {EXTRA}
+                SELECT {select}
                 FROM read_csv('{_sql_path(file.path)}', auto_detect = false, header = false,
                     skip = 1, columns = {{{spec}}}, delim = ',', quote = '"', escape = '"',
                     null_padding = true)"""
@@ -388,8 +425,14 @@ def _stage_csv_natively(
     finally:
         counter.join()
     staged = con.execute(f"SELECT count(*) FROM {rows}").fetchall()[0][0]
+    count, plain_ascii = lines[0]
     # DuckDB skips blank lines; a record that spans lines would shift the later ones.
-    return lines[0] == staged + 1
+    if count != staged + 1:
+        return False
+    if flag is not None and not plain_ascii:
+        names = {c: c for c in [*COLUMNS[file.kind], EXTRA]}
+        con.execute(f"UPDATE {rows} SET _ok = false WHERE _ok AND NOT {flag(names, False)}")
+    return True
 
 
 def _trimmed(column: str) -> str:
@@ -407,14 +450,21 @@ def _trimmed(column: str) -> str:
     )
 
 
-def _count_lines(path: Path) -> int:
-    """Physical lines of the file (a last line without a line end counts too)."""
-    count, last = 0, b"\n"
+# Bytes that make a file more than plain ASCII text: anything not ASCII, and the white space
+# other than the space and the line feed.
+_NOT_PLAIN = (b"\t", b"\x0b", b"\x0c", b"\r")
+
+
+def _scan_lines(path: Path) -> tuple[int, bool]:
+    """Physical lines of the file (a last line without a line end counts too), and whether it
+    holds printable ASCII, spaces and line feeds only."""
+    count, last, plain = 0, b"\n", True
     with path.open("rb", buffering=0) as fh:
         while block := fh.read(_COUNT_BLOCK):
             count += block.count(b"\n")
             last = block[-1:]
-    return count + (last != b"\n")
+            plain = plain and block.isascii() and not any(b in block for b in _NOT_PLAIN)
+    return count + (last != b"\n"), plain
 
 
 def _sql_path(path: Path) -> str:
