@@ -485,6 +485,23 @@ def check_day(db: Path, memory: Memory, ledger: Counter) -> None:
     assert not problems, f"invariants broken after the day: {problems}"
 
 
+def set_source(folder: Path, name: str) -> str | None:
+    """SQL reading table or view `name` of the Parquet set `folder` (one file, or one per
+    period: docs/TABLES.md, "The Parquet set"); None when the set does not hold it."""
+    from store.parquet_set import relation_files
+
+    try:
+        files = relation_files(folder, name)
+    except KeyError:
+        return None
+    if not files:  # a split table without rows: its folder's one file carries the columns
+        files = sorted((folder / name).glob("*.parquet"))
+    if not files:
+        return None
+    listed = ", ".join(f"'{f}'" for f in files)
+    return f"read_parquet([{listed}], hive_partitioning = false)"
+
+
 def _published_equal(con: duckdb.DuckDBPyConnection, db: Path, ledger: Counter) -> list[str]:
     """The analyst copy and the Parquet set hold the working tables of the last successful run:
     every table of the copy (and every table file of the set) equals the working table, row
@@ -513,10 +530,9 @@ def _published_equal(con: duckdb.DuckDBPyConnection, db: Path, ledger: Counter) 
                 f"(SELECT * FROM w.runs WHERE finished_at <= '{last}')"
             if _differ(con, mine, f"a.{table}", cols):
                 problems.append(f"analyst copy: {table} differs from the working table")
-            file = folder / f"{table}.parquet"
-            if file.exists():
-                if _differ(con, mine, f"read_parquet('{file}')", cols):
-                    problems.append(f"Parquet set: {table} differs from the working table")
+            source = set_source(folder, table)
+            if source is not None and _differ(con, mine, source, cols):
+                problems.append(f"Parquet set: {table} differs from the working table")
         ledger["check Parquet set = working tables"] += 1
     finally:
         con.execute("DETACH a")
@@ -837,11 +853,11 @@ def read_loop(db: str, kind: str, stop: str, report: str) -> None:
                 with duckdb.connect(str(analyst_path(db)), read_only=True) as con:
                     got = con.execute(READ_SQL.format(inv="invoices", chg="charges")).fetchone()
             elif kind == "parquet":
-                folder = os.path.realpath(parquet_pointer(db))
+                folder = Path(os.path.realpath(parquet_pointer(db)))
                 with duckdb.connect() as con:
                     got = con.execute(READ_SQL.format(
-                        inv=f"read_parquet('{folder}/invoices.parquet')",
-                        chg=f"read_parquet('{folder}/charges.parquet')")).fetchone()
+                        inv=set_source(folder, "invoices"),
+                        chg=set_source(folder, "charges"))).fetchone()
             else:
                 done = subprocess.run(
                     [*CLI, "sql", "--db", db, "SELECT " + ", ".join(
