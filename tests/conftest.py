@@ -69,17 +69,6 @@ def tagged_processes(tag: str) -> list[psutil.Process]:
     return found
 
 
-# The longest files first: with `--dist loadfile` a worker takes one file at a time in this
-# order, so the soak's single long test (minutes) starts at once and the other worker works
-# through the rest meanwhile, instead of the soak alone being the run's last minutes.
-LONG_FIRST = ("tests/soak/",)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put the long files first (stable: the order within each group is kept)."""
-    items.sort(key=lambda item: not any(p in item.nodeid for p in LONG_FIRST))
-
-
 @pytest.hookimpl(trylast=True)  # after pytest-xdist has shut its workers down
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run if any process the tests started is still alive (then end it, by PID)."""

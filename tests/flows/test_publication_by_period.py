@@ -253,7 +253,7 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=4, deadline=None, phases=[Phase.explicit, Phase.generate],
+@settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.generate],
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(plan=steps)
 def test_the_published_set_equals_the_tables_whatever_the_runs(
