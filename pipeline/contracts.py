@@ -52,6 +52,9 @@ ACCOUNT_SCHEMA: dict[str, pl.DataType] = {
     "main_product_id": pl.Utf8(),
     "billing_day": pl.Int64(),
     "effective_from": pl.Date(),
+    # the account's closing (`close_date`): from it no entry wins its usage discounts
+    "status": pl.Utf8(),
+    "closed_on": pl.Date(),
 }
 USAGE_SCHEMA: dict[str, pl.DataType] = {
     "event_id": pl.Utf8(),
@@ -324,6 +327,17 @@ def first_billing_day() -> pl.Expr:
     """Aggregation: the billing day of the account's earliest row (billing-day changes are
     rejected at load, so it is the account's billing day)."""
     return pl.col("billing_day").sort_by("effective_from").first()
+
+
+def close_date() -> pl.Expr:
+    """Aggregation: the day an account closes (SPEC §3), null while it stays open: its earliest
+    `closed_on`; a row with status closed and no `closed_on` closes it from that row's
+    `effective_from`. From that day the account has no add-on and no main product."""
+    return (
+        pl.when(pl.col("closed_on").is_not_null()).then(pl.col("closed_on"))
+        .when(pl.col("status") == "closed").then(pl.col("effective_from"))
+        .min()
+    )
 
 
 def first_billing_days(accounts: pl.DataFrame) -> pl.DataFrame:

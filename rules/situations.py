@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipeline.contracts import OPEN_END, first_billing_day
+from pipeline.contracts import OPEN_END, close_date, first_billing_day
 
 
 def distinct_situations(
@@ -41,17 +41,13 @@ def account_profile(history: pl.DataFrame) -> pl.DataFrame:
     """One row per account: acct (an integer key), billing_day (earliest row, as
     `pipeline.periods.account_periods` takes it), close_date, first_currency.
 
-    `close_date` is the earliest `closed_on`; a row with status closed and no `closed_on` closes
-    the account from its `effective_from`.
+    `close_date` as `pipeline.contracts.close_date` declares it.
     """
-    closing = pl.when(pl.col("closed_on").is_not_null()).then(pl.col("closed_on")).when(
-        pl.col("status") == "closed"
-    ).then(pl.col("effective_from"))
     return (
         history.group_by("account_id")
         .agg(
             first_billing_day(),
-            closing.min().alias("close_date"),
+            close_date().alias("close_date"),
             pl.col("currency").sort_by("effective_from").first().alias("first_currency"),
         )
         .sort("account_id")

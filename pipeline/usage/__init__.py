@@ -80,7 +80,7 @@ class UsageResult:
 def key_budget(accounts: pl.DataFrame, entries: Entries) -> KeyBudget:
     """The checked widths of the packed keys for these accounts and discounted pairs."""
     if accounts.height:
-        check_days(accounts["period_start"].min(), accounts["day_limit"].max())
+        check_days(accounts["period_start"].min(), accounts["period_end"].max())
     top = accounts["acct_idx"].max() if accounts.height else None
     return KeyBudget.of(int(top) + 1 if top is not None else 0, entries.pairs.height)
 

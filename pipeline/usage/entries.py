@@ -1,8 +1,12 @@
 """Step 1: the catalog's discount entries, and the candidates that could discount a key.
 
 Candidates are every billable add-on assignment whose discount plan has entries, and every
-main-product version (`[effective_from, next effective_from)`) whose product has a plan, as
-day ranges clipped to the period's included days.
+main-product version (`[effective_from, next effective_from)`, ended by the account's closing:
+a closed account has no product) whose product has a plan, as day ranges clipped to the
+period. To the whole period, not a draft's day limit: the events after it are not rated, but
+the rollover's deciding entry (`rollover.py`) is the one the whole period has as the inputs
+stand, so a draft decides as its final period will and as the next night's continuation of it
+does (docs/RUNS.md, "Incremental nightly").
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from pipeline.catalog import CatalogFrames
+from pipeline.contracts import close_date
 from pipeline.usage.keys import OPEN, OPEN_END, PAIR, RESET_CODES
 
 
@@ -70,7 +75,9 @@ def discount_candidates(
     lifecycles: pl.DataFrame,
     accounts: pl.DataFrame,
 ) -> pl.LazyFrame:
-    """Add-on assignments and main-product versions with an entry, clipped to included days."""
+    """Add-on assignments and main-product versions with an entry, clipped to the period (module
+    doc). An add-on's life cycle already ends on the account's closing (SPEC §3); a main-product
+    version is ended there too, so no entry wins a closed account's days."""
     addons = (
         lifecycles.lazy()
         .filter(pl.col("billable") & pl.col("eff_start").is_not_null())
@@ -88,11 +95,14 @@ def discount_candidates(
             pl.lit(True).alias("is_addon"),
         )
     )
+    closings = account_rows.lazy().group_by("account_id").agg(close_date().alias("closes"))
     mains = (
         account_rows.lazy()
         .select("account_id", "main_product_id", "effective_from")
         .sort("account_id", "effective_from")
         .with_columns(end=pl.col("effective_from").shift(-1).over("account_id"))
+        .join(closings, on="account_id", how="left")
+        .with_columns(end=pl.min_horizontal("end", "closes"))  # nulls aside: open stays open
         .join(
             catalog.main_products.lazy()
             .filter(pl.col("discount_plan_id").is_not_null())
@@ -113,12 +123,12 @@ def discount_candidates(
         pl.concat([addons, mains])
         .join(entries.table.lazy(), on="discount_plan_id")
         .join(
-            accounts.lazy().select("account_id", "acct_idx", "period_start", "day_limit"),
+            accounts.lazy().select("account_id", "acct_idx", "period_start", "period_end"),
             on="account_id",
         )
         .with_columns(
             start=pl.max_horizontal("start", "period_start"),
-            end=pl.min_horizontal(pl.col("end").fill_null(OPEN_END), "day_limit"),
+            end=pl.min_horizontal(pl.col("end").fill_null(OPEN_END), "period_end"),
         )
         .filter(pl.col("start") < pl.col("end"))
     )

@@ -1,8 +1,11 @@
 """Quota rollover (SPEC §7.3): carried allowance widens the free band; unused allowance carries.
 
 For each account and counter key whose entries roll over, the period's *deciding* entry is the
-entry that wins the key on the period's last winning interval (the latest add-on in force). If
-it rolls over (the rules' verdict, `CatalogFrames.rollover_entries`):
+entry that wins the key on the period's last winning interval (the latest add-on in force). The
+timeline covers the whole period, not a draft's day limit, and no entry wins a closed account's
+days (`entries.discount_candidates`): a draft decides as its final period will, so what a
+continued draft counted under it still holds the next night. If it rolls over (the rules'
+verdict, `CatalogFrames.rollover_entries`):
 - `C`, the carried parcels still unexpired at the period's start, moves the free band to
   `Q + C` and every later tier up by `C` (`carry_units`, applied by `tiers` and `lines`);
 - the allowance used, `min(counter at the period's end, Q + C)`, is taken from the parcels that

@@ -1,6 +1,6 @@
 """Step 2: the winner timeline of each `(account, service, destination_group)`.
 
-The included days are cut into elementary intervals at every candidate start and end; each
+The period's days are cut into elementary intervals at every candidate start and end; each
 interval takes its winning candidate: add-ons before the main product, then the higher
 `priority`, then the later `(assigned_at, assignment_id)`. Each event later joins its key's
 intervals and keeps the one that holds its day, so no per-event ranking is needed.
@@ -33,7 +33,7 @@ def _lone_intervals(lone: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([
         part("period_start", "start", True),
         part("start", "end", False),
-        part("end", "day_limit", True),
+        part("end", "period_end", True),
     ])
 
 
@@ -41,7 +41,7 @@ def _shared_intervals(shared: pl.DataFrame) -> pl.DataFrame:
     """Elementary intervals of keys with several candidates, each with its best candidate."""
     kb = pl.concat([
         shared.select(KeyBudget.day_key(pl.col("key"), pl.col(c)).alias("kb"))
-        for c in ("start", "end", "period_start", "day_limit")
+        for c in ("start", "end", "period_start", "period_end")
     ]).sort("kb")
     kb = kb.filter((pl.col("kb") != pl.col("kb").shift(1)).fill_null(True))
     bounds = kb.select(
@@ -71,7 +71,7 @@ def _shared_intervals(shared: pl.DataFrame) -> pl.DataFrame:
 def winner_timeline(
     candidates: pl.LazyFrame, budget: KeyBudget
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Elementary day intervals `[b, b_end)` tiling each key's included days, with the winner.
+    """Elementary day intervals `[b, b_end)` tiling each key's period, with the winner.
 
     Keyed by `key` (account and service/destination pair, see `KeyBudget.pair_key`). The
     winner columns are null on intervals that no candidate covers. A key with one candidate

@@ -22,22 +22,29 @@ from rules.promotions import with_verdicts
 M = 1_000_000
 
 
-def catalog(rollover: int | None = 1, second_rollover: int | None = None) -> CatalogFrames:
-    """Add-on Q100 (100 free voice/US minutes, `rollover`); Q100B the same at equal priority."""
+def catalog(rollover: int | None = 1, second_rollover: int | None = None,
+            main_plan: bool = False) -> CatalogFrames:
+    """Add-on Q100 (100 free voice/US minutes, `rollover`); Q100B the same at equal priority.
+    `main_plan`: the main product MP has a plan on the same counter key without rollover (5 %
+    off from the 1000th minute, so 0 % on every call here)."""
     def entry(n: int | None) -> dict:
         base = {"service": "voice", "destination_group": "US", "threshold_type": "quantity",
                 "tiers": [[0, 100], [100, 0]]}
         return base if n is None else {**base, "rollover": n}
 
+    main = {"service": "voice", "destination_group": "US", "threshold_type": "quantity",
+            "tiers": [[0, 0], [1000, 5]]}
     return with_verdicts(catalog_frames(parse_catalog({
         "currencies": {"USD": 2},
-        "main_products": [{"id": "MP", "name": "Main", "available_addons": ["Q100", "Q100B"]}],
+        "main_products": [{"id": "MP", "name": "Main", "available_addons": ["Q100", "Q100B"],
+                           "discount_plan": "MDP" if main_plan else None}],
         "addons": [
             {"id": "Q100", "name": "100 free", "priority": 20, "discount_plan": "DP"},
             {"id": "Q100B", "name": "100 free bis", "priority": 20, "discount_plan": "DPB"},
         ],
         "discount_plans": [{"id": "DP", "entries": [entry(rollover)]},
-                           {"id": "DPB", "entries": [entry(second_rollover)]}],
+                           {"id": "DPB", "entries": [entry(second_rollover)]},
+                           {"id": "MDP", "entries": [main]}],
     })))
 
 
@@ -190,6 +197,36 @@ def test_reprocessing_a_period_whose_usage_changed_recomputes_its_parcels() -> N
     feb = compute_charges(catalog(1), ACCOUNTS, ALWAYS, late, pl.DataFrame(), "2026-02",
                           parcels_before=jan.parcels)
     assert discount(feb) == -1000
+
+
+CLOSED = ACCOUNTS.with_columns(status=pl.lit("closed"), closed_on=pl.lit(date(2026, 1, 27)))
+
+
+@pytest.mark.parametrize("cutoff", [date(2026, 1, 26), date(2026, 1, 27), date(2026, 1, 30),
+                                    None])
+def test_a_closing_account_keeps_its_carried_minutes_to_the_end_of_the_period(
+    cutoff: date | None,
+) -> None:
+    # Account A closes on 2026-01-27; Q100 (rollover 1) from 2025-12-01 ends that day (SPEC
+    # §3). MP's plan shares Q100's counter key, without rollover. December has no usage: its
+    # 100 carry into January. January has one 250-minute call on the 15th ($25.00). From the
+    # 27th the account is closed: no add-on and no main product, so no entry wins those days,
+    # and January's deciding entry is Q100's, the last in force: C = 100, band 200, 200
+    # minutes free = -20.00, in a draft before or after the closing day as in the final. (MP's
+    # plan winning 27-31 January made it -10.00 once the as-of reached the closing day.)
+    cat = catalog(1, main_plan=True)
+    life = lifecycles(("S1", "Q100", date(2025, 12, 1), date(2026, 1, 27)))
+    usage = calls({"2026-01": 250})
+    december = compute_charges(cat, CLOSED, life, usage, pl.DataFrame(), "2025-12",
+                               parcels_before=empty_parcels())
+    assert parcels(december) == [(date(2025, 12, 1), date(2026, 1, 1), 100 * M)]
+    january = compute_charges(cat, CLOSED, life, usage, pl.DataFrame(), "2026-01", cutoff,
+                              parcels_before=december.parcels)
+    assert discount(january) == -2000
+    # used: December's 100 first (it expires first), then all 100 of January's own
+    use = january.parcel_use.select("granted_window_start", "used_units", "left_units").rows()
+    assert use == [(date(2025, 12, 1), 100 * M, 0), (date(2026, 1, 1), 100 * M, 0)]
+    assert parcels(january) == []
 
 
 @pytest.mark.parametrize(("entry", "problem"), [

@@ -552,12 +552,8 @@ def check_counters(db: Path, as_of: date, scratch: Path, env: dict[str, str],
                         env)
     assert outcome.code == 0 and not left, (outcome.stderr, left)
     ledger["check counters = a whole recompute"] += 1
-    # Accounts closed by `as_of` are left out: past its closing date a continued draft keeps a
-    # rollover allowance that a whole recompute drops, a failure this check found, pinned by
-    # tests/soak/test_findings.py (xfail, strict) and not fixed yet. Remove with the fix.
     differ = equal_to_twin(db, twin, set(), only={
-        "discount_counters", "counter_periods", "quota_rollovers", "charges", "invoices"},
-        without_accounts=f"SELECT account_id FROM accounts WHERE closed_on <= DATE '{as_of}'")
+        "discount_counters", "counter_periods", "quota_rollovers", "charges", "invoices"})
     if differ:
         raise AssertionError(f"{differ} differ from a whole recompute on {as_of}: "
                              + example_rows(db, twin, differ[0]))
@@ -783,8 +779,7 @@ def play_twin(days: list[Day], db: Path, env: dict[str, str],
 
 
 def equal_to_twin(db: Path, twin: Path, corrupt_lines: set[str],
-                  only: set[str] | None = None, without_accounts: str | None = None
-                  ) -> list[str]:
+                  only: set[str] | None = None) -> list[str]:
     """The tables that differ between the faulted database and its fault-free twin, row for
     row (multisets, in DuckDB), volatile columns aside (`VOLATILE`: run ids, clocks); `runs` as
     the set of successful (kind, period, as_of): the faulted database also holds the failed
@@ -817,10 +812,6 @@ def equal_to_twin(db: Path, twin: Path, corrupt_lines: set[str],
                     if table == "rejected_rows":
                         left = (f"(SELECT * FROM {left} WHERE raw NOT IN "
                                 "(SELECT raw FROM corrupt))")
-                    if without_accounts and "account_id" in cols:
-                        keep = f"account_id NOT IN ({without_accounts.replace('FROM ', 'FROM f.')})"
-                        left = f"(SELECT * FROM {left} WHERE {keep})"
-                        right = f"(SELECT * FROM {right} WHERE {keep})"
                 if _differ(con, left, right, cols):
                     differ.append(name)
     return differ
