@@ -465,9 +465,9 @@ def write_parquet_set(
         runs = [r for (r,) in con.execute(
             "SELECT run_id FROM runs ORDER BY ALL").fetchall()] if "runs" in tables else []
         published = set(manifest.get("runs", []))
-        fresh = [r for r in runs if r not in published]
+        new_runs = [r for r in runs if r not in published]
         con.execute("CREATE TEMP TABLE _new_runs AS SELECT unnest(?::VARCHAR[]) AS run_id",
-                    [fresh])
+                    [new_runs])
         writer = _Writer(con, folder, previous, manifest)
         relations: dict[str, Relation] = {}
 
@@ -477,7 +477,7 @@ def write_parquet_set(
         for table in (t for t in tables if t in SPLITS):
             rel = relations[table] = Relation(table, "table", writer.columns(table))
             split = SPLITS[table]
-            added = writer.fresh_rows(rel, split, fresh) if split.stamp else None
+            added = writer.fresh_rows(rel, split, new_runs) if split.stamp else None
             if added is not None:  # only rows added, by the fresh runs: the cheap way
                 writer.append_table(rel, split, *added)
                 continue

@@ -195,3 +195,26 @@ def test_the_published_usage_equals_the_table_and_only_changed_months_are_writte
                 assert month in added and path.endswith(f"load-{n}_0.parquet"), path
         for path in old:  # a file no longer published belongs to a month written again
             assert path in now or path.split("month=")[1][:7] in changed, path
+
+
+def test_a_month_whose_files_cannot_be_linked_is_written_whole_with_the_new_events(
+    tmp_path: Path,
+) -> None:
+    db = _new_db(tmp_path / "billrun.duckdb")
+    _load(db, 1, [("E1", "2026-01-05"), ("E2", "2026-02-03")])
+    publish_snapshot(db, "s1")
+    first = parquet_pointer(db).resolve()
+    (first / "usage/month=2026-01/load-1_0.parquet").unlink()  # its link will fail
+    _load(db, 2, [("E3", "2026-01-06"), ("E4", "2026-02-04")])
+    publish_snapshot(db, "s2")
+    second = parquet_pointer(db).resolve()
+    # January from the table, whole (a file per load); February linked, plus its new file.
+    assert _months(second) == {
+        "2026-01": ["usage/month=2026-01/load-1_0.parquet", "usage/month=2026-01/load-2_0.parquet"],
+        "2026-02": ["usage/month=2026-02/load-1_0.parquet", "usage/month=2026-02/load-2_0.parquet"],
+    }
+    now = _files(second)
+    assert now["usage/month=2026-02/load-1_0.parquet"] == (
+        first / "usage/month=2026-02/load-1_0.parquet").stat().st_ino
+    assert (second / "usage/month=2026-01/load-1_0.parquet").stat().st_nlink == 1
+    assert _published_usage(db) == _working_usage(db)
