@@ -4,19 +4,26 @@ folder the analyst file lives in (store/snapshot.py).
 Each run publishes a new set, in its own folder under `billrun.analyst.sets/`, then swaps the
 symbolic link `billrun.analyst` to it with one atomic rename. The tables that grow with the
 history are split by period (`charges/period=2026-01/part_0.parquet`; the usage by the month
-of `started_at`, `usage/month=2026-01/`): a run writes again only the partitions it changed
-and hard-links the others from the set in place, so its cost follows its work, not the
-history. The other tables and the views are one file each (`runs.parquet`), hard-linked too
-when they did not change. A reader that opens `billrun.analyst/...` therefore sees one run's
-complete set, never a half-written one; the previous set is kept (a reader that resolved the
-link, or opened the previous analyst file, just before a swap can finish), older ones are
-removed. docs/TABLES.md, "The Parquet set", gives the layout and docs/RUNS.md the rules.
+of `started_at`, one file per load: `usage/month=2026-01/<load run id>_0.parquet`): a run
+writes again only the partitions it changed and hard-links the others from the set in place,
+so its cost follows its work, not the history. The other tables and the views are one file
+each (`runs.parquet`), hard-linked too when they did not change. A reader that opens
+`billrun.analyst/...` therefore sees one run's complete set, never a half-written one; the
+previous set is kept (a reader that resolved the link, or opened the previous analyst file,
+just before a swap can finish), older ones are removed. docs/TABLES.md, "The Parquet set",
+gives the layout and docs/RUNS.md the rules.
 
 Which partitions changed is read from the tables, not trusted to the caller: every row a run
 writes carries its `run_id`, so a partition changed when it holds rows of a run the previous
 set did not publish, or when its row count differs from the one that set recorded (rows
 removed). A period changed in one table is written again in every period-split table (a run
 that touched a period may have touched it anywhere, e.g. the invoices its notes numbered).
+The usage is only ever added to (an event is immutable once loaded: store/raw.py) and each
+event is stamped with its load's start (`loaded_at`): the new loads' events are found by that
+stamp's row-group statistics and added to their months as files of their own, and the events
+published before are not read at all. Only if the table's row count is not the previous
+set's plus those (an event deleted or replaced by hand) is every month counted, and a month
+that lost or changed a row written again whole.
 """
 
 from __future__ import annotations
@@ -78,6 +85,11 @@ class Split:
     key: str
     column: str
     bucket: str | None = None  # cheaper to group by than `key` (a month as a timestamp)
+    # A table whose rows are only ever added, each stamped with the start of the run that
+    # stored it (`runs.started_at`): that stamp's column. Its partitions hold one file per
+    # run, and a publication finds the new runs' rows by the stamp's row-group statistics and
+    # adds them as files of their own, without reading the rows published before.
+    stamp: str | None = None
 
     def where(self, values: list[str]) -> str:
         """SQL: the rows of the partitions `values`."""
@@ -107,7 +119,7 @@ SPLITS: dict[str, Split] = {
         "period", "coalesce(period, strftime(window_start, '%Y-%m'))", "period"),
     "quota_rollovers": Split("period", "strftime(window_start, '%Y-%m')", "window_start"),
     "usage": Split("month", "strftime(started_at, '%Y-%m')", "started_at",
-                   "date_trunc('month', started_at)"),
+                   "date_trunc('month', started_at)", stamp="loaded_at"),
 }
 # A view that reads the clock gives other rows on another day from the same tables.
 _VOLATILE = re.compile(r"\b(current_date|current_timestamp|now|today)\b", re.IGNORECASE)
@@ -242,15 +254,21 @@ class _Writer:
             sql = f'SELECT {split.key} AS v, count(*), {fresh} FROM "{name}" GROUP BY ALL'
         return {v: (n, f) for v, n, f in self.con.execute(sql).fetchall()}
 
-    def write_parts(self, rel: Relation, source: str, split: Split, values: list[str]) -> None:
-        """Write the partitions `values` of `source` (SQL) as `<name>/<label>=<value>/`."""
+    def write_parts(self, rel: Relation, source: str, split: Split, values: list[str],
+                    only: str | None = None) -> None:
+        """Write the partitions `values` of `source` (SQL) as `<name>/<label>=<value>/`: files
+        `part_<i>.parquet`, or, for a stamped split, one file per run, `<run id>_<i>.parquet`.
+        `only` (SQL), if given, picks the rows to add to the partitions' linked files; without
+        it the partitions are written whole."""
         if not values:
             return
         scratch = self.folder / f".{rel.name}.writing"
+        where = split.where(values) + (f" AND {only}" if only else "")
+        by_run = ", run_id AS _run" if split.stamp else ""
         self.con.execute(
-            f"COPY (SELECT *, {split.key} AS _part FROM ({source}) s WHERE {split.where(values)})"
-            f" TO {_sql_text(scratch)} (FORMAT parquet, PARTITION_BY (_part), "
-            "FILENAME_PATTERN 'part_{i}')"
+            f"COPY (SELECT *, {split.key} AS _part{by_run} FROM ({source}) s WHERE {where})"
+            f" TO {_sql_text(scratch)} (FORMAT parquet, PARTITION_BY (_part{by_run and ', _run'}),"
+            " FILENAME_PATTERN 'part_{i}')"
         )
         for value in values:
             made = scratch / f"_part={value}"
@@ -258,12 +276,65 @@ class _Writer:
                 continue
             target = self.folder / rel.name / f"{rel.label}={value}"
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(target, ignore_errors=True)  # what a failed link left, if anything
-            os.rename(made, target)
+            if only is None:
+                shutil.rmtree(target, ignore_errors=True)  # what a failed link left, if any
+            if split.stamp:
+                target.mkdir(exist_ok=True)
+                _move_run_files(made, target)
+            else:
+                os.rename(made, target)
             rel.parts[value]["files"] = sorted(
                 str(p.relative_to(self.folder)) for p in target.iterdir())
             rel.written.append(value)
         shutil.rmtree(scratch, ignore_errors=True)
+
+    def fresh_rows(self, rel: Relation, split: Split, fresh: list[str]) -> tuple[dict, str] | None:
+        """For a stamped split: `(partition -> rows, SQL)` of the rows of the runs `fresh` (the
+        ones the previous set did not publish), found without reading older rows: a run's rows
+        are stamped with its start, so the rows stamped before the first fresh run's start are
+        skipped by row group. None when the table changed otherwise, i.e. the table's rows are
+        not the previous set's plus those (a row deleted or replaced, a fresh run's row stamped
+        before its run started), or its columns changed: the caller then counts every
+        partition."""
+        old = self.before.get(rel.name, {})
+        if old.get("columns") != rel.columns or old.get("label") != split.label:
+            return None
+        (total,) = self.con.execute(f'SELECT count(*) FROM "{rel.name}"').fetchone()
+        found: dict[str, int] = {}
+        where = "false"
+        if fresh:
+            (since,) = self.con.execute(
+                "SELECT min(started_at) FROM runs WHERE run_id IN (SELECT run_id FROM _new_runs)"
+            ).fetchone()
+            where = (f"{split.stamp} >= TIMESTAMP '{since}' AND run_id IN "
+                     f"({', '.join(_sql_text(r) for r in fresh)})")
+            found = dict(self.con.execute(
+                f'SELECT {split.key}, count(*) FROM "{rel.name}" WHERE {where} GROUP BY ALL'
+            ).fetchall())
+        if total != old.get("rows", -1) + sum(found.values()):
+            return None
+        return found, where
+
+    def append_table(self, rel: Relation, split: Split, found: dict[str, int], where: str) -> None:
+        """Link every partition of the previous set, and add the rows `where` (SQL) picks as
+        files of their own to the partitions `found` names (`value -> rows`). A partition whose
+        files cannot be linked is written whole."""
+        rel.label = split.label
+        whole = []
+        for value, part in self.before[rel.name].get("parts", {}).items():
+            rel.parts[value] = {"rows": part["rows"], "files": []}
+            if self.link(part["files"]):
+                rel.parts[value]["files"] = list(part["files"])
+            else:
+                whole.append(value)
+        for value, rows in found.items():
+            rel.parts.setdefault(value, {"rows": 0, "files": []})["rows"] += rows
+        source = f'SELECT * FROM "{rel.name}"'
+        self.write_parts(rel, source, split, sorted(whole))
+        self.write_parts(rel, source, split, sorted(set(found) - set(whole)), only=where)
+        rel.parts = dict(sorted(rel.parts.items()))
+        rel.rows = sum(part["rows"] for part in rel.parts.values())
+        self.gather_files(rel)
 
     def file_rows(self, files: list[str]) -> int:
         """Rows of written Parquet files (read from their footers)."""
@@ -317,6 +388,18 @@ class _Writer:
             rel.files = old["files"]
             return
         self.write_whole(rel)
+
+
+def _move_run_files(made: Path, target: Path) -> None:
+    """Move the files DuckDB wrote for one partition, `made/_run=<run id>/part_<i>.parquet`,
+    into `target` as `<run id>_<i>.parquet`, beside the files already there."""
+    for path in sorted(made.glob("_run=*/*.parquet")):
+        run = path.parent.name.removeprefix("_run=")
+        name = f"{run}_{path.stem.removeprefix('part_')}"
+        dest, n = target / f"{name}.parquet", 1
+        while dest.exists():  # a linked file of that name (another run's id, once escaped)
+            dest, n = target / f"{name}-{n}.parquet", n + 1
+        os.rename(path, dest)
 
 
 def _base_tables(node: object) -> set[str]:
@@ -382,8 +465,9 @@ def write_parquet_set(
         runs = [r for (r,) in con.execute(
             "SELECT run_id FROM runs ORDER BY ALL").fetchall()] if "runs" in tables else []
         published = set(manifest.get("runs", []))
+        new_runs = [r for r in runs if r not in published]
         con.execute("CREATE TEMP TABLE _new_runs AS SELECT unnest(?::VARCHAR[]) AS run_id",
-                    [[r for r in runs if r not in published]])
+                    [new_runs])
         writer = _Writer(con, folder, previous, manifest)
         relations: dict[str, Relation] = {}
 
@@ -393,6 +477,10 @@ def write_parquet_set(
         for table in (t for t in tables if t in SPLITS):
             rel = relations[table] = Relation(table, "table", writer.columns(table))
             split = SPLITS[table]
+            added = writer.fresh_rows(rel, split, new_runs) if split.stamp else None
+            if added is not None:  # only rows added, by the fresh runs: the cheap way
+                writer.append_table(rel, split, *added)
+                continue
             counts[table] = writer.partition_counts(
                 table, split, any(c == "run_id" for c, _ in rel.columns))
             old = manifest.get("relations", {}).get(table, {})
