@@ -78,10 +78,6 @@ def create_app() -> Any:
     return app
 
 
-# Prefect's exception handlers and request limit, as prefect/server/api/server.py (prefect
-# 3.8.8, pinned) defines them: importing that module would import the whole server again.
-
-
 def _log_to_stderr() -> None:
     """The server's warnings and errors on stderr (the server's log), at Prefect's default
     server level, without Prefect's whole logging set-up (its settings are serialized for it)."""
@@ -102,6 +98,10 @@ def _logger() -> Any:
     from prefect.logging import get_logger
 
     return get_logger("server")
+
+
+# Prefect's exception handlers and request limit, as prefect/server/api/server.py (prefect
+# 3.8.8, pinned) defines them: importing that module would import the whole server again.
 
 
 def _retryable(exc: Exception) -> bool:
