@@ -464,6 +464,13 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.verbose:  # read by flows.prefect_env before Prefect is imported
         os.environ["BILLRUN_VERBOSE"] = "1"
+    if args.command in FLOW_COMMANDS and not getattr(args, "dry_run", False):
+        from flows import prefect_env
+
+        # The server child imports Prefect's server while this process reads its settings and
+        # runs the checks below; it is released (a server) only once they pass, and ended if
+        # they refuse the command (docs/RUNS.md, "Start-up").
+        prefect_env.prepare()
     if getattr(args, "uses_settings", False):
         from billrun.settings_cli import apply_settings
 

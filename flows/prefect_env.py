@@ -4,11 +4,15 @@
   the ephemeral server's database migrations run once, not at every command.
 - A user's own `PREFECT_API_URL` is left alone: billrun then reports to their running server and
   starts none (about 1 s of start-up instead of several).
-- Otherwise a command that runs flows calls `connect()` once its arguments passed their checks:
-  it launches billrun's own temporary Prefect server (flows/prefect_server.py), tied to this
-  process so that it dies with it, even by SIGKILL, instead of Prefect's own temporary server,
-  which a killed parent orphans. `connect()` returns at once; the server boots while the command
-  imports and prepares its flow, and `flow_api()` waits for it around the flow call.
+- Otherwise a command that runs flows calls `prepare()` as it starts, which launches billrun's
+  own temporary Prefect server (flows/prefect_server.py) held: the child imports and builds its
+  app but is no server yet (no port, no database, no log). Once the command's checks passed,
+  `connect()` releases it (or launches one, if nothing was prepared). It is tied to this process
+  so that it dies with it, even by SIGKILL, instead of Prefect's own temporary server, which a
+  killed parent orphans. `connect()` returns at once; the server boots while the command imports
+  and prepares its flow, and `flow_api()` waits for it around the flow call.
+- On a migrated home that server runs billrun's smaller Prefect app (flows/prefect_app.py: the
+  routers and services a flow run uses); a first start runs Prefect's whole server.
 - That server skips its database migrations once this Prefect home's database is migrated for
   this Prefect version (a marker file written after the first start that ran them), and flows
   run without Prefect's heartbeat thread, which nothing reads on a server that dies with the
@@ -22,12 +26,17 @@
 
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flows.prefect_server import PrefectServer
 
 DEFAULT_HOME = Path("~/.billrun/prefect")
 
@@ -78,19 +87,63 @@ def using_server() -> bool:
     return bool(os.environ.get("PREFECT_API_URL"))
 
 
+def _server_choice(home: Path) -> tuple[bool, dict[str, str] | None, str]:
+    """Whether this home's server may skip its migrations, the child's extra environment, and
+    the app it serves: billrun's smaller app (flows/prefect_app.py, the routers and services a
+    flow run uses) on a migrated home; on a first start, Prefect's whole server, which migrates
+    the database and registers the block types."""
+    from flows import prefect_server
+
+    if not migrated(home):
+        return False, None, prefect_server.APP
+    skip = {"PREFECT_API_DATABASE_MIGRATE_ON_START": "false"}
+    if any(os.environ.get(k, "").lower() not in ("", "0", "false")
+           for k in _FULL_SERVER_VARIABLES):
+        return True, skip, prefect_server.APP
+    return True, skip, prefect_server.FLOW_APP
+
+
+# Settings of Prefect's server that billrun's smaller app does not implement (authentication,
+# CSRF tokens, another URL prefix): with any of them set, the command runs Prefect's server.
+_FULL_SERVER_VARIABLES = (
+    "PREFECT_SERVER_API_AUTH_STRING", "PREFECT_API_AUTH_STRING",
+    "PREFECT_SERVER_CSRF_PROTECTION_ENABLED", "PREFECT_SERVER_API_BASE_PATH",
+)
+
+
+def prepare() -> None:
+    """At a flow command's very start, before its checks: launch its server child held (it
+    imports and builds the app, on the other core, while the command parses its settings and
+    runs its checks; it serves nothing, holds no port and opens no database until `connect()`
+    releases it). Nothing with a user's API, or once Prefect is imported."""
+    global _HELD, _HELD_SKIPS
+    configure()
+    if using_server() or "prefect" in sys.modules or _HELD is not None:
+        return
+    from flows import prefect_server
+
+    home = prefect_home()
+    _HELD_SKIPS, extra_env, app = _server_choice(home)
+    _HELD = prefect_server.launch(log_path=home / "server.log", extra_env=extra_env, app=app,
+                                  hold=True)
+    atexit.register(_HELD.stop)  # a refused command ends it, by its PID
+
+
 def connect() -> str | None:
     """Configure, then point Prefect at an API: the user's, else a tied temporary server,
-    launched now and not waited for (`flow_api()` waits). Returns the API URL, or None."""
+    launched now (or released, if `prepare()` launched it held) and not waited for
+    (`flow_api()` waits). Returns the API URL, or None."""
     configure()
     from flows import prefect_server
 
     global _MIGRATES
     home = prefect_home()
-    skip = migrated(home)
-    url = prefect_server.ensure_api(
-        log_path=home / "server.log",
-        extra_env={"PREFECT_API_DATABASE_MIGRATE_ON_START": "false"} if skip else None,
-    )
+    if _HELD is not None:
+        skip, extra_env, app = _HELD_SKIPS, None, _HELD.app
+    else:
+        skip, extra_env, app = _server_choice(home)
+    url = prefect_server.ensure_api(log_path=home / "server.log", extra_env=extra_env, app=app,
+                                    held=_HELD)
     _MIGRATES = prefect_server.own_server() is not None and not skip
     if prefect_server.own_server() is not None:
         # The server runs from this very installation, so its API version is the client's: the
@@ -99,6 +152,9 @@ def connect() -> str | None:
     return url
 
 
+# The child `prepare()` launched held, and whether it skips the migrations.
+_HELD: PrefectServer | None = None
+_HELD_SKIPS = False
 # Whether the server this process launched runs the migrations (then ready() writes the marker).
 _MIGRATES = False
 # The marker says which Prefect version last migrated this home's database.
@@ -157,19 +213,35 @@ def ready() -> None:
 def flow_api() -> Iterator[None]:
     """Around a command's flow calls: the API is up, and, with billrun's own temporary server,
     the flows run without a heartbeat thread (nothing reads heartbeats on a server that dies
-    with the command, and joining the thread holds up the end of every flow by up to 1 s)."""
-    # Prefect imports its flow engine at the first flow call: import it now, while the server
-    # may still be booting, rather than after.
-    import prefect.flow_engine  # noqa: F401
+    with the command, and joining the thread holds up the end of every flow by up to 1 s).
 
-    ready()
-    end_start_up()
-    from flows import prefect_server
+    What a flow's first call would build after the server answers is built before, while it
+    may still be booting: the modules Prefect imports at that call, and the API client the
+    flow engine takes from the context (and the flows of the block share)."""
+    import importlib
 
-    if prefect_server.own_server() is None:
-        yield
-        return
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    for module in _FIRST_CALL_IMPORTS:
+        importlib.import_module(module)
+    from prefect.context import SyncClientContext
 
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield
+    with SyncClientContext.get_or_create():
+        ready()
+        end_start_up()
+        from flows import prefect_server
+
+        if prefect_server.own_server() is None:
+            yield
+            return
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield
+
+
+# What Prefect (3.8.8) imports at a flow's first call, and at its first task: its flow engine,
+# FastAPI's JSON encoder (the parameters), graphviz (its visualization check), OpenTelemetry's
+# metrics and logs, its task engine.
+_FIRST_CALL_IMPORTS = (
+    "prefect.flow_engine", "fastapi.encoders", "prefect.utilities.visualization",
+    "opentelemetry.metrics", "opentelemetry._logs", "prefect.task_engine",
+)

@@ -21,6 +21,11 @@ backlog instead of being refused; `PrefectServer.wait_ready()` waits for the hea
 that a server that failed to start is reported as such. No port race either: the port is bound
 before the child starts, and a restart (Supervisor) reuses the same socket.
 
+Quicker still: a command launches its child *held* (`launch(hold=True)`) at its very start,
+before its checks. A held child imports and builds the app, then waits on a Unix socket pair:
+no port, no database, no log, so it is no server yet. `release()` binds the socket and sends it
+over the pair (SCM_RIGHTS); a refused command closes the pair instead and ends the child.
+
 Nothing here imports prefect: the launcher runs before Prefect reads its settings.
 """
 
@@ -40,14 +45,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Prefect's whole server app, and billrun's own smaller one for a command's server (the same
+# routers, models, database and services a flow run uses: flows/prefect_app.py).
 APP = "prefect.server.api.server:create_app"
+FLOW_APP = "flows.prefect_app:create_app"
 
 # The child's first lines: tie its life to the parent, then serve the app in this process, on
-# the listening socket the parent handed down (file descriptor `fd`).
+# the listening socket the parent hands down: at once (`where` is its file descriptor), or, for
+# a held child (`where` is "held"), once the command's checks passed (see `launch`).
 _CHILD = """
 import ctypes, gc, importlib, os, socket, sys, threading, time
 gc.disable()  # no cyclic collection while the app is imported and built: a quarter of its CPU
-parent, fd, app = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+parent, where, app, log = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 try:
     ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
 except (OSError, AttributeError):
@@ -59,13 +68,38 @@ def watchdog():
         time.sleep(1)
     os._exit(1)
 threading.Thread(target=watchdog, daemon=True).start()
-listener = socket.socket(fileno=fd)
 module, _, factory = app.partition(":")
-application = getattr(importlib.import_module(module), factory)()
+failure = None
+try:  # building the app and loading uvicorn's config open neither the database nor a socket
+    application = getattr(importlib.import_module(module), factory)()
+    import uvicorn
+    config = uvicorn.Config(application, log_level="error", lifespan="on")
+    config.load()
+except Exception:
+    if where != "held":
+        raise
+    import traceback
+    failure = traceback.format_exc()
 gc.freeze()  # what start-up built lives as long as the server: never scanned again
 gc.enable()
-import uvicorn
-config = uvicorn.Config(application, log_level="error", lifespan="on")
+if where != "held":
+    listener = socket.socket(fileno=int(where))
+else:
+    try:  # the socket to serve on, once the command's checks passed; nothing if refused
+        _, fds, _, _ = socket.recv_fds(socket.socket(fileno=0), 16, 1)
+    except OSError:
+        fds = []
+    if not fds:
+        os._exit(0)
+    listener = socket.socket(fileno=fds[0])
+    if log:  # a server from now on: its output goes to its log
+        out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+    if failure:
+        sys.stderr.write(failure)
+        sys.stderr.flush()
+        os._exit(1)
 uvicorn.Server(config).run(sockets=[listener])
 """
 
@@ -87,6 +121,9 @@ class PrefectServer:
     port: int
     log_path: Path | None = None
     scheduler: bool = False
+    app: str = ""
+    # A held child's end of its channel: `release()` sends the socket through it.
+    _channel: socket.socket | None = field(default=None, repr=False)
     _ready: bool = field(default=False, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
@@ -103,6 +140,28 @@ class PrefectServer:
     def alive(self) -> bool:
         """Whether the server process is still running."""
         return self.process.poll() is None
+
+    @property
+    def held(self) -> bool:
+        """Whether this is a held child that `release()` has not made a server yet."""
+        return self._channel is not None
+
+    def release(self) -> None:
+        """Make a held child a server: bind a socket to a free port and hand it over; the
+        child serves on it once its app is built (`wait_ready()` waits for that)."""
+        if self._channel is None:
+            return
+        sock = listening_socket()
+        try:
+            self.port = int(sock.getsockname()[1])
+            try:
+                socket.send_fds(self._channel, [b"serve"], [sock.fileno()])
+            except OSError:
+                pass  # the child is gone: wait_ready() reports its exit code
+        finally:
+            sock.close()  # only the child listens now
+            self._channel.close()
+            self._channel = None
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until the server answers its health check; stop it and raise ServerStartError
@@ -127,6 +186,9 @@ class PrefectServer:
         if self._stopped:
             return
         self._stopped = True
+        if self._channel is not None:  # held, never released: it exits on its own
+            self._channel.close()
+            self._channel = None
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -185,17 +247,41 @@ def launch(
     log_path: Path | None = None,
     extra_env: dict[str, str] | None = None,
     listener: socket.socket | None = None,
+    app: str = APP,
+    hold: bool = False,
 ) -> PrefectServer:
     """Start a Prefect API server tied to this process and return at once (see wait_ready).
 
     It serves on `listener` if given (the caller keeps it, e.g. for a restart on the same
-    port), else on a new socket bound to a free port, which only the child keeps."""
+    port), else on a new socket bound to a free port, which only the child keeps. `app` is the
+    factory ("module:function") of the ASGI app it serves: Prefect's whole server by default.
+
+    With `hold`, the child only imports and builds the app, then waits: it binds no port, opens
+    no database and writes no log until `release()` hands it its socket, and exits quietly if
+    the channel closes instead (`stop()`). A command launches it before its checks, releases
+    it once they pass: the server's imports run beside the checks, and a refused command never
+    starts a server (docs/RUNS.md, "Start-up")."""
     env = {**server_env(scheduler=scheduler), **(extra_env or {})}
+    if hold:
+        mine, theirs = socket.socketpair()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _CHILD, str(os.getpid()), "held", app,
+                 str(log_path or "")],
+                env=env, stdin=theirs.fileno(), stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True,
+            )
+        except OSError:
+            mine.close()
+            raise
+        finally:
+            theirs.close()
+        return PrefectServer(process, 0, log_path, scheduler, app, mine)
     sock = listener or listening_socket()
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
         process = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, str(os.getpid()), str(sock.fileno()), APP],
+            [sys.executable, "-c", _CHILD, str(os.getpid()), str(sock.fileno()), app, ""],
             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True, pass_fds=(sock.fileno(),),
         )
@@ -206,7 +292,7 @@ def launch(
         if listener is None:
             # Only the child listens now: if it dies, a request is refused instead of waiting.
             sock.close()
-    return PrefectServer(process, port, log_path, scheduler)
+    return PrefectServer(process, port, log_path, scheduler, app)
 
 
 def start(
@@ -228,20 +314,29 @@ _OWN: PrefectServer | None = None
 
 
 def ensure_api(
-    *, log_path: Path | None = None, extra_env: dict[str, str] | None = None
+    *,
+    log_path: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+    app: str = APP,
+    held: PrefectServer | None = None,
 ) -> str | None:
     """Make sure this process reports to a Prefect API; launch a tied server if none is set.
 
     Returns at once, with the API URL in use (or None): the server boots in the background, and
-    `wait_api()` waits for it. A user's own PREFECT_API_URL wins. Must run before prefect is
-    imported (it reads the URL at import); if it already is, nothing is started and Prefect
-    falls back to its own server."""
+    `wait_api()` waits for it. `held` is a child launched earlier with `hold=True`: it is
+    released instead of launching a new one. A user's own PREFECT_API_URL wins. Must run before
+    prefect is imported (it reads the URL at import); if it already is, nothing is started and
+    Prefect falls back to its own server."""
     global _OWN
     if os.environ.get("PREFECT_API_URL"):
         return os.environ["PREFECT_API_URL"]
     if "prefect" in sys.modules:
         return None
-    _OWN = launch(log_path=log_path, extra_env=extra_env)
+    if held is not None and not held._stopped:
+        held.release()
+        _OWN = held
+    else:
+        _OWN = launch(log_path=log_path, extra_env=extra_env, app=app)
     atexit.register(_OWN.stop)
     os.environ["PREFECT_API_URL"] = _OWN.api_url
     return _OWN.api_url

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import psutil
 import pytest
 
 from billrun.cli import main
@@ -56,6 +57,22 @@ def assert_refused_before_start(code: int, err: str, home: Path, want: int, word
     assert words in err, err
     assert "Traceback" not in err
     assert not (home / "server.log").exists(), "a Prefect server was started"
+    # The server child a flow command launches held at its start (docs/RUNS.md, "Start-up")
+    # never became a server, and is gone with the refused command.
+    assert not left_in(home), "a process of the refused command outlived it"
+
+
+def left_in(home: Path) -> list[psutil.Process]:
+    """Live processes started for Prefect home `home` (they inherit BILLRUN_PREFECT_HOME)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if (proc.environ().get("BILLRUN_PREFECT_HOME") == str(home)
+                    and proc.status() != psutil.STATUS_ZOMBIE):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
 
 
 def runs(db: Path) -> list[tuple]:

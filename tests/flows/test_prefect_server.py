@@ -136,3 +136,46 @@ def test_the_first_start_in_a_home_migrates_and_the_next_ones_skip_it(tmp_path) 
     assert marker.read_text().strip() == version("prefect")
     (tmp_path / "home" / "prefect.db").unlink()  # the database is gone: migrate again
     assert start() == "-"
+
+
+def _listens(pid: int) -> bool:
+    return any(c.status == psutil.CONN_LISTEN for c in psutil.Process(pid).net_connections())
+
+
+def test_a_held_child_is_no_server_until_released(tmp_path) -> None:
+    # Launched before a command's checks: it builds the app but binds no port and writes no
+    # log; released, it serves on the socket it is handed, and logs from then on.
+    log = tmp_path / "server.log"
+    server = prefect_server.launch(log_path=log, hold=True)
+    try:
+        assert server.held and server.alive()
+        time.sleep(1.0)
+        assert not _listens(server.pid) and not log.exists()
+        server.release()
+        assert not server.held and server.port > 0
+        server.wait_ready(timeout=120)
+        assert prefect_server.healthy(server.api_url) and _listens(server.pid)
+        assert log.exists()
+    finally:
+        server.stop()
+    assert not server.alive()
+
+
+def test_a_held_child_never_released_ends_without_a_trace(tmp_path) -> None:
+    # What a refused command does with it: stop() closes its channel, ends it by its PID.
+    log = tmp_path / "server.log"
+    server = prefect_server.launch(log_path=log, hold=True)
+    server.stop()
+    assert _gone(server.pid) and not log.exists()
+
+
+def test_a_held_child_whose_app_fails_reports_it_once_released(tmp_path) -> None:
+    log = tmp_path / "server.log"
+    server = prefect_server.launch(log_path=log, hold=True, app="billrun_no_such_module:app")
+    try:
+        server.release()
+        with pytest.raises(prefect_server.ServerStartError, match="exited with code 1"):
+            server.wait_ready(timeout=120)
+    finally:
+        server.stop()
+    assert "No module named 'billrun_no_such_module'" in log.read_text()
