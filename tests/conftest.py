@@ -76,6 +76,7 @@ def tagged_processes(tag: str) -> list[psutil.Process]:
 LONG_FIRST = (
     "tests/soak/test_campaign.py",
     "tests/soak/test_readers.py",
+    "tests/soak/test_disk_full.py",
 )
 
 
