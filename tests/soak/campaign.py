@@ -872,6 +872,12 @@ READ_SQL = ("SELECT (SELECT coalesce(sum(total), 0) FROM {inv}) AS invoices, "
             "(SELECT count(*) FROM {inv}) AS n")
 
 
+# Between two reads of one reader: without it each reader spun a whole core, which on the
+# suite's two cores slowed the other tests more than it added reads (a night publishes once;
+# at 20 ms a reader still reads many times a second).
+READ_PAUSE = 0.02
+
+
 def read_loop(db: str, kind: str, stop: str, report: str) -> None:
     """Read the published results in a loop until the file `stop` exists, then write a JSON
     report: reads, errors (their texts), mixes (a query whose invoices and lines disagree) and
@@ -907,6 +913,7 @@ def read_loop(db: str, kind: str, stop: str, report: str) -> None:
             if str(got[0]) != str(got[1]) and float(got[0]) != float(got[1]):
                 mixes.append(str(got))
             seen.add(str(got))
+            time.sleep(READ_PAUSE)
         except Exception as exc:  # noqa: BLE001  (every error a reader meets is the finding)
             errors.append(f"{type(exc).__name__}: {exc}"[:300])
             time.sleep(0.05)
