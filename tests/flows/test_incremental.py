@@ -87,9 +87,10 @@ def run_nights(tmp: Path, seed: int, accounts: int, nights: list[date], late_eve
     continued = []
     for drop, as_of in zip(drops, nights, strict=True):
         for db, incremental in ((inc, True), (whole, False)):
-            load_flow(str(drop), str(db))
-            summary = nightly_flow(as_of=as_of, db=str(db), shards=2, incremental=incremental,
-                                   grace_days=grace_days)
+            # The night loads its drop itself (`nightly --input`): one flow and one publication
+            # a night, not two; both databases take the same path.
+            summary = nightly_flow(as_of=as_of, db=str(db), input_dir=str(drop), shards=2,
+                                   incremental=incremental, grace_days=grace_days)
             if incremental:
                 continued.append(summary.changes["drafts_continued"])
             else:

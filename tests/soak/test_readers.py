@@ -32,8 +32,10 @@ def test_readers_never_fail_and_never_see_two_runs_at_once(tmp_path: Path) -> No
     campaign = Campaign(tmp_path / "db" / "billrun.duckdb", env, seed=SEED, counters_every=0)
     campaign.db.parent.mkdir()
     campaign.play(days[:1], check=False)  # something to read
+    # One reader of each kind: each loops without pause, so on the suite's two cores a second
+    # reader of the same kind took a core from the other tests for no path of its own.
     procs, stop, reports = start_readers(
-        campaign.db, ["copy", "copy", "parquet", "sql"], tmp_path / "readers", env)
+        campaign.db, ["copy", "parquet", "sql"], tmp_path / "readers", env)
     try:
         campaign.play(days[1:], check=False)
     finally:
