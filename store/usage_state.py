@@ -49,27 +49,28 @@ def _inputs_print_sql(groups: str) -> str:
     a AS (SELECT account_id, sum(hash('account', currency, main_product_id, billing_day, status,
                                       opened_on, closed_on, effective_from)) AS h
           FROM accounts SEMI JOIN g USING (account_id) GROUP BY account_id),
+    -- the groups' accounts' assignments: the view (a window over every version) once
+    ga AS MATERIALIZED (SELECT account_id, assignment_id, addon_id, fee_plan_id, start_date,
+                               end_date, assigned_at, quantity
+                        FROM assignments SEMI JOIN g USING (account_id)),
     s AS (SELECT account_id, sum(hash('assignment', assignment_id, addon_id, fee_plan_id,
                                       start_date, end_date, assigned_at, quantity)) AS h
-          FROM assignments SEMI JOIN g USING (account_id) GROUP BY account_id),
+          FROM ga GROUP BY account_id),
     k AS (SELECT a.account_id, sum(hash('lock', l.assignment_id, l.locked_start)) AS h
-          FROM activation_locks l JOIN assignments a USING (assignment_id)
-          SEMI JOIN g ON a.account_id = g.account_id GROUP BY a.account_id),
+          FROM activation_locks l JOIN ga a USING (assignment_id) GROUP BY a.account_id),
     v AS (SELECT a.account_id, sum(hash('change', x.assignment_id, x.effective_from,
                                         x.fee_plan_id, x.quantity)) AS h
-          FROM assignment_changes x JOIN assignments a USING (assignment_id)
-          SEMI JOIN g ON a.account_id = g.account_id GROUP BY a.account_id),
+          FROM assignment_changes x JOIN ga a USING (assignment_id) GROUP BY a.account_id),
     c AS (SELECT account_id, period, sum(hash('counter', service, destination_group,
                                               threshold_type, window_start, value)) AS h
+          -- each window's value in its latest period before the group's (one per period)
           FROM (SELECT g.account_id, g.period, c.service, c.destination_group, c.threshold_type,
-                       c.window_start, c.value
+                       c.window_start, arg_max(c.value, c.period) AS value
                 FROM counter_periods c JOIN g ON c.account_id = g.account_id
                   AND c.period < g.period
                 WHERE c.reset = 'never'
-                QUALIFY row_number() OVER (
-                  PARTITION BY g.account_id, g.period, c.service, c.destination_group,
-                               c.threshold_type, c.window_start
-                  ORDER BY c.period DESC) = 1)
+                GROUP BY g.account_id, g.period, c.service, c.destination_group,
+                         c.threshold_type, c.window_start)
           GROUP BY account_id, period),
     q AS (SELECT g.account_id, g.period,
                  sum(hash('parcel', q.service, q.destination_group, q.threshold_type,
