@@ -270,7 +270,8 @@ def test_discount_matches_the_spec_and_stays_within_the_usage(
     accounts = pl.DataFrame({
         "account_id": ["A"], "currency": ["USD"], "main_product_id": ["MP"],
         "billing_day": [1], "effective_from": [date(2026, 1, 1)],
-    })
+        "status": ["active"], "closed_on": [None],
+    }, schema_overrides={"closed_on": pl.Date})
     lifecycles = pl.DataFrame({
         "assignment_id": ["AQ", "AA"], "account_id": ["A", "A"], "addon_id": ["ADD_Q", "ADD_A"],
         "fee_plan_id": [None, None], "quantity": [1, 1],
@@ -405,7 +406,8 @@ def test_fee_lines_match_the_spec_term_by_term(assignments: list[dict]) -> None:
         "currency": ["USD"] * len(assignments), "main_product_id": ["MP"] * len(assignments),
         "billing_day": [a["billing_day"] for a in assignments],
         "effective_from": [date(2025, 1, 1)] * len(assignments),
-    })
+        "status": ["active"] * len(assignments), "closed_on": [None] * len(assignments),
+    }, schema_overrides={"closed_on": pl.Date})
     lifecycles = pl.DataFrame({
         "assignment_id": [f"S{i}" for i in range(len(assignments))],
         "account_id": [f"A{i}" for i in range(len(assignments))],
