@@ -52,38 +52,33 @@ def prefect_home() -> Iterator[Path]:
     yield _PREFECT_HOME
 
 
-def tagged_processes(tag: str) -> list[psutil.Process]:
-    """Live processes whose environment has `tag`, other than this one, its ancestors and the
-    session's own server (stopped at exit; tied to this process, it cannot outlive it)."""
-    me = psutil.Process()
-    mine = {me.pid, *(p.pid for p in me.parents()), *([SERVER.pid] if SERVER else [])}
+def processes_with_env(name: str, value: str, skip: frozenset[int] = frozenset()
+                       ) -> list[psutil.Process]:
+    """Live processes (not zombies, not in `skip`) whose environment sets `name` to `value`:
+    what a test started, since its children inherit the variable."""
     found = []
     for proc in psutil.process_iter():
-        if proc.pid in mine:
+        if proc.pid in skip:
             continue
         try:
-            if proc.environ().get(TAG) == tag and proc.status() != psutil.STATUS_ZOMBIE:
+            if proc.environ().get(name) == value and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
 
 
-# The longest files, longest first (measured with `--durations`): with `--dist loadfile` and
-# `--no-loadscope-reorder` (pyproject.toml) the two workers take whole files in collection
-# order, so the soak's month (one test of minutes) starts at once on one worker while the other
-# works through the rest, and the run does not end with one worker alone on a long file.
-LONG_FIRST = (
-    "tests/soak/test_campaign.py",
-    "tests/soak/test_readers.py",
-    "tests/soak/test_disk_full.py",
-)
+def tagged_processes(tag: str) -> list[psutil.Process]:
+    """Live processes whose environment has `tag`, other than this one, its ancestors and the
+    session's own server (stopped at exit; tied to this process, it cannot outlive it)."""
+    me = psutil.Process()
+    mine = {me.pid, *(p.pid for p in me.parents()), *([SERVER.pid] if SERVER else [])}
+    return processes_with_env(TAG, tag, frozenset(mine))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put the long files first, in LONG_FIRST's order (stable: the rest keep theirs)."""
-    rank = {path: i for i, path in enumerate(LONG_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+def left_in(home: Path) -> list[psutil.Process]:
+    """Live processes started for Prefect home `home` (they inherit BILLRUN_PREFECT_HOME)."""
+    return processes_with_env("BILLRUN_PREFECT_HOME", str(home))
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-xdist has shut its workers down

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-import psutil
 import pytest
 
 from billrun.cli import main
 from store.runlock import run_lock
+from tests.conftest import left_in
 from tests.flows.conftest import ACCOUNTS, ASSIGNMENTS, CATALOG, USAGE, write_drop
 
 pytestmark = pytest.mark.slow
@@ -60,19 +60,6 @@ def assert_refused_before_start(code: int, err: str, home: Path, want: int, word
     # The server child a flow command launches held at its start (docs/RUNS.md, "Start-up")
     # never became a server, and is gone with the refused command.
     assert not left_in(home), "a process of the refused command outlived it"
-
-
-def left_in(home: Path) -> list[psutil.Process]:
-    """Live processes started for Prefect home `home` (they inherit BILLRUN_PREFECT_HOME)."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if (proc.environ().get("BILLRUN_PREFECT_HOME") == str(home)
-                    and proc.status() != psutil.STATUS_ZOMBIE):
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
 
 
 def runs(db: Path) -> list[tuple]:

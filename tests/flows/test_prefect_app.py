@@ -12,10 +12,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from flows import prefect_server
+from tests.conftest import left_in
 from tests.flows.conftest import ACCOUNTS, ASSIGNMENTS, CATALOG, USAGE, write_drop
 
 pytestmark = pytest.mark.slow
@@ -27,19 +27,6 @@ def billrun(*argv: str, home: Path, cwd: Path) -> subprocess.CompletedProcess[st
     env["BILLRUN_PREFECT_HOME"] = str(home)
     return subprocess.run([sys.executable, "-m", "billrun.cli", *argv], capture_output=True,
                           text=True, timeout=300, cwd=cwd, env=env)
-
-
-def left_in(home: Path) -> list[psutil.Process]:
-    """Live processes started for `home` (they inherit BILLRUN_PREFECT_HOME)."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if (proc.environ().get("BILLRUN_PREFECT_HOME") == str(home)
-                    and proc.status() != psutil.STATUS_ZOMBIE):
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
 
 
 def post(api_url: str, path: str, body: dict[str, Any]) -> Any:
