@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,8 @@ def main() -> int:
     parser.add_argument("--counters-every", type=int, default=15,
                         help="recompute the counters (nightly --full on a copy) every N days")
     parser.add_argument("--disk-mb", type=int, default=8192, help="size of the tmpfs")
-    parser.add_argument("--until", help="HH:MM UTC: start no day after it, then compare")
+    parser.add_argument("--until",
+                        help="HH:MM UTC (its next occurrence): start no day after it, then compare")
     args = parser.parse_args()
     os.environ.setdefault("BILLRUN_PREFECT_HOME", tempfile.mkdtemp(prefix="soak-prefect-"))
     os.environ.setdefault("COLUMNS", "200")
@@ -82,7 +83,10 @@ def main() -> int:
     until = None
     if args.until:
         hh, mm = (int(x) for x in args.until.split(":"))
-        until = datetime.now(timezone.utc).replace(hour=hh, minute=mm, second=0)
+        now = datetime.now(timezone.utc)
+        until = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+        if until <= now:  # the next time the clock shows HH:MM: past midnight, tomorrow's
+            until += timedelta(days=1)
 
     server = prefect_server.start(log_path=out / "prefect-server.log")
     env = {**os.environ, "PREFECT_API_URL": server.api_url}
@@ -119,6 +123,9 @@ def main() -> int:
                 todo.put(day)
             todo.put(None)
             follower.join()
+            if not played:
+                log("no day played: nothing to compare")
+                return 1
             log("comparing with the fault-free twin")
             differ = equal_to_twin(campaign.db, twin_db, campaign.corrupt_lines)
             summary.update({
