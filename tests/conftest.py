@@ -86,8 +86,7 @@ def left_in(home: Path) -> list[psutil.Process]:
 # order, so the soak's month (one test of minutes) starts at once on one worker while the other
 # works through the rest, and the run does not end with one worker alone on a long file.
 LONG_FIRST = (
-    "tests/soak/test_campaign.py",
-    "tests/soak/test_readers.py",
+    "tests/soak/test_campaign.py",  # the month, with its readers
     "tests/flows/test_incremental.py",
     "tests/soak/test_disk_full.py",
 )
