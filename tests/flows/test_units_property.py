@@ -82,6 +82,7 @@ def test_one_shard_and_many_shards_give_identical_tables(data: tuple[int, int, i
         drop, as_of = str(Path(tmp) / "in"), date(2026, months, 15)
         one, many = Path(tmp) / "one.duckdb", Path(tmp) / "many.duckdb"
         # Each night loads the drop itself (`nightly --input`): two flows, not a load and two
+        # nightlies
         nightly_flow(as_of=as_of, db=str(one), input_dir=drop, shards=1)
         # ... and staged through an fsspec URL rather than a plain path
         stage = f"file://{tmp}/stage"
