@@ -81,6 +81,23 @@ def left_in(home: Path) -> list[psutil.Process]:
     return processes_with_env("BILLRUN_PREFECT_HOME", str(home))
 
 
+# The longest files, longest first (measured with `--durations`): with `--dist loadfile` and
+# `--no-loadscope-reorder` (pyproject.toml) the two workers take whole files in collection
+# order, so the soak's month (one test of minutes) starts at once on one worker while the other
+# works through the rest, and the run does not end with one worker alone on a long file.
+LONG_FIRST = (
+    "tests/soak/test_campaign.py",  # the month, with its readers
+    "tests/flows/test_incremental.py",
+    "tests/soak/test_disk_full.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the long files first, in LONG_FIRST's order (stable: the rest keep theirs)."""
+    rank = {path: i for i, path in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-xdist has shut its workers down
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run if any process the tests started is still alive (then end it, by PID)."""

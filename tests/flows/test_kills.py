@@ -91,8 +91,8 @@ def base(module_scenario: dict[str, Path]) -> dict[str, Path]:
     billed yet, and a later drop (one more call) that a killed `load` loads."""
     tmp = module_scenario["tmp"]
     db = tmp / "base.duckdb"
-    load_flow(str(module_scenario["drop"]), str(db))
-    nightly_flow(as_of=date(2026, 2, 1), db=str(db))
+    # The night loads the drop itself (`nightly --input`): one flow and one publication.
+    nightly_flow(as_of=date(2026, 2, 1), db=str(db), input_dir=str(module_scenario["drop"]))
     load_flow(str(usage_drop(tmp / "feb", FEB_USAGE)), str(db))
     return {"db": db, "drop": usage_drop(tmp / "mar", MAR_USAGE), "tmp": tmp}
 

@@ -46,8 +46,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp / "base.duckdb"
     quiet = io.StringIO()
     with contextlib.redirect_stdout(quiet):
-        assert main(["load", str(drop), "--db", str(db)]) == 0
-        assert main(["nightly", "--as-of", "2026-02-01", "--db", str(db)]) == 0
+        # The night loads its drop itself (`nightly --input`): one flow, one publication.
+        assert main(["nightly", "--as-of", "2026-02-01", "--input", str(drop), "--db",
+                     str(db)]) == 0
         assert main(["load", str(write_drop(tmp / "late", usage=LATE)), "--db", str(db)]) == 0
     return db
 
@@ -259,8 +260,9 @@ def test_two_late_periods_are_reprocessed_oldest_first_in_one_run(
     db = tmp_path / "billrun.duckdb"
     drop = write_drop(tmp_path / "drop1", catalog=CATALOG, accounts=ACCOUNTS,
                       assignments=ASSIGNMENTS, usage=USAGE)
-    assert run(["load", str(drop)], db, monkeypatch)[0] == 0
-    assert run(["nightly", "--as-of", "2026-03-01"], db, monkeypatch)[0] == 0  # Jan, Feb final
+    # Jan, Feb final (the night loads the drop itself: one flow)
+    assert run(["nightly", "--as-of", "2026-03-01", "--input", str(drop)], db,
+               monkeypatch)[0] == 0
     # February's counter starts again at 0 (reset billing_period): a 120-minute call on Feb 10,
     # $12.00, has its first 100 minutes free (-10.00 on a discount line of 100 minutes); one
     # more January call, 20 minutes past January's free 100, costs $2.00.
@@ -349,9 +351,9 @@ def test_a_never_reset_counter_rolls_forward_and_the_next_night_recomputes_the_d
     db = tmp_path / "billrun.duckdb"
     drop = write_drop(tmp_path / "drop1", catalog=catalog, accounts=ACCOUNTS,
                       assignments=ASSIGNMENTS, usage=usage)
-    assert run(["load", str(drop)], db, monkeypatch)[0] == 0
     # January final at 80 minutes (all free); February's draft: E4 from 80 to 120, 20 free.
-    assert run(["nightly", "--as-of", "2026-02-10"], db, monkeypatch)[0] == 0
+    assert run(["nightly", "--as-of", "2026-02-10", "--input", str(drop)], db,
+               monkeypatch)[0] == 0
     late = write_drop(tmp_path / "late", usage=LATE)  # E3: Jan 28, 30 minutes, $3.00
     assert run(["load", str(late)], db, monkeypatch)[0] == 0
     code, _, err = run(["nightly", "--as-of", "2026-02-11", "--adjust-late"], db, monkeypatch)
@@ -396,8 +398,8 @@ def test_an_account_the_night_finalizes_keeps_its_never_reset_counter(
     db = tmp_path / "billrun.duckdb"
     drop = write_drop(tmp_path / "drop1", catalog=catalog, accounts=accounts,
                       assignments=assignments, usage=usage)
-    assert run(["load", str(drop)], db, monkeypatch)[0] == 0
-    assert run(["nightly", "--as-of", "2026-02-01"], db, monkeypatch)[0] == 0
+    assert run(["nightly", "--as-of", "2026-02-01", "--input", str(drop)], db,
+               monkeypatch)[0] == 0
     assert run(["load", str(write_drop(tmp_path / "late", usage=LATE))], db, monkeypatch)[0] == 0
     code, _, err = run([*NIGHT, "--adjust-late"], db, monkeypatch)
     assert code == 0, err
@@ -449,8 +451,8 @@ def test_on_generated_data_the_night_equals_reprocessing_after_it(
 
     generate(150, tmp_path / "in", seed=7, months=2)
     base = tmp_path / "base.duckdb"
-    assert run(["load", str(tmp_path / "in")], base, monkeypatch)[0] == 0
-    assert run(["nightly", "--as-of", "2026-02-01"], base, monkeypatch)[0] == 0
+    assert run(["nightly", "--as-of", "2026-02-01", "--input", str(tmp_path / "in")], base,
+               monkeypatch)[0] == 0
     usage = pl.read_csv(tmp_path / "in" / "usage.csv", infer_schema=False)
     late = usage.filter(pl.col("started_at").str.starts_with("2026-01-2")).head(40)
     (tmp_path / "late").mkdir()

@@ -19,7 +19,6 @@ import psutil
 import pytest
 
 from data.generator import generate
-from flows.load import load_flow
 from flows.nightly import nightly_flow
 from tests.flows.test_kills import SEED, dump, own_env, results, survivors
 
@@ -48,8 +47,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("unit-kills")
     generate(40, tmp / "in", seed=11, months=3)
     db = tmp / "base.duckdb"
-    load_flow(str(tmp / "in"), str(db))
-    nightly_flow(as_of=date(2026, 2, 1), db=str(db))
+    # The night loads the drop itself (`nightly --input`): one flow and one publication.
+    nightly_flow(as_of=date(2026, 2, 1), db=str(db), input_dir=str(tmp / "in"))
     return db
 
 

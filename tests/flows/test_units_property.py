@@ -78,12 +78,16 @@ def copy(db: Path, name: str) -> Path:
 def test_one_shard_and_many_shards_give_identical_tables(data: tuple[int, int, int]) -> None:
     seed, accounts, months = data
     with tempfile.TemporaryDirectory() as tmp:
-        base, as_of = loaded(Path(tmp), seed, accounts, months)
-        one, many = copy(base, "one.duckdb"), copy(base, "many.duckdb")
-        nightly_flow(as_of=as_of, db=str(one), shards=1)
+        generate(accounts, Path(tmp) / "in", seed=seed, months=months)
+        drop, as_of = str(Path(tmp) / "in"), date(2026, months, 15)
+        one, many = Path(tmp) / "one.duckdb", Path(tmp) / "many.duckdb"
+        # Each night loads the drop itself (`nightly --input`): two flows, not a load and two
+        # nightlies
+        nightly_flow(as_of=as_of, db=str(one), input_dir=drop, shards=1)
         # ... and staged through an fsspec URL rather than a plain path
         stage = f"file://{tmp}/stage"
-        summary = nightly_flow(as_of=as_of, db=str(many), shards=3, concurrency=3, staging=stage)
+        summary = nightly_flow(as_of=as_of, db=str(many), input_dir=drop, shards=3,
+                               concurrency=3, staging=stage)
         assert len(summary.periods) >= months  # a catch-up of several periods
         assert results(one) == results(many)
         assert not Path(f"{tmp}/stage").exists()  # the run removed its staging folder

@@ -325,7 +325,9 @@ def check_against_reference(case: tuple, rnd) -> None:
     assert again.lifecycles.equals(result.lifecycles)
 
 
-PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+# 50 derandomized examples: the same 50 every run (150 cost 20 CPU-s more in every suite run,
+# and the suite must fit CI's 15 minutes with the soak's month; benchmarks/RESULTS.md).
+PROPERTY = settings(max_examples=50, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -864,9 +864,11 @@ READ_SQL = ("SELECT (SELECT coalesce(sum(total), 0) FROM {inv}) AS invoices, "
 
 
 # Between two reads of one reader: without it each reader spun a whole core, which on the
-# suite's two cores slowed the other tests more than it added reads (a night publishes once;
-# at 20 ms a reader still reads many times a second).
-READ_PAUSE = 0.02
+# suite's two cores slowed the other tests more than it added reads. A night publishes once, in
+# about a second at the suite's size: at 50 ms the file readers still read it many times. The
+# `sql` reader starts a `billrun sql` process per read (about a CPU-second each): with a second
+# between reads it still reads several times a night.
+READ_PAUSE = {"copy": 0.05, "parquet": 0.05, "sql": 1.0}
 
 
 def read_loop(db: str, kind: str, stop: str, report: str) -> None:
@@ -904,12 +906,23 @@ def read_loop(db: str, kind: str, stop: str, report: str) -> None:
             if str(got[0]) != str(got[1]) and float(got[0]) != float(got[1]):
                 mixes.append(str(got))
             seen.add(str(got))
-            time.sleep(READ_PAUSE)
+            time.sleep(READ_PAUSE[kind])
         except Exception as exc:  # noqa: BLE001  (every error a reader meets is the finding)
             errors.append(f"{type(exc).__name__}: {exc}"[:300])
             time.sleep(0.05)
     Path(report).write_text(json.dumps({"kind": kind, "reads": reads, "errors": errors,
                                         "mixes": mixes, "states": len(seen)}))
+
+
+def readers_window(days: list[Day], faults: dict[int, Fault], nights: int
+                   ) -> tuple[int, int] | None:
+    """Where readers read during a campaign: `nights` days in a row with no fault, after day 0
+    (something is published to read), preferring a stretch with a reprocess (it publishes too).
+    Returns (first, end) indexes into `days`, or None when no such stretch exists."""
+    stretches = [(i, i + nights) for i in range(1, len(days) - nights + 1)
+                 if not any(d.index in faults for d in days[i:i + nights])]
+    with_reprocess = [w for w in stretches if any(d.reprocess for d in days[w[0]:w[1]])]
+    return (with_reprocess or stretches or [None])[0]
 
 
 def start_readers(db: Path, kinds: list[str], folder: Path, env: dict[str, str]
