@@ -74,6 +74,9 @@ ANALYST_FILE = "analyst.duckdb"  # inside each set: written by store/snapshot.py
 EMPTY_FILE = "_empty.parquet"  # a split table's one file while it has no row
 # DuckDB's memory while it writes the set (benchmarks/RESULTS.md, run 6).
 PUBLISH_MEMORY = "1GB"
+# At most this many (month, run) files are added by one plain COPY each (a load's month, a
+# night's few loads); more are written by one partitioned COPY.
+RUN_FILE_COPIES = 8
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,8 @@ class _Writer:
         it the partitions are written whole."""
         if not values:
             return
+        if self.write_run_files(rel, source, split, values, only):
+            return
         scratch = self.folder / f".{rel.name}.writing"
         where = split.where(values) + (f" AND {only}" if only else "")
         by_run = ", run_id AS _run" if split.stamp else ""
@@ -287,6 +292,46 @@ class _Writer:
                 str(p.relative_to(self.folder)) for p in target.iterdir())
             rel.written.append(value)
         shutil.rmtree(scratch, ignore_errors=True)
+
+    def write_run_files(self, rel: Relation, source: str, split: Split, values: list[str],
+                        only: str | None) -> bool:
+        """`write_parts` for a month split stamped by run (the usage): one file per (month,
+        run), `<run id>_0.parquet`, each by a plain COPY of the month's range of that run's
+        rows. A partitioned COPY of the same rows cost 1.5 times the CPU (benchmarks/RESULTS.md,
+        "The load's phases against DuckDB's reader"). False, with nothing written, when there
+        are more than `RUN_FILE_COPIES` such files: one partitioned COPY then reads the rows
+        once."""
+        if split.label != "month" or not split.stamp:
+            return False
+        picked = f" AND {only}" if only else ""
+        pairs = self.con.execute(
+            f"SELECT DISTINCT strftime({split.bucket or split.column}, '%Y-%m'), run_id "
+            f"FROM ({source}) s WHERE {split.where(values)}{picked} ORDER BY ALL"
+        ).fetchall()
+        if len(pairs) > RUN_FILE_COPIES:
+            return False
+        scratch = self.folder / f".{rel.name}.writing"
+        scratch.mkdir(parents=True, exist_ok=True)
+        for value, run in pairs:
+            made = scratch / f"_part={value}" / f"_run={run}" / "part_0.parquet"
+            made.parent.mkdir(parents=True, exist_ok=True)
+            self.con.execute(
+                f"COPY (SELECT * FROM ({source}) s WHERE {split.column} >= TIMESTAMP "
+                f"'{value}-01' AND {split.column} < TIMESTAMP '{_next_month(value)}-01' "
+                f"{picked} AND run_id = {_sql_text(run)}) TO {_sql_text(made)} "
+                "(FORMAT parquet)"
+            )
+        for value in sorted({value for value, _ in pairs}):
+            target = self.folder / rel.name / f"{rel.label}={value}"
+            if only is None:
+                shutil.rmtree(target, ignore_errors=True)  # what a failed link left, if any
+            target.mkdir(parents=True, exist_ok=True)
+            _move_run_files(scratch / f"_part={value}", target)
+            rel.parts[value]["files"] = sorted(
+                str(p.relative_to(self.folder)) for p in target.iterdir())
+            rel.written.append(value)
+        shutil.rmtree(scratch, ignore_errors=True)
+        return True
 
     def fresh_rows(self, rel: Relation, split: Split, fresh: list[str]) -> tuple[dict, str] | None:
         """For a stamped split: `(partition -> rows, SQL)` of the rows of the runs `fresh` (the
