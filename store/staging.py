@@ -8,6 +8,8 @@ write, under `<root>/<run_id>/`, through fsspec so that the root may be a local 
     <root>/<run_id>/inputs/<name>/period=<p>/shard=<s>/*.parquet plan, usage, counters_before, ...
     <root>/<run_id>/settled/shard=<s>/<frame>.parquet            each shard's settlement
     <root>/<run_id>/units/<period>/<shard>/<output>.parquet      what each unit computed
+    <root>/<run_id>/units/<period>/<shard>/<table>.rows.parquet  its charges and decisions as
+                                                                 the tables hold them
 
 Inputs are written by DuckDB (`COPY ... PARTITION_BY`), once per run (usage: once per period,
 just before its units run), with the shard computed once, in DuckDB, from the account id. Every
