@@ -21,8 +21,10 @@ from pipeline.money import format_amount
 from rules.conflicts import offer_verdicts
 from store.clock import utc_now
 from store.late_usage import LateAdjusted, late_usage_by_period
+from store.parquet_set import UnitFiles
 from store.results import ResultsBatch, StagedTotals, read_staged_totals, write_results
 from store.snapshot import publish_snapshot
+from store.unit_rows import ROWS_TABLES, staged_rows_files
 from store.views import create_views, write_catalog_tables
 
 
@@ -108,7 +110,11 @@ def finish_run(
         touched = periods_in_scope(con)
     finally:
         con.close()
-    analyst = publish_snapshot(db, batch.run.run_id, seconds, touched)
+    # The run's staged files are still there (its staging folder goes when the run ends): the
+    # set takes the charges and decisions of the periods it wrote whole from them.
+    units = UnitFiles(batch.run.run_id,
+                      {name: staged_rows_files(batch.stage, name) for name in ROWS_TABLES})
+    analyst = publish_snapshot(db, batch.run.run_id, seconds, touched, units)
     get_run_logger().info(
         "commit steps: %s", ", ".join(f"{step} {s:.1f} s" for step, s in seconds.items())
     )

@@ -36,8 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+from fsspec.core import url_to_fs
 
 from store.duck import quiet
+from store.staging import duck_url
 from store.views import VIEWS
 
 # The results tables analysts read (SPEC §6), the inputs they join them to (the accounts, the
@@ -77,6 +79,20 @@ PUBLISH_MEMORY = "1GB"
 # At most this many (month, run) files are added by one plain COPY each (a load's month, a
 # night's few loads); more are written by one partitioned COPY.
 RUN_FILE_COPIES = 8
+
+# Take a period's files from the units that wrote its rows (`UnitFiles`) instead of copying the
+# rows out of DuckDB: off only to show, in tests, that the sets are the same.
+TAKE_UNIT_FILES = True
+
+
+@dataclass(frozen=True)
+class UnitFiles:
+    """The committing run's table-shaped files (store/unit_rows.py): `table -> period ->
+    [path or URL]`, one file per unit (shard) of the period. Still in the run's staging
+    folder, which the run removes when it ends: the set takes them by hard link before."""
+
+    run_id: str
+    files: dict[str, dict[str, list[str]]]
 
 
 @dataclass(frozen=True)
@@ -221,9 +237,10 @@ class _Writer:
     files wherever their content is the same."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, folder: Path, previous: Path | None,
-                 manifest: dict) -> None:
+                 manifest: dict, units: UnitFiles | None = None) -> None:
         self.con, self.folder, self.previous = con, folder, previous
         self.before: dict[str, dict] = manifest.get("relations", {})
+        self.units = units  # None: every partition to write is copied out of DuckDB
 
     def columns(self, name: str) -> list[list[str]]:
         return [[c, t] for c, t, *_ in self.con.execute(f'DESCRIBE SELECT * FROM "{name}"')
@@ -405,11 +422,59 @@ class _Writer:
             files = old.get("parts", {}).get(value, {}).get("files") if reuse else None
             if value not in dirty and files and self.link(files):
                 rel.parts[value]["files"] = files
-            else:
+            elif not self.take_unit_files(rel, split, value, counts[value]):
                 write.append(value)
         self.write_parts(rel, f'SELECT * FROM "{rel.name}"', split, write)
         rel.rows = sum(rows for rows, _ in counts.values())
         self.gather_files(rel)
+
+    def take_unit_files(self, rel: Relation, split: Split, value: str,
+                        counted: tuple[int, int]) -> bool:
+        """Make partition `value` of `rel` the committing run's own files for it (hard links,
+        or copies from another file system), when it holds exactly the rows they hold; False
+        (nothing left in the set) when it may not, and the caller copies it out of DuckDB.
+
+        The partition holds exactly the rows of the files when every one of its rows is of the
+        committing run (`counted`: rows, rows of runs the previous set did not publish, which
+        is that run alone) and it holds as many rows as the files: the commit inserts a run's
+        rows of this table from these files as they are (store/results.py), so the run's rows
+        of the period are some of the files' rows, and as many are all of them. So a period a
+        first night wrote, or one a night rewrote whole, is taken; one that keeps a row of an
+        earlier run is copied."""
+        units = self.units
+        files = (units.files.get(rel.name, {}).get(value) if TAKE_UNIT_FILES and units
+                 and split is BY_PERIOD else None)
+        rows, fresh = counted
+        if not files or rows != fresh or not rows:
+            return False
+        paths = [duck_url(self.con, f) for f in files]
+        meta = self.con.execute(
+            "SELECT file_name, num_rows FROM parquet_file_metadata(?)", [paths]).fetchall()
+        if sum(n for _, n in meta) != rows:
+            return False
+        full = [f for f, (_, n) in zip(files, meta, strict=True) if n]
+        for path in full:  # the table's columns, types and order, and the period's rows only
+            columns = [[c, t] for c, t, *_ in self.con.execute(
+                f"DESCRIBE SELECT * FROM read_parquet({_sql_text(duck_url(self.con, path))})"
+            ).fetchall()]
+            low, high = self.con.execute(
+                "SELECT min(stats_min_value), max(stats_max_value) FROM parquet_metadata(?) "
+                "WHERE path_in_schema = 'period'", [duck_url(self.con, path)]).fetchone()
+            if columns != rel.columns or low != value or high != value:
+                return False
+        target = self.folder / rel.name / f"{rel.label}={value}"
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        names = [f"{units.run_id}_{i}.parquet" for i in range(len(full))]
+        try:
+            for path, name in zip(full, names, strict=True):
+                place_file(path, target / name)
+        except OSError:
+            shutil.rmtree(target, ignore_errors=True)
+            return False
+        rel.parts[value]["files"] = [str((target / n).relative_to(self.folder)) for n in names]
+        rel.written.append(value)
+        return True
 
     def gather_files(self, rel: Relation) -> None:
         """The split relation's files, partition by partition; without rows, one empty file
@@ -433,6 +498,20 @@ class _Writer:
             rel.files = old["files"]
             return
         self.write_whole(rel)
+
+
+def place_file(source: str, target: Path) -> None:
+    """Put the file `source` (a path, or an fsspec URL) at `target`: a hard link when both are
+    on one local file system (no byte copied, and it outlives the source's removal), else a
+    copy."""
+    fs, path = url_to_fs(source)
+    if "file" not in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+        fs.get_file(path, str(target))
+        return
+    try:
+        os.link(path, target)
+    except OSError:  # another file system
+        shutil.copyfile(path, target)
 
 
 def _move_run_files(made: Path, target: Path) -> None:
@@ -479,14 +558,17 @@ def _view_inputs(con: duckdb.DuckDBPyConnection, views: dict[str, str],
 
 
 def write_parquet_set(
-    source_db: str | Path, pointer: Path, tag: str | None, touched: frozenset[str] = frozenset()
+    source_db: str | Path, pointer: Path, tag: str | None, touched: frozenset[str] = frozenset(),
+    units: UnitFiles | None = None,
 ) -> ParquetSet:
     """Write every table and view of `source_db`'s main schema into a new set folder; returns
     it. Nothing points at it yet.
 
     A partition, a table or a view whose content is the one the set in place holds is
     hard-linked from it (Parquet files are never modified, so two sets can share them);
-    `touched` names periods the caller changed (written again in every period-split table)."""
+    `touched` names periods the caller changed (written again in every period-split table);
+    `units` the committing run's own files, which a partition to write takes when it holds
+    exactly their rows."""
     previous, manifest = _previous_set(pointer)
     folder, name = _new_folder(pointer, tag, previous)
     con = quiet(duckdb.connect())
@@ -513,7 +595,9 @@ def write_parquet_set(
         new_runs = [r for r in runs if r not in published]
         con.execute("CREATE TEMP TABLE _new_runs AS SELECT unnest(?::VARCHAR[]) AS run_id",
                     [new_runs])
-        writer = _Writer(con, folder, previous, manifest)
+        # A partition takes the run's own files only when its new rows are the run's alone.
+        own = units if units is not None and new_runs == [units.run_id] else None
+        writer = _Writer(con, folder, previous, manifest, own)
         relations: dict[str, Relation] = {}
 
         # Split tables: what changed, by partition, then one dirty set of periods for all.

@@ -27,6 +27,7 @@ from store.duck import frame, scalar
 from store.faults import checkpoint
 from store.runs import RunRecord, record_run
 from store.staging import Stage, output_glob
+from store.unit_rows import staged_rows_glob
 from store.usage_state import write_usage_state
 
 _LINE_COLUMNS = (
@@ -274,7 +275,9 @@ def write_results(
             )
             line_cols = f"{_LINE_COLUMNS}, term_start, line_date"
             counts["charge_groups_rewritten"] = _replace_changed_groups(
-                con, "charges", line_cols, _lines_sql(staged("charges")), run_id,
+                con, "charges", line_cols,
+                f"(SELECT * EXCLUDE (run_id) FROM {staged_rows_glob(con, batch.stage, 'charges')})",
+                run_id,
                 written="_written_charges",
             )
         checkpoint("mid-write")
@@ -312,7 +315,8 @@ def write_results(
         with timed(took, "decisions"):
             counts["decision_groups_rewritten"] = _replace_changed_groups(
                 con, "decisions", _DECISION_COLUMNS,
-                f"(SELECT {_DECISION_COLUMNS} FROM {staged('decisions')})", run_id,
+                f"(SELECT {_DECISION_COLUMNS} FROM "
+                f"{staged_rows_glob(con, batch.stage, 'decisions')})", run_id,
             )
         checkpoint("mid-commit")
 

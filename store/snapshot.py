@@ -33,6 +33,7 @@ from store.faults import checkpoint
 from store.parquet_set import (
     ANALYST_FILE,
     ParquetSet,
+    UnitFiles,
     finish_set,
     parquet_pointer,
     publish_parquet,
@@ -158,17 +159,19 @@ def publish_snapshot(
     tag: str | None = None,
     seconds: dict[str, float] | None = None,
     touched: frozenset[str] = frozenset(),
+    units: UnitFiles | None = None,
 ) -> Path:
     """Publish the (closed, checkpointed) working database to analysts: the Parquet set and its
     analyst file, swapped in together by one atomic rename; `tag` names the set (the run id),
-    `touched` the periods the run changed (store/parquet_set.py finds them too). Returns the
+    `touched` the periods the run changed (store/parquet_set.py finds them too), `units` the
+    run's own table-shaped files, which partitions holding exactly their rows take. Returns the
     analyst file's path. `seconds`, if given, receives the wall time of each step."""
     took = seconds if seconds is not None else {}
     target = analyst_path(db_path)
     pointer = parquet_pointer(db_path)
     sweep_stale_staging(target)
     with timed(took, "parquet set"):
-        written = write_parquet_set(db_path, pointer, tag, touched)
+        written = write_parquet_set(db_path, pointer, tag, touched, units)
     with timed(took, "analyst file"):
         write_analyst_file(written)
         finish_set(written)

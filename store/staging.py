@@ -8,6 +8,8 @@ write, under `<root>/<run_id>/`, through fsspec so that the root may be a local 
     <root>/<run_id>/inputs/<name>/period=<p>/shard=<s>/*.parquet plan, usage, counters_before, ...
     <root>/<run_id>/settled/shard=<s>/<frame>.parquet            each shard's settlement
     <root>/<run_id>/units/<period>/<shard>/<output>.parquet      what each unit computed
+    <root>/<run_id>/units/<period>/<shard>/<table>.rows.parquet  its charges and decisions as
+                                                                 the tables hold them
 
 Inputs are written by DuckDB (`COPY ... PARTITION_BY`), once per run (usage: once per period,
 just before its units run), with the shard computed once, in DuckDB, from the account id. Every
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 import duckdb
@@ -27,6 +30,7 @@ import fsspec
 import polars as pl
 from fsspec.core import url_to_fs
 
+from pipeline.catalog import parse_catalog
 from pipeline.contracts import (
     COUNTER_KEY,
     COUNTER_SCHEMA,
@@ -200,7 +204,7 @@ def write_outputs(stage: Stage, period: str, shard: int, frames: dict[str, pl.Da
     """Write every UNIT_OUTPUTS file of unit (period, shard), typed; returns rows per name."""
     fs, folder = _fs(stage.url(f"units/{period}/{shard}"))
     fs.makedirs(folder, exist_ok=True)
-    counts = {}
+    counts, typed_frames = {}, {}
     for name, schema in UNIT_OUTPUTS.items():
         frame = frames.get(name)
         frame = pl.DataFrame(schema=schema) if frame is None or frame.width == 0 else frame.select(
@@ -209,7 +213,23 @@ def write_outputs(stage: Stage, period: str, shard: int, frames: dict[str, pl.Da
         with fs.open(f"{folder}/{name}.parquet", "wb") as out:
             frame.write_parquet(out)
         counts[name] = frame.height
+        typed_frames[name] = frame
+    # The charges and decisions as their tables hold them, which the commit inserts and the
+    # publication takes whole (store/unit_rows.py; imported here: it reads this module).
+    from store.unit_rows import write_unit_rows
+
+    write_unit_rows(stage, period, shard, typed_frames, catalog_minor_units(stage))
     return counts
+
+
+@lru_cache(maxsize=4)
+def _minor_units(text: str) -> dict[str, int]:
+    return dict(parse_catalog(text).currencies)
+
+
+def catalog_minor_units(stage: Stage) -> dict[str, int]:
+    """`currency -> minor units` of the run's staged catalog (parsed once per process)."""
+    return _minor_units(read_text(stage, CATALOG_FILE))
 
 
 def write_settlement(stage: Stage, shard: int, frames: dict[str, pl.DataFrame]) -> None:
