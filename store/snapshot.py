@@ -157,11 +157,12 @@ def publish_snapshot(
     db_path: str | Path,
     tag: str | None = None,
     seconds: dict[str, float] | None = None,
-    touched: frozenset[str] = frozenset(),
+    touched: frozenset[str] | None = None,
 ) -> Path:
     """Publish the (closed, checkpointed) working database to analysts: the Parquet set and its
     analyst file, swapped in together by one atomic rename; `tag` names the set (the run id),
-    `touched` the periods the run changed (store/parquet_set.py finds them too). Returns the
+    `touched` every period the run wrote in a period-split table (None: not known, every
+    partition is counted; store/parquet_set.py checks it by row counts). Returns the
     analyst file's path. `seconds`, if given, receives the wall time of each step."""
     took = seconds if seconds is not None else {}
     target = analyst_path(db_path)
