@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             for path in database_files(work, months):
                 shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
     command = (f"python benchmarks/bench_history.py --accounts {args.accounts} "
-               f"--months {short_months} {long_months}")
+               f"--months {short_months} {long_months}" + (" --again" if args.again else ""))
     print(f"{command}: working in {work}")
     print(f"machine: {machine()}", flush=True)
     bench = Bench(work, "parquet")

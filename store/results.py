@@ -25,6 +25,7 @@ from store.clock import timed
 from store.documents import ISSUED, issue_documents, issue_invoice_numbers
 from store.duck import frame, scalar
 from store.faults import checkpoint
+from store.first_usage import first_usage_sql, fold_first_usage
 from store.runs import RunRecord, record_run
 from store.staging import Stage, output_glob
 from store.usage_state import write_usage_state
@@ -138,14 +139,17 @@ def read_billed_lines(
 
 
 def read_first_activity(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """`account_id, first_day`: the earliest assignment start or usage day of each account."""
+    """`account_id, first_day`: the earliest assignment start or usage day of each account
+    (the usage's from the stored first days and the events loaded since: store/first_usage.py)."""
+    usage, params = first_usage_sql(con)
     return frame(
         con,
-        """SELECT account_id, min(day) AS first_day FROM (
+        f"""SELECT account_id, min(day) AS first_day FROM (
                SELECT account_id, start_date AS day FROM assignments
                UNION ALL
-               SELECT account_id, min(CAST(started_at AS DATE)) FROM usage GROUP BY account_id)
-           GROUP BY account_id"""
+               SELECT account_id, first_day FROM ({usage}))
+           GROUP BY account_id""",
+        params or None,
     )
 
 
@@ -368,6 +372,7 @@ def write_results(
             _mark_finalized(con, run_id)
         with timed(took, "usage state"):
             counts["drafts_marked"] = write_usage_state(con, staged, run_id, batch.usage_basis)
+            fold_first_usage(con)
         with timed(took, "catalog and views"):
             if also is not None:
                 also(con)
