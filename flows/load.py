@@ -195,7 +195,8 @@ def load_flow(input_dir: str, db: str, publish: bool = True) -> LoadReport:
         from store.snapshot import publish_snapshot
 
         seconds: dict[str, float] = {}
-        report.analyst_copy = str(publish_snapshot(db, report.run_id, seconds))
+        # A load writes no period-split table (its events are added to the usage's months).
+        report.analyst_copy = str(publish_snapshot(db, report.run_id, seconds, frozenset()))
         logger.info("publish steps: %s",
                     ", ".join(f"{step} {s:.1f} s" for step, s in seconds.items()))
     return report

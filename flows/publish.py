@@ -22,7 +22,13 @@ from rules.conflicts import offer_verdicts
 from store.clock import utc_now
 from store.late_usage import LateAdjusted, late_usage_by_period
 from store.parquet_set import UnitFiles
-from store.results import ResultsBatch, StagedTotals, read_staged_totals, write_results
+from store.results import (
+    TOUCHED,
+    ResultsBatch,
+    StagedTotals,
+    read_staged_totals,
+    write_results,
+)
 from store.snapshot import publish_snapshot
 from store.unit_rows import ROWS_TABLES, staged_rows_files
 from store.views import create_views, write_catalog_tables
@@ -107,7 +113,7 @@ def finish_run(
                                 seconds=seconds)
         totals = replace(read_staged_totals(con, batch.stage),
                          late_usage=late_usage_by_period(con))
-        touched = periods_in_scope(con)
+        touched = periods_touched(con)
     finally:
         con.close()
     # The run's staged files are still there (its staging folder goes when the run ends): the
@@ -121,14 +127,17 @@ def finish_run(
     return changes, analyst, totals
 
 
-def periods_in_scope(con: Any) -> frozenset[str]:
-    """The periods the run recomputed (its `_scope`, left in the connection by the commit): the
-    publication writes their partitions again (store/parquet_set.py also finds them)."""
+def periods_touched(con: Any) -> frozenset[str] | None:
+    """Every period the run wrote in a period-split table (its recomputed ones, and those its
+    counters, parcels and documents reached: store/results.py `TOUCHED`, left in the connection
+    by the commit): the publication reads and writes again only their partitions
+    (store/parquet_set.py checks the others by row counts). None if the commit left no list:
+    the publication then counts every partition."""
     try:
-        return frozenset(p for (p,) in con.execute("SELECT DISTINCT period FROM _scope")
+        return frozenset(p for (p,) in con.execute(f"SELECT DISTINCT period FROM {TOUCHED}")
                          .fetchall())
-    except duckdb.CatalogException:  # nothing in scope
-        return frozenset()
+    except duckdb.CatalogException:
+        return None
 
 
 def catalog_and_views(

@@ -113,7 +113,8 @@ class Split:
     def where(self, values: list[str]) -> str:
         """SQL: the rows of the partitions `values`."""
         listed = ", ".join(_sql_text(v) for v in values)
-        if self.label == "month":  # a range on the timestamp first: DuckDB skips row groups
+        if self.key == f"strftime({self.column}, '%Y-%m')":
+            # A range on the date first: DuckDB skips the row groups outside it.
             low, high = min(values), _next_month(max(values))
             return (f"{self.column} >= TIMESTAMP '{low}-01' AND {self.column} < TIMESTAMP "
                     f"'{high}-01' AND {self.key} IN ({listed})")
@@ -188,11 +189,14 @@ class Relation:
     fingerprint: str | None = None  # a whole table's "rows:sum of row hashes"
     sql: str | None = None  # a view's definition
     written: list[str] = field(default_factory=list)  # partitions (or "") written anew
+    # A period-split table's partitions whose rows were read to find what changed, when only
+    # those were (the run's touched periods); None: every partition was counted.
+    read: list[str] | None = None
 
     def record(self) -> dict:
         return {"kind": self.kind, "columns": self.columns, "rows": self.rows,
                 "label": self.label, "parts": self.parts, "files": self.files,
-                "fingerprint": self.fingerprint, "sql": self.sql}
+                "fingerprint": self.fingerprint, "sql": self.sql, "read": self.read}
 
 
 @dataclass(frozen=True)
@@ -263,16 +267,42 @@ class _Writer:
             return False
         return True
 
-    def partition_counts(self, name: str, split: Split, has_run: bool) -> dict[str, tuple]:
-        """`value -> (rows, rows of runs the previous set did not publish)`."""
+    def partition_counts(self, name: str, split: Split, has_run: bool,
+                         only: list[str] | None = None) -> dict[str, tuple]:
+        """`value -> (rows, rows of runs the previous set did not publish)`, of every partition,
+        or of the partitions `only` (the others' rows are not read)."""
         fresh = ("count(*) FILTER (WHERE run_id IN (SELECT run_id FROM _new_runs))"
                  if has_run else "count(*)")
+        where = ""
+        if only is not None:
+            if not only:
+                return {}
+            where = f" WHERE {split.where(only)}"
         if split.bucket:  # group by the cheap bucket, then name the few groups
             sql = (f"SELECT strftime(b, '%Y-%m'), n, f FROM (SELECT {split.bucket} AS b, "
-                   f'count(*) AS n, {fresh} AS f FROM "{name}" GROUP BY ALL)')
+                   f'count(*) AS n, {fresh} AS f FROM "{name}"{where} GROUP BY ALL)')
         else:
-            sql = f'SELECT {split.key} AS v, count(*), {fresh} FROM "{name}" GROUP BY ALL'
+            sql = f'SELECT {split.key} AS v, count(*), {fresh} FROM "{name}"{where} GROUP BY ALL'
         return {v: (n, f) for v, n, f in self.con.execute(sql).fetchall()}
+
+    def touched_counts(self, rel: Relation, split: Split, has_run: bool,
+                       touched: frozenset[str]) -> dict[str, tuple] | None:
+        """`partition_counts` reading only the partitions of the periods `touched` (the ones
+        the run says it wrote): every other partition keeps the previous set's count, and is
+        clean. None when that cannot hold, and the caller counts every partition: the table's
+        columns changed, or its row count is not the previous set's counts of the other
+        partitions plus the rows counted in the touched ones (a row added or removed
+        elsewhere)."""
+        old = self.before.get(rel.name, {})
+        if old.get("columns") != rel.columns or old.get("label") != split.label:
+            return None
+        counts = {v: (p["rows"], 0) for v, p in old.get("parts", {}).items()
+                  if v not in touched}
+        counted = self.partition_counts(rel.name, split, has_run, sorted(touched))
+        (total,) = self.con.execute(f'SELECT count(*) FROM "{rel.name}"').fetchone()
+        if total != sum(n for n, _ in counts.values()) + sum(n for n, _ in counted.values()):
+            return None
+        return {**counts, **counted}
 
     def write_parts(self, rel: Relation, source: str, split: Split, values: list[str],
                     only: str | None = None) -> None:
@@ -558,17 +588,19 @@ def _view_inputs(con: duckdb.DuckDBPyConnection, views: dict[str, str],
 
 
 def write_parquet_set(
-    source_db: str | Path, pointer: Path, tag: str | None, touched: frozenset[str] = frozenset(),
-    units: UnitFiles | None = None,
+    source_db: str | Path, pointer: Path, tag: str | None,
+    touched: frozenset[str] | None = None, units: UnitFiles | None = None,
 ) -> ParquetSet:
     """Write every table and view of `source_db`'s main schema into a new set folder; returns
     it. Nothing points at it yet.
 
     A partition, a table or a view whose content is the one the set in place holds is
-    hard-linked from it (Parquet files are never modified, so two sets can share them);
-    `touched` names periods the caller changed (written again in every period-split table);
-    `units` the committing run's own files, which a partition to write takes when it holds
-    exactly their rows."""
+    hard-linked from it (Parquet files are never modified, so two sets can share them).
+    `touched`: every period the caller wrote in a period-split table (written again in every
+    period-split table); only those partitions are read to find what changed, and a row count
+    checks that nothing else did. None: the caller does not know, and every partition of every
+    period-split table is counted. `units`: the committing run's own files, which a partition
+    to write takes when it holds exactly their rows."""
     previous, manifest = _previous_set(pointer)
     folder, name = _new_folder(pointer, tag, previous)
     con = quiet(duckdb.connect())
@@ -599,10 +631,12 @@ def write_parquet_set(
         own = units if units is not None and new_runs == [units.run_id] else None
         writer = _Writer(con, folder, previous, manifest, own)
         relations: dict[str, Relation] = {}
+        if touched is not None and "runs" in tables and _other_writers(con, tag):
+            touched = None  # a run whose publication was killed: what it wrote is not known
 
         # Split tables: what changed, by partition, then one dirty set of periods for all.
         counts: dict[str, dict[str, tuple]] = {}
-        dirty: dict[str, set[str]] = {"period": set(touched), "month": set()}
+        dirty: dict[str, set[str]] = {"period": set(touched or ()), "month": set()}
         for table in (t for t in tables if t in SPLITS):
             rel = relations[table] = Relation(table, "table", writer.columns(table))
             split = SPLITS[table]
@@ -610,8 +644,13 @@ def write_parquet_set(
             if added is not None:  # only rows added, by the fresh runs: the cheap way
                 writer.append_table(rel, split, *added)
                 continue
-            counts[table] = writer.partition_counts(
-                table, split, any(c == "run_id" for c, _ in rel.columns))
+            has_run = any(c == "run_id" for c, _ in rel.columns)
+            known = (writer.touched_counts(rel, split, has_run, touched)
+                     if touched is not None and split.label == "period" else None)
+            if known is not None:
+                rel.read = sorted(touched or ())
+            counts[table] = known if known is not None else writer.partition_counts(
+                table, split, has_run)
             old = manifest.get("relations", {}).get(table, {})
             same_shape = old.get("columns") == rel.columns and old.get("label") == split.label
             old_parts = old.get("parts", {})
@@ -634,6 +673,15 @@ def write_parquet_set(
     finally:
         con.close()
     return ParquetSet(folder, relations, runs)
+
+
+def _other_writers(con: duckdb.DuckDBPyConnection, tag: str | None) -> bool:
+    """Whether a successful run the previous set did not publish, other than the publishing
+    one (`tag`) and the loads (they write no period-split table), may have written results."""
+    return bool(con.execute(
+        "SELECT count(*) FROM runs WHERE run_id IN (SELECT run_id FROM _new_runs) "
+        "AND run_id IS DISTINCT FROM ? AND kind <> 'load' AND status = 'success'",
+        [tag]).fetchone()[0])
 
 
 def _write_view(writer: _Writer, rel: Relation, reads: set[str], changed: set[str],

@@ -25,6 +25,7 @@ from store.clock import timed
 from store.documents import ISSUED, issue_documents, issue_invoice_numbers
 from store.duck import frame, scalar
 from store.faults import checkpoint
+from store.first_usage import first_usage_sql, fold_first_usage
 from store.runs import RunRecord, record_run
 from store.staging import Stage, output_glob
 from store.unit_rows import staged_rows_glob
@@ -139,14 +140,17 @@ def read_billed_lines(
 
 
 def read_first_activity(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """`account_id, first_day`: the earliest assignment start or usage day of each account."""
+    """`account_id, first_day`: the earliest assignment start or usage day of each account
+    (the usage's from the stored first days and the events loaded since: store/first_usage.py)."""
+    usage, params = first_usage_sql(con)
     return frame(
         con,
-        """SELECT account_id, min(day) AS first_day FROM (
+        f"""SELECT account_id, min(day) AS first_day FROM (
                SELECT account_id, start_date AS day FROM assignments
                UNION ALL
-               SELECT account_id, min(CAST(started_at AS DATE)) FROM usage GROUP BY account_id)
-           GROUP BY account_id"""
+               SELECT account_id, first_day FROM ({usage}))
+           GROUP BY account_id""",
+        params or None,
     )
 
 
@@ -273,6 +277,7 @@ def write_results(
             _staged_table(
                 con, "_scope", f"SELECT account_id, period, status FROM {staged('scope')}"
             )
+            _touch(con, "SELECT period FROM _scope", create=True)
             line_cols = f"{_LINE_COLUMNS}, term_start, line_date"
             counts["charge_groups_rewritten"] = _replace_changed_groups(
                 con, "charges", line_cols,
@@ -300,6 +305,7 @@ def write_results(
                 fresh="(SELECT * FROM _new_invoices SEMI JOIN _written_invoices "
                       "USING (account_id, period))",
             )
+            _touch(con, f"SELECT period FROM {ISSUED}")  # stored invoices numbered too
         with timed(took, "invoices"):
             numbers, join = (
                 ("n.document_number AS invoice_number, n.issued_on, n.due_on",
@@ -329,6 +335,7 @@ def write_results(
                     f"INSERT INTO adjustments BY NAME SELECT *, '{run_id}' AS run_id "
                     f"FROM _new_adjustments"
                 )
+                _touch(con, "SELECT period FROM _new_adjustments")
             counts["adjustments"] = adjustments
 
         with timed(took, "counters"):
@@ -336,6 +343,7 @@ def write_results(
             if _staged_table(con, "_parcel_scope",
                              f"SELECT account_id, window_start FROM {staged('parcel_scope')}"):
                 counts["parcels_rewritten"] = _write_parcels(con, staged, run_id)
+                _touch(con, "SELECT strftime(window_start, '%Y-%m') FROM _parcel_scope")
         with timed(took, "lifecycles"):
             # One life cycle per assignment: the one of the first period that billed it (the
             # settle round, period null, has only accounts no period billed).
@@ -368,11 +376,14 @@ def write_results(
             _mark_finalized(con, run_id)
         with timed(took, "usage state"):
             counts["drafts_marked"] = write_usage_state(con, staged, run_id, batch.usage_basis)
+            fold_first_usage(con)
         with timed(took, "catalog and views"):
             if also is not None:
                 also(con)
         with timed(took, "documents"):  # the notes (store/documents.py)
             counts.update(issue_documents(con, run_id, batch.terms, invoices_issued))
+            # The notes, and the adjustments they numbered.
+            _touch(con, f"SELECT period FROM documents WHERE run_id = '{run_id}'")
         with timed(took, "invariants"):
             _written_groups(con)
             _check_invariants(con, "_written")
@@ -388,6 +399,20 @@ def write_results(
     with timed(took, "checkpoint"):
         con.execute("CHECKPOINT")
     return counts
+
+
+# The periods a run wrote in any period-split table (a temp table, left in the connection with
+# `_scope`): the publication reads only their partitions to find what changed, and writes
+# them again (store/parquet_set.py; flows/publish.py periods_touched).
+TOUCHED = "_touched_periods"
+
+
+def _touch(con: duckdb.DuckDBPyConnection, periods: str, create: bool = False) -> None:
+    """Add the periods `periods` (SQL, one column) to `TOUCHED` (`create`: start it empty)."""
+    if create:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {TOUCHED} (period VARCHAR)")
+    con.execute(f"INSERT INTO {TOUCHED} SELECT DISTINCT v FROM ({periods}) AS t(v) "
+                "WHERE v IS NOT NULL")
 
 
 def _any_row(con: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -411,6 +436,7 @@ def _write_counters(
             con, "discount_counters"):
         # Nothing stored (a first night): every window and value is new, and each window's
         # latest value is among the run's own. Plain inserts, no comparison.
+        _touch(con, "SELECT period FROM _new_counters")
         con.execute(f"INSERT INTO counter_periods BY NAME SELECT n.*, '{run_id}' AS run_id "
                     "FROM _new_counters n")
         con.execute(
@@ -420,6 +446,7 @@ def _write_counters(
                   = 1"""
         )
         return written
+    _touch(con, "SELECT period FROM _new_counters")
     con.execute(
         f"""INSERT OR REPLACE INTO counter_periods BY NAME
             SELECT n.*, '{run_id}' AS run_id FROM _new_counters n
@@ -427,6 +454,13 @@ def _write_counters(
             WHERE c.value IS DISTINCT FROM n.value"""
     )
     if shifts:
+        shifted = """FROM counter_periods c, _shift s
+                WHERE c.account_id = s.account_id AND c.service = s.service
+                  AND c.destination_group = s.destination_group
+                  AND c.threshold_type = s.threshold_type AND c.reset = s.reset
+                  AND c.window_start = s.window_start
+                  AND c.period > s.period"""
+        _touch(con, f"SELECT c.period {shifted}")
         con.execute(
             f"""UPDATE counter_periods c SET
                   value = c.value + CAST(CAST(s.delta_units AS DECIMAL(38,0)) * 0.000001
@@ -452,6 +486,10 @@ def _write_counters(
             SEMI JOIN _touched_windows USING ({_COUNTER_KEY})
             QUALIFY row_number() OVER (PARTITION BY {_COUNTER_KEY} ORDER BY period DESC) = 1"""
     )
+    # A window's row moves from the partition of its old latest period to its new one.
+    _touch(con, "SELECT period FROM _latest")
+    _touch(con, f"""SELECT coalesce(period, strftime(window_start, '%Y-%m'))
+                    FROM discount_counters SEMI JOIN _touched_windows USING ({_COUNTER_KEY})""")
     con.execute(
         f"""INSERT OR REPLACE INTO discount_counters BY NAME
             SELECT l.*, '{run_id}' AS run_id FROM _latest l

@@ -121,4 +121,11 @@ STATE_DDL: list[str] = [
         account_id VARCHAR NOT NULL, service VARCHAR NOT NULL, destination_group VARCHAR NOT NULL,
         threshold_type VARCHAR NOT NULL, reset VARCHAR NOT NULL, window_start DATE NOT NULL,
         period VARCHAR NOT NULL, value_units BIGINT NOT NULL)""",
+    # Grain: one row per account with usage: the day of its earliest event, as of the mark
+    # below (store/first_usage.py), so that a night's plan does not read every event.
+    f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.first_usage (
+        account_id VARCHAR NOT NULL, first_day DATE NOT NULL)""",
+    # Grain: one row at most: the latest `loaded_at` folded into `first_usage`.
+    f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.first_usage_mark (
+        loaded_at TIMESTAMP NOT NULL)""",
 ]

@@ -158,13 +158,14 @@ def publish_snapshot(
     db_path: str | Path,
     tag: str | None = None,
     seconds: dict[str, float] | None = None,
-    touched: frozenset[str] = frozenset(),
+    touched: frozenset[str] | None = None,
     units: UnitFiles | None = None,
 ) -> Path:
     """Publish the (closed, checkpointed) working database to analysts: the Parquet set and its
     analyst file, swapped in together by one atomic rename; `tag` names the set (the run id),
-    `touched` the periods the run changed (store/parquet_set.py finds them too), `units` the
-    run's own table-shaped files, which partitions holding exactly their rows take. Returns the
+    `touched` every period the run wrote in a period-split table (None: not known, every
+    partition is counted; store/parquet_set.py checks it by row counts), `units` the run's own
+    table-shaped files, which partitions holding exactly their rows take. Returns the
     analyst file's path. `seconds`, if given, receives the wall time of each step."""
     took = seconds if seconds is not None else {}
     target = analyst_path(db_path)

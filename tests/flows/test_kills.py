@@ -79,7 +79,7 @@ def results(db: Path) -> dict[str, list[tuple]]:
                 "AND table_name = ? ORDER BY ordinal_position", [s, t]).fetchall()]
             keep = [c for c in cols
                     if c not in VOLATILE and not (t == "runs" and c in VOLATILE_IN_RUNS)]
-            listed = ", ".join(f'"{c}"' for c in keep)
+            listed = ", ".join(f'"{c}"' for c in keep) or "count(*)"  # only clocks: a count
             out[_name(s, t)] = con.execute(
                 f'SELECT {listed} FROM "{s}"."{t}" ORDER BY ALL').fetchall()
     return out

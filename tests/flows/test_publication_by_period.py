@@ -283,3 +283,50 @@ def test_the_published_set_equals_the_tables_whatever_the_runs(
         else:
             reprocess_flow(str(arg), db=str(db))
         assert_published(db)
+
+
+PERIOD_SPLIT = ("charges", "invoices", "decisions", "documents", "finalized_periods",
+                "counter_periods", "discount_counters", "adjustments", "quota_rollovers")
+
+
+def test_a_night_reads_only_the_partitions_of_the_periods_it_wrote(
+    billed: Path, tmp_path: Path
+) -> None:
+    """History does not slow a night: its publication finds what changed by reading only the
+    partitions of the periods the run wrote (February here, January being final), not every
+    period ever billed; the manifest's `read` lists them."""
+    db = copy_database(billed, tmp_path / "billrun.duckdb")
+    drop = write_drop(tmp_path / "feb", usage=FEB_USAGE)
+    nightly_flow(date(2026, 2, 10), db=str(db), input_dir=str(drop))
+    manifest = json.loads((parquet_pointer(db).resolve() / MANIFEST).read_text())
+    for table in PERIOD_SPLIT:
+        assert manifest["relations"][table]["read"] == ["2026-02"], table
+    # A load on its own writes no period-split table: it reads none of their partitions.
+    assert "2026-01" in manifest["relations"]["charges"]["parts"]
+    load_flow(str(write_drop(tmp_path / "more", usage=USAGE_HEADER
+                             + "E5,A1,voice,US,2026-02-04 12:00:00,10,1.00\n")), str(db))
+    loaded = json.loads((parquet_pointer(db).resolve() / MANIFEST).read_text())
+    for table in PERIOD_SPLIT:
+        assert loaded["relations"][table]["read"] == [], table
+        assert loaded["relations"][table]["parts"] == manifest["relations"][table]["parts"]
+    assert_published(db)
+
+
+def test_a_row_changed_outside_the_periods_a_run_names_is_still_published(
+    billed: Path, tmp_path: Path
+) -> None:
+    """The periods a run names are checked by row counts: a January line removed by hand (not
+    by a run) makes the publication count every partition, and January is written again."""
+    db = copy_database(billed, tmp_path / "billrun.duckdb")
+    with duckdb.connect(str(db)) as con:
+        (january,) = con.execute(
+            "SELECT count(*) FROM charges WHERE period = '2026-01'").fetchone()
+        con.execute("DELETE FROM charges WHERE rowid = (SELECT min(rowid) FROM charges "
+                    "WHERE period = '2026-01')")
+    publish_snapshot(db, "by-hand", touched=frozenset({"2026-02"}))
+    manifest = json.loads((parquet_pointer(db).resolve() / MANIFEST).read_text())
+    charges = manifest["relations"]["charges"]
+    assert charges["read"] is None  # the count differed: every partition counted
+    assert charges["parts"]["2026-01"]["rows"] == january - 1
+    assert manifest["relations"]["invoices"]["read"] == ["2026-02"]
+    assert_published(db)

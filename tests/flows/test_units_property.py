@@ -52,7 +52,8 @@ def results(db: Path) -> dict[str, list[tuple]]:
             cols = [r[0] for r in con.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
                 "AND table_name = ? ORDER BY ordinal_position", [schema, t]).fetchall()]
-            keep = ", ".join(f'"{c}"' for c in cols if c not in VOLATILE)
+            # A table of clocks only (run_state.first_usage_mark): its row count.
+            keep = ", ".join(f'"{c}"' for c in cols if c not in VOLATILE) or "count(*)"
             name = t if schema == "main" else f"{schema}.{t}"
             out[name] = con.execute(
                 f'SELECT {keep} FROM "{schema}"."{t}" ORDER BY ALL').fetchall()

@@ -836,6 +836,8 @@ def equal_to_twin(db: Path, twin: Path, corrupt_lines: set[str],
                 if cols != [c for c in _columns(con, "t", table, schema) if c not in VOLATILE]:
                     differ.append(f"{name} (columns)")
                     continue
+                if not cols:  # clocks only (run_state.first_usage_mark): nothing to compare
+                    continue
                 if table == "runs":
                     cols = ["kind", "period", "as_of"]
                     left = ("(SELECT DISTINCT kind, period, as_of FROM f.main.runs "
