@@ -480,9 +480,11 @@ class _Writer:
         paths = [duck_url(self.con, f) for f in files]
         meta = self.con.execute(
             "SELECT file_name, num_rows FROM parquet_file_metadata(?)", [paths]).fetchall()
-        if sum(n for _, n in meta) != rows:
+        # DuckDB lists the files in its own order (its threads read the footers): match by name.
+        counted_rows = dict(meta)
+        if sum(counted_rows.get(path, 0) for path in paths) != rows:
             return False
-        full = [f for f, (_, n) in zip(files, meta, strict=True) if n]
+        full = [f for f, path in zip(files, paths, strict=True) if counted_rows.get(path)]
         for path in full:  # the table's columns, types and order, and the period's rows only
             columns = [[c, t] for c, t, *_ in self.con.execute(
                 f"DESCRIBE SELECT * FROM read_parquet({_sql_text(duck_url(self.con, path))})"
