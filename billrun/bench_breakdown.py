@@ -72,9 +72,9 @@ def breakdown_lines(timings: dict[str, Any]) -> list[str]:
                  f"{_share(alone, flow):>8}")
     t = units_totals(timings)
     lines.append(f"    units: {t['units']} in {t['rounds']} round(s); wall {t['wall']:.2f} s, "
-                 f"CPU {t['cpu']:.2f} s in all;")
-    lines.append(f"      critical paths (longest unit of each round) {t['critical']:.2f} s; "
-                 f"rounds waited {t['waited']:.2f} s")
+                 f"CPU {t['cpu']:.2f} s in all")
+    lines.append(f"      critical path (each round's longest unit, summed) {t['critical']:.2f} s")
+    lines.append(f"      the coordinator's waits on the rounds {t['waited']:.2f} s")
     lines.append(f"      {'round':<24} {'units':>5} {'wall s':>8} {'CPU s':>8} "
                  f"{'longest s':>10} {'round s':>8}")
     for r in timings["rounds"]:

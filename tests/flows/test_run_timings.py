@@ -22,7 +22,8 @@ CODE = "import sys; from billrun.cli import main; sys.exit(main(sys.argv[1:]))"
 AS_OF = "2026-01-31"
 REPROCESS = "2025-12"  # ended for every billing day by AS_OF: finalized for every account
 GROUPS = {"start", "plan", "exports", "units", "commit", "publication", "report"}
-CENT = 0.01  # the profile's seconds are rounded to the millisecond: sums agree within this
+# The profile's seconds are rounded to the millisecond: a sum of a few dozen agrees within this.
+CENT = 0.05
 
 
 @pytest.fixture(scope="module")
