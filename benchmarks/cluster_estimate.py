@@ -27,14 +27,31 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-# Coordinator groups that grow with the data, and those that do not (see the module doc).
-SCALES = ("plan", "exports", "commit", "publication")
-FIXED = ("start", "report")
+# The coordinator's steps that do not grow with the data: opening the database and starting
+# the cluster. Everything else it does reads or writes the run's rows (a night's load, the plan,
+# the exports, the commit, the publication, the report's SQL over the analyst file).
+FIXED_STEPS = ("database", "cluster")
+# What could move to the workers, in two moves (benchmarks/RESULTS.md says what each means).
+MOVE_ROWS = ("exports", "commit", "publication")  # units read and write the rows themselves
+# Each unit plans its shard, reads a night's new files and sums its own totals for the report.
+MOVE_PLAN = ("plan", "start", "report")
+KEPT_STEPS = ("documents",)  # one sequence of numbers: stays on the coordinator whatever moves
 
 
-def estimate(t: dict[str, Any], factor: float, workers: int, per_worker: int) -> dict[str, float]:
+def step_cpu(t: dict[str, Any]) -> dict[tuple[str, str], float]:
+    """Each coordinator step's CPU seconds: its group's CPU, shared by the steps' walls (the
+    process's CPU is taken by group)."""
+    out = {}
+    for group, steps in t["coordinator"].items():
+        wall = sum(steps.values())
+        for step, seconds in steps.items():
+            share = seconds / wall if wall else 1 / len(steps)
+            out[(group, step)] = t["cpu"].get(group, 0.0) * share
+    return out
+
+
+def estimate(t: dict[str, Any], factor: float, workers: int, per_worker: int) -> dict[str, Any]:
     """One step's estimate, every term in CPU seconds of one machine like the bench's."""
-    cpu = t["cpu"]
     rounds = t["rounds"]
     units = [u for r in rounds for u in r["units"]]
     unit_cpu = sum(u["cpu_seconds"] for u in units)
@@ -42,48 +59,31 @@ def estimate(t: dict[str, Any], factor: float, workers: int, per_worker: int) ->
         max(u["cpu_seconds"] for u in r["units"])
         / max(1e-9, sum(u["cpu_seconds"] for u in r["units"]) / len(r["units"]))
         for r in rounds) / len(rounds))
-    orchestration = cpu.get("units", 0.0) / max(1, len(units))  # coordinator CPU per unit
-    units_10m = len(rounds) * workers * per_worker
-    scaled = {g: cpu.get(g, 0.0) * factor for g in SCALES}
-    fixed = {g: cpu.get(g, 0.0) for g in FIXED}
-    coordinator = sum(scaled.values()) + sum(fixed.values()) + orchestration * units_10m
+    steps = step_cpu(t)
+    orchestration = sum(v for (g, _), v in steps.items() if g == "units") / max(1, len(units))
+    units_target = len(rounds) * workers * per_worker
+    fixed = sum(v for (g, s), v in steps.items() if s in FIXED_STEPS)
+    by_group: dict[str, float] = {}
+    for (group, step), v in steps.items():
+        if group != "units" and step not in FIXED_STEPS:
+            by_group[group] = by_group.get(group, 0.0) + v * factor
+    kept = sum(v for (g, s), v in steps.items() if s in KEPT_STEPS) * factor
     on_workers = unit_cpu * factor / workers * imbalance
+
+    def share(moved_groups: tuple[str, ...]) -> tuple[float, float, float]:
+        moved = sum(v for g, v in by_group.items() if g in moved_groups)
+        moved -= kept if "commit" in moved_groups else 0.0
+        coordinator = sum(by_group.values()) - moved + fixed + orchestration * units_target
+        working = on_workers + moved / workers * imbalance
+        return coordinator, working, coordinator / (coordinator + working)
+
     return {
         "unit_cpu": unit_cpu, "units": len(units), "rounds": len(rounds),
         "imbalance": imbalance, "orchestration_per_unit": orchestration,
-        "units_10m": units_10m, **{f"scaled_{g}": v for g, v in scaled.items()},
-        **{f"fixed_{g}": v for g, v in fixed.items()},
-        "orchestration_10m": orchestration * units_10m,
-        "coordinator": coordinator, "workers": on_workers,
-        "share": coordinator / (coordinator + on_workers),
-        "kept_commit": kept_commit(t) * factor,
-        "moved_share": _moved(scaled, fixed, orchestration * units_10m, on_workers,
-                              kept_commit(t) * factor, workers, imbalance),
+        "units_target": units_target, "fixed": fixed, "scaled": by_group, "kept": kept,
+        "workers": on_workers, "today": share(()), "rows_moved": share(MOVE_ROWS),
+        "rows_and_plan_moved": share(MOVE_ROWS + MOVE_PLAN),
     }
-
-
-KEPT_COMMIT_STEPS = ("documents",)  # numbering is one sequence: it stays on the coordinator
-
-
-def kept_commit(t: dict[str, Any]) -> float:
-    """The commit's CPU that stays on the coordinator however the rows are written: the
-    numbering's share of the commit's wall, applied to the commit's CPU."""
-    steps = t["coordinator"].get("commit", {})
-    wall = sum(steps.values())
-    kept = sum(steps.get(s, 0.0) for s in KEPT_COMMIT_STEPS)
-    return t["cpu"].get("commit", 0.0) * kept / wall if wall else 0.0
-
-
-def _moved(scaled: dict[str, float], fixed: dict[str, float], orchestration: float,
-           on_workers: float, kept: float, workers: int, imbalance: float) -> float:
-    """The share if the exports, the commit's row writing and the Parquet set moved to the
-    workers (the units read their shard's stored rows and write their results where the commit
-    publishes them): the coordinator keeps the plan, the start, the report, the numbering of
-    the documents (`kept`) and the orchestration."""
-    kept_all = scaled["plan"] + sum(fixed.values()) + orchestration + kept
-    moved = scaled["exports"] + scaled["commit"] - kept + scaled["publication"]
-    workers_then = on_workers + moved / workers * imbalance
-    return kept_all / (kept_all + workers_then)
 
 
 def main() -> int:
@@ -105,20 +105,23 @@ def main() -> int:
 
     for name, t in doc["steps"].items():
         e = estimate(t, factor, args.workers, args.units_per_worker)
-        cpu = t["cpu"]
         say(f"{name}: measured CPU s, coordinator "
-              + ", ".join(f"{g} {cpu.get(g, 0.0):.2f}" for g in (*FIXED, *SCALES, "units"))
-              + f"; units {e['units']} in {e['rounds']} rounds, {e['unit_cpu']:.2f}")
+            + ", ".join(f"{g} {v:.2f}" for g, v in t["cpu"].items())
+            + f"; units {e['units']} in {e['rounds']} rounds, {e['unit_cpu']:.2f}")
         say(f"coordinator at {args.target:,}: "
-              + " + ".join(f"{g} {cpu.get(g, 0.0):.2f} x {factor:,.0f}" for g in SCALES)
-              + f" + start and report {e['fixed_start'] + e['fixed_report']:.1f}"
-              f" + orchestration {e['orchestration_per_unit']:.3f} x {e['units_10m']} units"
-              f" = {e['coordinator']:,.0f} CPU s", "  ")
+            + " + ".join(f"{g} {v / factor:.2f} x {factor:,.0f}" for g, v in e["scaled"].items())
+            + f" + database and cluster {e['fixed']:.1f} + orchestration "
+            f"{e['orchestration_per_unit']:.3f} x {e['units_target']} units = "
+            f"{e['today'][0]:,.0f} CPU s", "  ")
         say(f"workers: {e['unit_cpu']:.2f} x {factor:,.0f} / {args.workers} x imbalance "
-              f"{e['imbalance']:.2f} = {e['workers']:,.0f} CPU s a worker", "  ")
-        say(f"coordinator share: {e['coordinator']:,.0f} / ({e['coordinator']:,.0f} + "
-              f"{e['workers']:,.0f}) = {100 * e['share']:.0f} %; with the exports, the commit's "
-              f"writes and the Parquet set on the workers: {100 * e['moved_share']:.0f} %", "  ")
+            f"{e['imbalance']:.2f} = {e['workers']:,.0f} CPU s a worker", "  ")
+        for label, key in (("today", "today"),
+                           ("exports, commit writes, Parquet set on the workers", "rows_moved"),
+                           ("and the plan, a night's load, the report's totals too",
+                            "rows_and_plan_moved")):
+            c, w, sh = e[key]
+            say(f"coordinator share, {label}: {c:,.0f} / ({c:,.0f} + {w:,.0f}) = "
+                f"{100 * sh:.0f} %", "  ")
         print()
     return 0
 
