@@ -24,6 +24,12 @@ holds everything but the usage of 2026-01-31; the second, that day's usage alone
    read of the day's file plus the GROUP BY of that day's usage;
 5. `billrun reprocess --period 2025-12`, finalized for every account by then, against the
    GROUP BY of the usage any account's 2025-12 can hold (billing days 1-28: Dec 1 to Jan 28);
+Each billing step (3 to 5) runs with `--json`: its summary carries the run's own profile
+(flows/timings.py), printed under the step's row and written to `DIR/breakdown.json`: the
+coordinator's wall by phase (start, plan, exports, its waits on the units, each commit step,
+the publication, the report) and each round of units as the units timed themselves where they
+ran (wall and CPU summed, and the longest unit: the round's critical path).
+
 6. the fixed start-up cost: `billrun --version` (three times, the median: the interpreter and
    billrun's own imports), beside each flow command's time from its process start to its
    flow's first step. That moment is the run's own `runs.started_at`: the clock each flow reads
@@ -52,6 +58,8 @@ from pathlib import Path
 
 import psutil
 
+from billrun.bench_breakdown import breakdown_lines, markdown_rows
+
 MONTH = "2026-01"
 LAST_DAY = "2026-01-31"
 FIRST_AS_OF = "2026-01-30"
@@ -77,6 +85,7 @@ class Step:
     coordinator_bytes: int = 0  # peak RSS of the step's own process
     launched: float = 0.0  # wall clock (epoch seconds) just before the process was started
     worker_bytes: dict[int, int] | None = None  # pid -> peak RSS of each Dask worker process
+    summary: dict | None = None  # a billing step's `--json` summary (its stdout)
 
     @property
     def gib(self) -> float:
@@ -150,19 +159,32 @@ def end_leftovers(seen: dict[int, float]) -> int:
     return len(alive)
 
 
-def run_step(label: str, argv: list[str], log: Path, env: dict[str, str]) -> Step:
-    """Run `argv` as a child process, measuring wall time and the tree's peak RSS."""
+def run_step(label: str, argv: list[str], log: Path, env: dict[str, str],
+             stdout: Path | None = None) -> Step:
+    """Run `argv` as a child process, measuring wall time and the tree's peak RSS. `stdout`:
+    its standard output goes there (a `--json` summary), apart from its log."""
     with log.open("w") as out, TreeSampler() as sampler:
+        doc = stdout.open("w") if stdout else None
         launched = time.time()
         started = time.perf_counter()
-        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        child = subprocess.Popen(argv, stdout=doc or out,
+                                 stderr=out if doc else subprocess.STDOUT, env=env)
         code = child.wait()
         seconds = time.perf_counter() - started
+        if doc:
+            doc.close()
     left = end_leftovers(sampler.seen)
     shown = " ".join(argv[2:] if argv[1:2] == ["-m"] else argv)
+    summary = None
+    if stdout and code == 0:
+        try:
+            summary = json.loads(stdout.read_text())
+        except json.JSONDecodeError:
+            summary = None  # no profile for this step; its row and floors still stand
     return Step(label, shown, seconds, sampler.peak, code, log.read_text(), left, sampler.seen,
                 coordinator_bytes=sampler.peaks.get(child.pid, 0),
-                worker_bytes={p: sampler.peaks[p] for p in sampler.workers}, launched=launched)
+                worker_bytes={p: sampler.peaks[p] for p in sampler.workers}, launched=launched,
+                summary=summary)
 
 
 class Bench:
@@ -175,11 +197,15 @@ class Bench:
         self.steps: list[Step] = []
         self.pids: dict[int, float] = {}
 
-    def run(self, label: str, *args: str, module: str = "billrun.cli") -> Step:
-        """Run one `python -m module args` step, print its row, stop the bench if it failed."""
+    def run(self, label: str, *args: str, module: str = "billrun.cli",
+            profiled: bool = False) -> Step:
+        """Run one `python -m module args` step, print its row, stop the bench if it failed.
+        `profiled`: a billing command, run with `--json`; its run's profile is printed."""
         log = self.work / "logs" / f"{len(self.steps):02d}.log"
         log.parent.mkdir(exist_ok=True)
-        step = run_step(label, [sys.executable, "-m", module, *args], log, self.env)
+        argv = [sys.executable, "-m", module, *args, *(["--json"] if profiled else [])]
+        step = run_step(label, argv, log, self.env,
+                        stdout=log.with_suffix(".json") if profiled else None)
         self.steps.append(step)
         self.pids.update(step.pids)
         # Every process the steps started (pid -> create time), for a check that none is left.
@@ -191,6 +217,10 @@ class Bench:
                   f"{each_worker(step.worker_bytes)}", flush=True)
         if step.left_behind:
             print(f"    ended {step.left_behind} process(es) the step left behind", flush=True)
+        if profiled and step.code == 0:
+            timings = (step.summary or {}).get("timings")
+            print("\n".join(breakdown_lines(timings)) if timings
+                  else "    (no profile: the step printed no --json summary)", flush=True)
         if step.code != 0:
             raise BenchFailed(f"{label} failed (exit {step.code}):\n{step.output[-3000:]}")
         return step
@@ -249,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench stopped: {exc}", file=sys.stderr)
         return 1
     _print_table(rows, command, startup)
+    _record_breakdown(rows, command, work)
     left = sum(s.left_behind for s in bench.steps)
     print(f"\nprocesses left behind by the steps: {left} (ended by PID)")
     return 0
@@ -288,11 +319,12 @@ def _steps(bench: Bench, args: argparse.Namespace) -> list[Row]:
                                   str(work / "floor.duckdb"), *files)
 
     nightly = bench.run(f"nightly --as-of {FIRST_AS_OF} (first, catch-up)", "nightly",
-                        "--as-of", FIRST_AS_OF, "--db", db, *cluster)
+                        "--as-of", FIRST_AS_OF, "--db", db, *cluster, profiled=True)
     group_step, group = bench.floor("floor: DuckDB GROUP BY of all usage", "group", db)
 
     increment = bench.run(f"nightly --as-of {LAST_DAY} --input drop2", "nightly",
-                          "--as-of", LAST_DAY, "--input", str(second), "--db", db, *cluster)
+                          "--as-of", LAST_DAY, "--input", str(second), "--db", db, *cluster,
+                          profiled=True)
     day_read_step, day_read = bench.floor(f"floor: DuckDB read_{fmt} of drop2", "read",
                                           str(work / "floor.duckdb"),
                                           str(second / f"usage.{fmt}"))
@@ -300,7 +332,7 @@ def _steps(bench: Bench, args: argparse.Namespace) -> list[Row]:
                                 LAST_DAY, "2026-02-01")
 
     reprocess = bench.run(f"reprocess --period {REPROCESS} (finalized)", "reprocess",
-                          "--period", REPROCESS, "--db", db, *cluster)
+                          "--period", REPROCESS, "--db", db, *cluster, profiled=True)
     window_step, window = bench.floor(f"floor: DuckDB GROUP BY of {REPROCESS}'s usage", "group",
                                       db, *REPROCESS_WINDOW)
     print(f"    usage rows stored: {group['rows']:,} in {group['groups']:,} groups; "
@@ -408,6 +440,21 @@ def _print_table(rows: list[Row], command: str, startup: Startup) -> None:
     print(f"| `billrun --version` (median of {VERSION_RUNS}; no flow) | {startup.version:.2f} s |")
     for name, seconds in startup.to_first_step.items():
         print(f"| {name} | {seconds:.2f} s |")
+
+
+def _record_breakdown(rows: list[Row], command: str, work: Path) -> None:
+    """Each billing step's profile: Markdown rows, and `DIR/breakdown.json` (the profiles as
+    the runs gave them)."""
+    profiles = [(name, step.summary["timings"]) for name, step, _ in rows
+                if step.summary and step.summary.get("timings")]
+    if not profiles:
+        return
+    print("\nwhere each billing step's time went (the run's own profile; Markdown):\n")
+    print("\n".join(markdown_rows(profiles)))
+    target = work / "breakdown.json"
+    target.write_text(json.dumps({"command": command, "machine": machine(),
+                                  "steps": dict(profiles)}, indent=2))
+    print(f"\nprofiles written to {target}")
 
 
 def each_worker(peaks: dict[int, int]) -> str:

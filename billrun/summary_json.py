@@ -69,6 +69,8 @@ def run_json(summary: RunSummary) -> dict[str, Any]:
         "analyst_copy": summary.analyst_copy,
         "report": getattr(summary, "report", "") or None,
         "seconds": round(summary.seconds, 3),
+        # where the time went (flows/timings.py): for `billrun bench`; not a stable contract
+        "timings": summary.timings.as_json() if getattr(summary, "timings", None) else None,
     }
 
 

@@ -10,6 +10,7 @@ those go from DuckDB to Parquet to the units and back to DuckDB in the commit.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -23,6 +24,7 @@ from prefect.futures import PrefectFuture, as_completed
 import store
 from flows import progress
 from flows.cluster import cluster_shards
+from flows.timings import RunTimings
 from flows.units import UnitDone, UnitSpec, bill_unit
 from pipeline.catalog import Catalog, CatalogFrames, catalog_frames
 from rules.promotions import with_verdicts
@@ -157,6 +159,7 @@ def stage_and_bill(
     reprocess: str | None = None,
     on_cluster: bool = False,
     usage_basis: str | None = None,
+    timings: RunTimings | None = None,
 ) -> RunStaged:
     """Export the run's inputs and run its units: the settle round (each shard's assignments
     settled once, staged for every period), then every period of `plan` (which carries each
@@ -165,47 +168,41 @@ def stage_and_bill(
     `reprocess`: the period a reprocess recomputes (its units split drafts from finals).
     `on_cluster`: `concurrency` is a Dask cluster's slots; the shards fill whole rounds.
     `usage_basis` (a nightly's catalog and policy, store/usage_state.py): draft groups last
-    computed under it may continue from what they counted; None: every group is whole."""
+    computed under it may continue from what they counted; None: every group is whole.
+    `timings`: where the exports and each round of units are timed (flows/timings.py)."""
     logger = get_run_logger()
+    timings = timings if timings is not None else RunTimings()
     usage_state.forget_plan_prints(con)  # the commit reuses the prints of this run's plan only
     windows = _windows(plan)
     assignments = int(scalar(con, "SELECT count(*) FROM assignments"))
     if shards is None:
-        shards = choose_shards(
-            largest_period_events(con, windows), assignments, memory_gb, concurrency
-        )
+        with timings.phase("plan", "shard count"):
+            events = largest_period_events(con, windows)
+        shards = choose_shards(events, assignments, memory_gb, concurrency)
         if on_cluster:
             shards = cluster_shards(shards, concurrency)
     logger.info("%d shard(s), %d unit(s) at a time", shards, concurrency)
-    shard = staging.shard_sql(shards)
     con.register("_plan", plan.to_arrow())
     try:
-        staging.write_text(stage, staging.CATALOG_FILE, stored.catalog_text)
-        staging.export(con, stage, "accounts", staging.ACCOUNTS_SQL.format(shard=shard), shards)
-        staging.export(con, stage, "assignments", staging.ASSIGNMENTS_SQL.format(shard=shard),
-                       shards)
-        staging.export(con, stage, "locks", staging.LOCKS_SQL.format(shard=staging.shard_sql(
-            shards, "a.account_id")), shards)
-        staging.export(con, stage, "changes", staging.CHANGES_SQL.format(
-            shard=staging.shard_sql(shards, "a.account_id")), shards)
-        unplanned = staging.export(con, stage, "unplanned", f"""SELECT DISTINCT account_id,
-            {shard} AS shard FROM assignments ANTI JOIN _plan USING (account_id)""", shards)
-        if reprocess:
-            _export_reprocess(con, stage, stored, reprocess, shards)
+        with timings.phase("exports", "run inputs"):
+            unplanned = _export_run_inputs(con, stage, stored, shards, reprocess)
         spec = UnitSpec(root=stage.root, run_id=stage.run_id, shard=0, period=None,
                         previous_period=None, policy=stored.policy, lock_as_of=lock_as_of,
                         reprocess=reprocess is not None)
         # The settle round: each shard's assignments settled once for the run and staged, for
         # every period unit of the shard; and the life cycles of the accounts no period bills.
-        done = _run_round(spec, shards, concurrency)
+        done = _run_round(spec, shards, concurrency, timings)
         logger.info("settled %d shard(s); %d account(s) no period bills", shards, unplanned)
         previous, continued = None, 0
         for index, (period, start, end) in enumerate(windows.iter_rows()):
-            events, resumed = _export_period(con, stage, period, start, end, shards, usage_basis)
+            with timings.phase("exports", "period inputs"):
+                events, resumed = _export_period(con, stage, period, start, end, shards,
+                                                 usage_basis)
             continued += resumed
             done += _run_round(replace(spec, period=period, previous_period=previous,
-                                       continues=resumed > 0), shards, concurrency)
-            staging.remove(stage, f"inputs/usage/period={period}")  # done with: free the disk
+                                       continues=resumed > 0), shards, concurrency, timings)
+            with timings.phase("exports", "period inputs"):
+                staging.remove(stage, f"inputs/usage/period={period}")  # done with: free disk
             previous = period
             logger.info("period %s: %d account(s), %d usage event(s) read, %d draft(s) "
                         "continued", period, plan.filter(pl.col("period") == period).height,
@@ -218,6 +215,28 @@ def stage_and_bill(
         lines_computed=sum(d.lines_computed for d in done), assignments=assignments,
         adjustments=sum(d.rows["adjustments"] for d in done), continued=continued,
     )
+
+
+def _export_run_inputs(
+    con: Any, stage: Stage, stored: StoredInputs, shards: int, reprocess: str | None
+) -> int:
+    """What every unit of the run reads, exported once: the catalog, the shards' accounts,
+    assignments, locks and changes, the accounts no period bills (returns how many), and what
+    a reprocess compares with."""
+    shard = staging.shard_sql(shards)
+    staging.write_text(stage, staging.CATALOG_FILE, stored.catalog_text)
+    staging.export(con, stage, "accounts", staging.ACCOUNTS_SQL.format(shard=shard), shards)
+    staging.export(con, stage, "assignments", staging.ASSIGNMENTS_SQL.format(shard=shard),
+                   shards)
+    staging.export(con, stage, "locks", staging.LOCKS_SQL.format(shard=staging.shard_sql(
+        shards, "a.account_id")), shards)
+    staging.export(con, stage, "changes", staging.CHANGES_SQL.format(
+        shard=staging.shard_sql(shards, "a.account_id")), shards)
+    unplanned = staging.export(con, stage, "unplanned", f"""SELECT DISTINCT account_id,
+        {shard} AS shard FROM assignments ANTI JOIN _plan USING (account_id)""", shards)
+    if reprocess:
+        _export_reprocess(con, stage, stored, reprocess, shards)
+    return unplanned
 
 
 def _export_period(
@@ -267,8 +286,12 @@ def _export_reprocess(
                    "SEMI JOIN _plan USING (account_id)", shards, [period], period=period)
 
 
-def _run_round(spec: UnitSpec, shards: int, concurrency: int) -> list[UnitDone]:
-    """Run the units of one period (every shard), at most `concurrency` in flight."""
+def _run_round(
+    spec: UnitSpec, shards: int, concurrency: int, timings: RunTimings
+) -> list[UnitDone]:
+    """Run the units of one period (every shard), at most `concurrency` in flight; the
+    coordinator's wait and each unit's own seconds go to `timings`."""
+    started, cpu = time.perf_counter(), time.process_time()
     done: list[UnitDone] = []
     in_flight: list[PrefectFuture] = []
     for shard in range(shards):
@@ -277,6 +300,8 @@ def _run_round(spec: UnitSpec, shards: int, concurrency: int) -> list[UnitDone]:
         in_flight.append(bill_unit.submit(replace(spec, shard=shard)))
     while in_flight:
         done.append(_first_done(in_flight))
+    timings.add_round(spec.period or "settle", time.perf_counter() - started, done,
+                      cpu=time.process_time() - cpu)
     if spec.period is not None:
         checkpoint("mid-units")
     return done

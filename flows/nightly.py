@@ -27,6 +27,7 @@ from flows.coordinator import (
 )
 from flows.publish import RunSummary, finish_run, publish_artifacts
 from flows.reprocess import LateReprocessed, reprocess_late_periods
+from flows.timings import RunTimings
 from pipeline.schedule import nightly_plan, with_cutoffs
 from store.clock import utc_now
 from store.faults import checkpoint
@@ -67,6 +68,7 @@ def nightly_flow(
     if late_usage not in LATE_USAGE_MODES:
         raise ValueError(f"late_usage {late_usage!r} is not one of {', '.join(LATE_USAGE_MODES)}")
     logger = get_run_logger()
+    timings = RunTimings()  # where the run's time goes (`--json`, `billrun bench`)
     started = utc_now()  # the run's clock, read once, in UTC
     run_id = new_run_id("nightly", started)
     failed_run = RunRecord(run_id=run_id, kind="nightly", started_at=started, as_of=as_of)
@@ -74,18 +76,22 @@ def nightly_flow(
         if input_dir:
             from flows.load import load_flow
 
-            load_flow(input_dir, db, publish=False)  # the night publishes once, at its end
-        con = store.connect(db, memory_limit=duckdb_memory_limit(memory_gb))
+            with timings.phase("start", "load"):
+                load_flow(input_dir, db, publish=False)  # the night publishes once, at its end
+        with timings.phase("start", "database"):
+            con = store.connect(db, memory_limit=duckdb_memory_limit(memory_gb))
         try:
-            stored = read_stored_inputs(con, conflict_policy)
-            basis = usage_basis(stored.catalog_text, stored.policy)
-            grace = stored.catalog.finalize_grace_days if grace_days is None else grace_days
-            plan = with_cutoffs(
-                nightly_plan(
-                    stored.accounts, stored.first_activity, stored.finalized, as_of, grace
-                ),
-                as_of,
-            )
+            with timings.phase("plan", "stored inputs"):
+                stored = read_stored_inputs(con, conflict_policy)
+            with timings.phase("plan", "plan"):
+                basis = usage_basis(stored.catalog_text, stored.policy)
+                grace = stored.catalog.finalize_grace_days if grace_days is None else grace_days
+                plan = with_cutoffs(
+                    nightly_plan(
+                        stored.accounts, stored.first_activity, stored.finalized, as_of, grace
+                    ),
+                    as_of,
+                )
             logger.info(
                 "nightly as of %s: %d account-periods over %d period(s), policy %s, "
                 "grace %d day(s)",
@@ -93,7 +99,8 @@ def nightly_flow(
             )
             # On a Dask task runner (`billrun --cluster`), its workers' slots set how many
             # units run at once; on threads, `concurrency` does.
-            slots = dask_slots()
+            with timings.phase("start", "cluster"):
+                slots = dask_slots()
             if slots is not None:
                 logger.info("units on a Dask cluster of %d worker slot(s)", slots)
             # The final periods with late usage, read before this night finalizes any other
@@ -103,12 +110,12 @@ def nightly_flow(
                 late = reprocess_late_periods(
                     con, stored, stage, late_usage_by_period(con), as_of=as_of, shards=shards,
                     memory_gb=memory_gb, concurrency=slots or concurrency,
-                    on_cluster=slots is not None,
+                    on_cluster=slots is not None, timings=timings,
                 )
             staged = stage_and_bill(
                 con, stored, plan, stage, shards=shards, memory_gb=memory_gb,
                 concurrency=slots or concurrency, lock_as_of=as_of, on_cluster=slots is not None,
-                usage_basis=basis if incremental else None,
+                usage_basis=basis if incremental else None, timings=timings,
             )
             checkpoint("after-decisions")
             if late.moves_carry:
@@ -130,7 +137,7 @@ def nightly_flow(
             con.close()
             raise
         changes, analyst, totals = finish_run(
-            con, db, batch, stored, memory_limit=commit_memory_limit(memory_gb)
+            con, db, batch, stored, memory_limit=commit_memory_limit(memory_gb), timings=timings
         )
     changes = {**changes, "drafts_continued": staged.continued}
     summary = RunSummary.of(
@@ -138,6 +145,8 @@ def nightly_flow(
         currencies=stored.frames.currencies,
     )
     summary.late_adjusted = late_adjusted(late.periods, totals.adjustments)
-    publish_artifacts(summary, totals.revenue)
+    with timings.phase("report", "artifacts and HTML report"):
+        publish_artifacts(summary, totals.revenue)
+    summary.timings = timings.finish()
     logger.info("nightly %s done in %.1fs: %s", run_id, summary.seconds, changes)
     return summary

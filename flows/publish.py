@@ -15,6 +15,7 @@ from prefect.artifacts import create_table_artifact
 
 from flows.coordinator import StoredInputs
 from flows.run_report import publish_report
+from flows.timings import RunTimings
 from pipeline.catalog import CatalogFrames
 from pipeline.documents import DocumentTerms
 from pipeline.money import format_amount
@@ -59,6 +60,8 @@ class RunSummary:
     late_usage: dict[str, int] = field(default_factory=dict)  # period -> late events waiting
     # the periods whose late usage a nightly with `late_usage = "adjust"` reprocessed
     late_adjusted: list[LateAdjusted] = field(default_factory=list)
+    # where the run's time went: the coordinator's phases, the units' rounds (flows/timings.py)
+    timings: RunTimings | None = None
 
     @classmethod
     def of(
@@ -94,13 +97,16 @@ class RunSummary:
 
 
 def finish_run(
-    con: Any, db: str, batch: ResultsBatch, stored: StoredInputs, memory_limit: str | None = None
+    con: Any, db: str, batch: ResultsBatch, stored: StoredInputs, memory_limit: str | None = None,
+    timings: RunTimings | None = None,
 ) -> tuple[dict[str, int], Path, StagedTotals]:
     """Write the run's staged batch in one transaction (catalog tables and views included),
     aggregate what the summary shows, close the connection and publish the Parquet set and its
     analyst file (only the partitions of the periods that changed are written again);
     returns what changed, the analyst file's path and the aggregates. `memory_limit`: DuckDB's cap
-    while it commits."""
+    while it commits. `timings` receives each step's wall time: the commit's, the totals read
+    for the summary, the publication's."""
+    timings = timings if timings is not None else RunTimings()
     try:
         if memory_limit:
             con.execute(f"SET memory_limit = '{memory_limit}'")
@@ -109,20 +115,27 @@ def finish_run(
         )
         seconds: dict[str, float] = {}
         batch = replace(batch, terms=DocumentTerms.of(stored.catalog))
-        changes = write_results(con, batch, stored.frames.currencies, also=refresh,
-                                seconds=seconds)
-        totals = replace(read_staged_totals(con, batch.stage),
-                         late_usage=late_usage_by_period(con))
-        touched = periods_touched(con)
+        with timings.cpu_of("commit"):
+            changes = write_results(con, batch, stored.frames.currencies, also=refresh,
+                                    seconds=seconds)
+        timings.add("commit", seconds)
+        with timings.phase("report", "totals"):
+            totals = replace(read_staged_totals(con, batch.stage),
+                             late_usage=late_usage_by_period(con))
+            touched = periods_touched(con)
     finally:
         con.close()
     # The run's staged files are still there (its staging folder goes when the run ends): the
     # set takes the charges and decisions of the periods it wrote whole from them.
     units = UnitFiles(batch.run.run_id,
                       {name: staged_rows_files(batch.stage, name) for name in ROWS_TABLES})
-    analyst = publish_snapshot(db, batch.run.run_id, seconds, touched, units)
+    published: dict[str, float] = {}
+    with timings.cpu_of("publication"):
+        analyst = publish_snapshot(db, batch.run.run_id, published, touched, units)
+    timings.add("publication", published)
     get_run_logger().info(
-        "commit steps: %s", ", ".join(f"{step} {s:.1f} s" for step, s in seconds.items())
+        "commit steps: %s",
+        ", ".join(f"{step} {s:.1f} s" for step, s in {**seconds, **published}.items()),
     )
     return changes, analyst, totals
 

@@ -31,6 +31,7 @@ from flows.coordinator import (
     staged_run,
 )
 from flows.publish import RunSummary, finish_run, publish_artifacts
+from flows.timings import RunTimings
 from pipeline.contracts import PARCEL_KEY
 from pipeline.schedule import reprocess_plan, with_cutoffs
 from store.billed import require_billed
@@ -55,15 +56,19 @@ def reprocess_units(
     memory_gb: float | None,
     concurrency: int,
     on_cluster: bool,
+    timings: RunTimings | None = None,
 ) -> tuple[pl.DataFrame, RunStaged]:
     """Plan `period` for every account (`finals_only`: its final accounts only) and run its
     reprocess units in `stage`; drafts are cut off at `as_of`. Returns the plan and what the
-    units did."""
-    plan = with_cutoffs(
-        reprocess_plan(stored.accounts, stored.first_activity, stored.finalized, period), as_of
-    )
-    if finals_only:
-        plan = plan.filter(pl.col("status") == "final")
+    units did (`timings`: where its phases and rounds are timed)."""
+    timings = timings if timings is not None else RunTimings()
+    with timings.phase("plan", "plan"):
+        plan = with_cutoffs(
+            reprocess_plan(stored.accounts, stored.first_activity, stored.finalized, period),
+            as_of,
+        )
+        if finals_only:
+            plan = plan.filter(pl.col("status") == "final")
     get_run_logger().info(
         "reprocess %s: %d final and %d draft account(s)",
         period,
@@ -73,6 +78,7 @@ def reprocess_units(
     staged = stage_and_bill(
         con, stored, plan, stage, shards=shards, memory_gb=memory_gb,
         concurrency=concurrency, lock_as_of=as_of, reprocess=period, on_cluster=on_cluster,
+        timings=timings,
     )
     return plan, staged
 
@@ -105,6 +111,7 @@ def reprocess_late_periods(
     memory_gb: float | None,
     concurrency: int,
     on_cluster: bool,
+    timings: RunTimings | None = None,
 ) -> LateReprocessed:
     """Reprocess each period of `late` (period -> late events), oldest first, for its final
     accounts, as `billrun reprocess --period P` does, inside a nightly's run.
@@ -112,16 +119,21 @@ def reprocess_late_periods(
     Each period's units run in a staging folder of their own below the night's (its inputs
     never mix with the night's, which may bill other accounts of the same period as drafts or
     catch-up); their outputs then move to `units/late-<period>/`, where the night's one commit
-    reads them with its own: adjustment lines, counters and their roll-forward, parcels."""
+    reads them with its own: adjustment lines, counters and their roll-forward, parcels.
+    `timings`: its rounds are labelled `late <period>: ...`."""
+    timings = timings if timings is not None else RunTimings()
     periods = dict(sorted(late.items()))
     events = lines = adjustments = 0
     moved = False
     for period in periods:
         folder = LATE_FOLDER.format(period=period)
+        timings.label_prefix = f"late {period}: "
         plan, staged = reprocess_units(
             con, stored, period, Stage(stage.base, folder), as_of=as_of, finals_only=True,
             shards=shards, memory_gb=memory_gb, concurrency=concurrency, on_cluster=on_cluster,
+            timings=timings,
         )
+        timings.label_prefix = ""
         if plan.height:  # (late usage is in final account-periods: never empty in practice)
             move(stage, f"{folder}/units/{period}", f"units/{folder}")
             moved = True
@@ -181,23 +193,27 @@ def reprocess_flow(
     """Recompute `period` for every account; adjust finalized ones, replace drafts (see
     `nightly_flow` for `shards`, `memory_gb`, `staging` and `concurrency`)."""
     logger = get_run_logger()
+    timings = RunTimings()  # where the run's time goes (`--json`, `billrun bench`)
     started = utc_now()  # the run's clock, read once, in UTC
     run_id = new_run_id("reprocess", started)
     failed_run = RunRecord(run_id=run_id, kind="reprocess", started_at=started, period=period)
     with run_lock(db), failures_recorded(db, failed_run), staged_run(staging, db, run_id) as stage:
-        con = store.connect(db, memory_limit=duckdb_memory_limit(memory_gb))
+        with timings.phase("start", "database"):
+            con = store.connect(db, memory_limit=duckdb_memory_limit(memory_gb))
         try:
-            require_billed(con, period)
-            stored = read_stored_inputs(con, conflict_policy)
+            with timings.phase("plan", "stored inputs"):
+                require_billed(con, period)
+                stored = read_stored_inputs(con, conflict_policy)
             # On a Dask task runner (`billrun --cluster`), its workers' slots set how many
             # units run at once; on threads, `concurrency` does.
-            slots = dask_slots()
+            with timings.phase("start", "cluster"):
+                slots = dask_slots()
             if slots is not None:
                 logger.info("units on a Dask cluster of %d worker slot(s)", slots)
             plan, staged = reprocess_units(
                 con, stored, period, stage, as_of=last_nightly_as_of(con), shards=shards,
                 memory_gb=memory_gb, concurrency=slots or concurrency,
-                on_cluster=slots is not None,
+                on_cluster=slots is not None, timings=timings,
             )
             batch = ResultsBatch(
                 run=RunRecord(
@@ -211,12 +227,14 @@ def reprocess_flow(
             con.close()
             raise
         changes, analyst, totals = finish_run(
-            con, db, batch, stored, memory_limit=commit_memory_limit(memory_gb)
+            con, db, batch, stored, memory_limit=commit_memory_limit(memory_gb), timings=timings
         )
     summary = RunSummary.of(
         run_id, "reprocess", plan, totals, changes, analyst, started,
         currencies=stored.frames.currencies,
     )
-    publish_artifacts(summary, totals.revenue)
+    with timings.phase("report", "artifacts and HTML report"):
+        publish_artifacts(summary, totals.revenue)
+    summary.timings = timings.finish()
     logger.info("reprocess %s done in %.1fs: %s", period, summary.seconds, changes)
     return summary

@@ -15,6 +15,7 @@ cluster on other hosts later) can run it unchanged in a fresh process.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from datetime import date
 from functools import lru_cache
@@ -73,7 +74,9 @@ class UnitSpec:
 @dataclass(frozen=True)
 class UnitDone:
     """What one unit wrote: its folder, row counts per output, the usage events it read and
-    the lines it computed (before a reprocess split them)."""
+    the lines it computed (before a reprocess split them); and its own wall and CPU seconds,
+    measured where it ran (a worker or a thread: flows/timings.py). On threads the CPU is the
+    whole process's while the unit ran, so units running side by side count each other's."""
 
     period: str | None
     shard: int
@@ -81,6 +84,8 @@ class UnitDone:
     rows: dict[str, int]
     usage_events: int
     lines_computed: int
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
 
 @lru_cache(maxsize=4)
@@ -111,6 +116,7 @@ def _inputs(spec: UnitSpec) -> BillInputs:
 
 def run_unit(spec: UnitSpec) -> UnitDone:
     """Bill one unit from its staged inputs and stage its outputs (see module doc)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     inputs = _inputs(spec)
     if spec.period is None:
         outputs, events, computed = _settle(spec, inputs), 0, 0
@@ -119,7 +125,8 @@ def run_unit(spec: UnitSpec) -> UnitDone:
         outputs, events, computed = _bill_period(spec, inputs, spec.period, settled)
     die_once("mid-unit")  # a test's worker kill (store/faults.py); inert otherwise
     rows = staging.write_outputs(spec.stage, spec.folder, spec.shard, outputs)
-    return UnitDone(spec.period, spec.shard, spec.folder, rows, events, computed)
+    return UnitDone(spec.period, spec.shard, spec.folder, rows, events, computed,
+                    seconds=time.perf_counter() - wall, cpu_seconds=time.process_time() - cpu)
 
 
 @task(name="bill-unit", cache_policy=NO_CACHE)
