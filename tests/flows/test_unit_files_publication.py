@@ -19,37 +19,24 @@ import duckdb
 import pytest
 
 import store.parquet_set
-from data.generator import generate
-from flows.load import load_flow
 from flows.nightly import nightly_flow
 from flows.reprocess import reprocess_flow
 from store.parquet_set import MANIFEST, parquet_pointer, place_file, sets_folder
 from store.snapshot import analyst_path
+from tests.flows import test_commit_fast_path as fast_path
 from tests.flows.test_kills import VOLATILE, VOLATILE_IN_RUNS, own_env, results, survivors
 from tests.flows.test_publication_by_period import assert_published
 from tests.flows.test_unit_kills import command, staging_root, watch
 
 FIRST, SECOND = date(2026, 3, 14), date(2026, 3, 15)
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three months of generated inputs, loaded (and published), never billed."""
-    tmp = tmp_path_factory.mktemp("unit-files")
-    generate(40, tmp / "in", seed=23, months=3)
-    db = tmp / "base" / "billrun.duckdb"
-    db.parent.mkdir()
-    load_flow(str(tmp / "in"), str(db))
-    return db
+loaded = fast_path.loaded  # three months of generated inputs, loaded, never billed
 
 
 def copy(base: Path, folder: Path, name: str) -> Path:
     """The loaded database in a folder of its own, with its own first set (a load publishes)."""
     from store.snapshot import publish_snapshot
 
-    db = folder / name / "billrun.duckdb"
-    db.parent.mkdir()
-    db.write_bytes(base.read_bytes())
+    db = fast_path.copy(base, folder, name)
     publish_snapshot(db, "loaded")
     return db
 
