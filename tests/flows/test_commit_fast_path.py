@@ -10,7 +10,6 @@ fast paths off."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import date
 from pathlib import Path
 
@@ -20,8 +19,8 @@ import store.results
 from data.generator import generate
 from flows.load import load_flow
 from flows.nightly import nightly_flow
-from tests.flows.test_kills import dump, own_env, results, survivors
-from tests.flows.test_unit_kills import AS_OF, command, staging_root, watch
+from tests.flows.test_kills import dump, results
+from tests.flows.test_unit_kills import AS_OF, kill_at, staging_root
 
 FIRST, SECOND = date(2026, 3, 14), date.fromisoformat(AS_OF)
 
@@ -75,11 +74,7 @@ def test_a_first_night_killed_in_its_commit_leaves_the_loaded_tables_whole(
 ) -> None:
     db = copy(loaded, tmp_path, "killed")
     before = dump(db)
-    tag, marker = uuid.uuid4().hex, tmp_path / "paused"
-    env = own_env(tag, BILLRUN_PAUSE_AT=point, BILLRUN_PAUSE_MARKER=str(marker))
-    tree, killed, _ = watch(command(db), env, db, marker=marker)
-    assert killed and marker.exists(), f"never reached {point}"
-    assert survivors(tree, tag) == []
+    kill_at(point, db, tmp_path)
     assert dump(db) == before, f"killed at {point}: the kill changed the tables"
     # The next run starts clean and gives the tables of a first night never killed.
     nightly_flow(as_of=SECOND, db=str(db))

@@ -11,7 +11,6 @@ real `billrun nightly` process killed with SIGKILL."""
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import date
 from pathlib import Path
 
@@ -24,9 +23,9 @@ from flows.reprocess import reprocess_flow
 from store.parquet_set import MANIFEST, parquet_pointer, place_file, sets_folder
 from store.snapshot import analyst_path
 from tests.flows import test_commit_fast_path as fast_path
-from tests.flows.test_kills import VOLATILE, VOLATILE_IN_RUNS, own_env, results, survivors
+from tests.flows.test_kills import VOLATILE, VOLATILE_IN_RUNS, results
 from tests.flows.test_publication_by_period import assert_published
-from tests.flows.test_unit_kills import command, staging_root, watch
+from tests.flows.test_unit_kills import kill_at, staging_root
 
 FIRST, SECOND = date(2026, 3, 14), date(2026, 3, 15)
 loaded = fast_path.loaded  # three months of generated inputs, loaded, never billed
@@ -128,11 +127,7 @@ def test_a_first_night_killed_while_publishing_leaves_the_previous_set_whole(
     before = pointer.resolve()
     files = {p: p.stat().st_ino for p in before.rglob("*") if p.is_file()}
     before_rows = analyst_rows(db)
-    tag, marker = uuid.uuid4().hex, tmp_path / "paused"
-    env = own_env(tag, BILLRUN_PAUSE_AT="mid-publish", BILLRUN_PAUSE_MARKER=str(marker))
-    tree, killed, _ = watch(command(db), env, db, marker=marker, deadline=900)
-    assert killed and marker.exists(), "never reached mid-publish"
-    assert survivors(tree, tag) == []
+    kill_at("mid-publish", db, tmp_path, deadline=900)
     # The new set (with its links to the units' files) is written, nothing points at it.
     assert pointer.resolve() == before
     assert {p: p.stat().st_ino for p in before.rglob("*") if p.is_file()} == files

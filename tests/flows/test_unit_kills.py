@@ -52,6 +52,16 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
+def kill_at(point: str, db: Path, folder: Path, deadline: float = 240) -> None:
+    """Run `billrun nightly` on `db` paused at the fault point `point`, SIGKILL it there, and
+    check it reached the point and left no process of its tree."""
+    tag, marker = uuid.uuid4().hex, folder / "paused"
+    env = own_env(tag, BILLRUN_PAUSE_AT=point, BILLRUN_PAUSE_MARKER=str(marker))
+    tree, killed, _ = watch(command(db), env, db, marker=marker, deadline=deadline)
+    assert killed and marker.exists(), f"never reached {point}"
+    assert survivors(tree, tag) == []
+
+
 def watch(argv: list[str], env: dict[str, str], db: Path, *, marker: Path | None = None,
           delay: float | None = None, deadline: float = 240) -> tuple[list, bool, float]:
     """Run `argv`; once its units have started, wait for `marker` or `delay` seconds (None:
@@ -110,11 +120,7 @@ def test_kill_at_a_named_point_of_the_units_or_the_commit(
 ) -> None:
     db = fresh(base, tmp_path)
     before = dump(db)
-    tag, marker = uuid.uuid4().hex, tmp_path / "paused"
-    env = own_env(tag, BILLRUN_PAUSE_AT=point, BILLRUN_PAUSE_MARKER=str(marker))
-    tree, killed, _ = watch(command(db), env, db, marker=marker)
-    assert killed and marker.exists(), f"never reached {point}"
-    assert survivors(tree, tag) == []
+    kill_at(point, db, tmp_path)
     assert any(staging_root(db).glob("*/units/*/*")), "the killed run staged nothing"
     after_kill(db, before, reference[0], f"killed at {point}")
 

@@ -951,3 +951,15 @@ def stop_readers(procs: list[subprocess.Popen], stop: Path, reports: list[Path])
             proc.kill()
             proc.wait()
     return [json.loads(r.read_text()) if r.exists() else {"missing": str(r)} for r in reports]
+
+
+def assert_readers_held(procs: list[subprocess.Popen], seen: list[dict]) -> None:
+    """What readers during publication must show (issue 23): no error, no mix of two runs, a
+    read each, more than one published state for the file readers (`sql` reads slowly: at
+    least once), and no process left."""
+    for report in seen:
+        assert report.get("errors") == [] and report.get("mixes") == [], report
+        assert report["reads"] > 0, report
+    assert all(r["states"] > 1 for r in seen if r["kind"] != "sql"), seen
+    assert [p.pid for p in procs if p.poll() is None] == []
+    assert tagged("") == []
