@@ -95,7 +95,7 @@ MARKDOWN_GROUPS = ("start", "plan", "exports", "units", "commit", "publication",
 def markdown_rows(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """Markdown: one row per billing step (coordinator groups, units), then each step's
     commit and publication steps."""
-    out = ["Coordinator: wall s / its process's CPU s, by group. Units: as each timed itself.",
+    out = ["Coordinator: wall s / its own CPU s, by group. Units: as each timed itself.",
            "",
            "| step | flow | start | plan | exports | waits on units | commit | publication "
            "| report | other | coordinator alone | units: n, wall Σ, CPU Σ | critical paths Σ |",
