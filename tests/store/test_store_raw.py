@@ -197,6 +197,32 @@ def test_a_later_usage_file_may_not_change_a_loaded_event(
     ]
 
 
+def test_a_reloaded_id_is_found_at_either_end_of_the_files_ids(
+    con: duckdb.DuckDBPyConnection, folder: Path, tmp_path: Path, write: Write
+) -> None:
+    """The lookup of stored ids reads only the stored rows between the file's smallest and
+    largest id (store/raw.py `_stored_usage_between`): ids at both ends, one with a quote, and
+    stored ids just outside the file's range are each settled as the whole table would."""
+    load_directory(con, folder)  # E1, E2, E3
+    nightly = tmp_path / "nightly"
+    write(nightly, "usage.csv", """
+        event_id,account_id,service,destination_group,started_at,quantity,amount
+        E3,A2,sms,ANY,2026-01-06 00:00:00,1,0.05
+        E2',A1,voice,US,2026-01-07 00:00:00,1,1
+        E2,A1,voice,INTL,2026-01-05 11:00:00,2,2
+        """)
+    stats = load_directory(con, nightly).files[0]
+    # E3 (the largest id) is the same event again; E2 (the smallest) came with other values;
+    # E2' is new. E1, stored below the file's range, is left alone.
+    assert (stats.rows_in, stats.loaded, stats.unchanged, stats.rejected) == (3, 2, 1, 1)
+    assert store.read_rejected(con)["reason"].to_list() == [
+        "event_id: duplicate event_id 'E2' (already loaded from usage.csv line 3 with other "
+        "values)"
+    ]
+    assert con.execute("SELECT event_id FROM usage ORDER BY event_id").fetchall() == [
+        ("E1",), ("E2",), ("E2'",), ("E3",)]
+
+
 def _usage_stage(
     tmp_path: Path, write: Write, rows: list[str], fail: Exception | None = None
 ) -> Callable[[duckdb.DuckDBPyConnection, str], Staged]:
