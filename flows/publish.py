@@ -120,7 +120,7 @@ def finish_run(
                                     seconds=seconds)
         timings.add("commit", seconds)
         with timings.phase("report", "totals"):
-            totals = replace(read_staged_totals(con, batch.stage),
+            totals = replace(read_staged_totals(con, batch.stage, stored.frames.currencies),
                              late_usage=late_usage_by_period(con))
             touched = periods_touched(con)
     finally:

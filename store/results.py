@@ -52,7 +52,8 @@ FAST_PATHS = True
 @dataclass
 class ResultsBatch:
     """Everything one run writes: its `runs` row, and the staged Parquet outputs of its units
-    (store/staging.py, `units/<period>/<shard>/<name>.parquet`), which `write_results` ingests.
+    (store/staging.py, `units/<period>/<shard>/<name>.parquet`, the charges and decisions
+    `<name>.rows.parquet`), which `write_results` ingests.
     `scope` (one file per unit) lists the (account, period) groups the run recomputed, each with
     the invoice status it leaves (`draft` or `final`)."""
 
@@ -75,6 +76,15 @@ def _minor_factor_sql(column: str) -> str:
 
 def _amount_sql(minor: str = "amount_minor", units: str = "minor_units") -> str:
     return f"CAST(CAST({minor} AS DECIMAL(38,0)) * {_minor_factor_sql(units)} AS DECIMAL(38,4))"
+
+
+def _minor_sql(amount: str = "amount", units: str = "minor_units") -> str:
+    """SQL for the integer minor units of a stored DECIMAL(38,4) amount: `_amount_sql`'s exact
+    inverse (every stored amount is a whole number of 10^-4)."""
+    return (
+        f"CAST({amount} * 10000 AS BIGINT) // CASE {units} WHEN 0 THEN 10000 WHEN 1 THEN 1000 "
+        f"WHEN 2 THEN 100 WHEN 3 THEN 10 ELSE 1 END"
+    )
 
 
 _QUANTITY_SQL = "CAST(CAST(quantity_units AS DECIMAL(38,0)) * 0.000001 AS DECIMAL(38,6))"
@@ -121,9 +131,7 @@ BILLED_LINES_SQL = f"""WITH billed AS (
         SELECT {_LINE_COLUMNS}, term_start, line_date FROM adjustments
         WHERE period = ?)
     SELECT b.* EXCLUDE (amount, quantity),
-           CAST(b.amount * 10000 AS BIGINT)
-             // CASE m.minor_units WHEN 0 THEN 10000 WHEN 1 THEN 1000
-                  WHEN 2 THEN 100 WHEN 3 THEN 10 ELSE 1 END AS amount_minor,
+           {_minor_sql('b.amount', 'm.minor_units')} AS amount_minor,
            CAST(b.quantity * 1000000 AS BIGINT) AS quantity_units
     FROM billed b JOIN _currencies m USING (currency)"""  # needs `_currencies` registered
 
@@ -657,9 +665,26 @@ class StagedTotals:
     late_usage: dict[str, int] = field(default_factory=dict)  # period -> late events waiting
 
 
-def read_staged_totals(con: duckdb.DuckDBPyConnection, stage: Stage) -> StagedTotals:
-    """Aggregate the staged charges and invoices of a run in DuckDB."""
-    charges = output_glob(con, stage, "charges")
+def read_staged_totals(
+    con: duckdb.DuckDBPyConnection, stage: Stage, currencies: pl.DataFrame
+) -> StagedTotals:
+    """Aggregate the staged charges and invoices of a run in DuckDB. The charges are read from
+    the units' table-shaped rows (store/unit_rows.py, the only charges they write), their
+    amounts turned back into minor units by `currencies` (currency, minor_units)."""
+    charges = staged_rows_glob(con, stage, "charges")
+    con.register("_currencies", currencies.select("currency", "minor_units").to_arrow())
+    try:
+        revenue = frame(
+            con,
+            f"""SELECT period, addon_id, currency,
+                       {_minor_sql('sum(amount)', 'any_value(minor_units)')} AS net_minor,
+                       CAST(count(*) AS UINTEGER) AS lines
+                FROM {charges} LEFT JOIN _currencies USING (currency)
+                GROUP BY period, addon_id, currency
+                ORDER BY period NULLS LAST, addon_id NULLS LAST, currency NULLS LAST""",
+        )
+    finally:
+        con.unregister("_currencies")
     return StagedTotals(
         charge_lines=int(scalar(con, f"SELECT count(*) FROM {charges}")),
         invoices=frame(
@@ -668,13 +693,7 @@ def read_staged_totals(con: duckdb.DuckDBPyConnection, stage: Stage) -> StagedTo
                        AS total_minor
                 FROM {output_glob(con, stage, 'invoices')} GROUP BY currency ORDER BY currency""",
         ),
-        revenue=frame(
-            con,
-            f"""SELECT period, addon_id, currency, CAST(sum(amount_minor) AS BIGINT) AS net_minor,
-                       CAST(count(*) AS UINTEGER) AS lines
-                FROM {charges} GROUP BY ALL
-                ORDER BY period NULLS LAST, addon_id NULLS LAST, currency NULLS LAST""",
-        ),
+        revenue=revenue,
         adjustments=frame(con, f"SELECT * FROM {output_glob(con, stage, 'adjustments')}"),
         documents=frame(
             con,

@@ -8,8 +8,8 @@ write, under `<root>/<run_id>/`, through fsspec so that the root may be a local 
     <root>/<run_id>/inputs/<name>/period=<p>/shard=<s>/*.parquet plan, usage, counters_before, ...
     <root>/<run_id>/settled/shard=<s>/<frame>.parquet            each shard's settlement
     <root>/<run_id>/units/<period>/<shard>/<output>.parquet      what each unit computed
-    <root>/<run_id>/units/<period>/<shard>/<table>.rows.parquet  its charges and decisions as
-                                                                 the tables hold them
+    <root>/<run_id>/units/<period>/<shard>/<table>.rows.parquet  its charges and decisions, as
+                                                                 the tables hold them (only so)
 
 Inputs are written by DuckDB (`COPY ... PARTITION_BY`), once per run (usage: once per period,
 just before its units run), with the shard computed once, in DuckDB, from the account id. Every
@@ -48,7 +48,9 @@ CATALOG_FILE = "inputs/catalog.yaml"
 SETTLE = "_settle"  # the units folder of the round that settles accounts no period bills
 
 # What each unit writes, with its schema: one file per name in every unit's folder, typed even
-# when empty, so that the commit reads each name with one `read_parquet` glob.
+# when empty, so that the commit reads each name with one `read_parquet` glob. The names of
+# store.unit_rows.ROWS_SQL (charges, decisions) are written once, as their tables' rows
+# (`<name>.rows.parquet`, from the frame typed here): no `<name>.parquet` of them.
 _PERIOD = {"period": pl.Utf8()}
 UNIT_OUTPUTS: dict[str, dict[str, pl.DataType]] = {
     "scope": {"account_id": pl.Utf8(), "period": pl.Utf8(), "status": pl.Utf8()},
@@ -195,13 +197,17 @@ def _read_parquet(fs: Any, path: str) -> pl.DataFrame:
 
 
 def read_output(stage: Stage, period: str, shard: int, name: str) -> pl.DataFrame:
-    """One output of unit (period, shard)."""
+    """One output of unit (period, shard) (not the charges or decisions: see UNIT_OUTPUTS)."""
     fs, path = _fs(stage.url(f"units/{period}/{shard}/{name}.parquet"))
     return _read_parquet(fs, path)
 
 
 def write_outputs(stage: Stage, period: str, shard: int, frames: dict[str, pl.DataFrame]) -> dict:
     """Write every UNIT_OUTPUTS file of unit (period, shard), typed; returns rows per name."""
+    # The charges and decisions go only as their tables hold them, which the commit inserts
+    # and the publication takes whole (store/unit_rows.py; imported here: it reads this module).
+    from store.unit_rows import ROWS_TABLES, write_unit_rows
+
     fs, folder = _fs(stage.url(f"units/{period}/{shard}"))
     fs.makedirs(folder, exist_ok=True)
     counts, typed_frames = {}, {}
@@ -210,14 +216,11 @@ def write_outputs(stage: Stage, period: str, shard: int, frames: dict[str, pl.Da
         frame = pl.DataFrame(schema=schema) if frame is None or frame.width == 0 else frame.select(
             [pl.col(c).cast(t) for c, t in schema.items()]
         )
-        with fs.open(f"{folder}/{name}.parquet", "wb") as out:
-            frame.write_parquet(out)
+        if name not in ROWS_TABLES:
+            with fs.open(f"{folder}/{name}.parquet", "wb") as out:
+                frame.write_parquet(out)
         counts[name] = frame.height
         typed_frames[name] = frame
-    # The charges and decisions as their tables hold them, which the commit inserts and the
-    # publication takes whole (store/unit_rows.py; imported here: it reads this module).
-    from store.unit_rows import write_unit_rows
-
     write_unit_rows(stage, period, shard, typed_frames, catalog_minor_units(stage))
     return counts
 
@@ -252,7 +255,8 @@ def read_settlement(stage: Stage, shard: int) -> dict[str, pl.DataFrame]:
 
 
 def output_glob(con: duckdb.DuckDBPyConnection, stage: Stage, name: str) -> str:
-    """`read_parquet(...)` of one output name over every unit of the run, for the commit."""
+    """`read_parquet(...)` of one output name over every unit of the run, for the commit (the
+    charges and decisions: store.unit_rows.staged_rows_glob)."""
     return f"read_parquet('{duck_url(con, stage.url(f'units/*/*/{name}.parquet'))}')"
 
 
