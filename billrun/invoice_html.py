@@ -241,7 +241,8 @@ Period {{ doc.period }} ({{ doc.period_start }} to {{ doc.period_end }}), {{ doc
 {% for line in doc.seller.address %}      {{ line | wordwrap(72, wrapstring=nl ~ "      ") }}
 {% endfor %}{% if doc.seller.tax_id %}      Tax id: {{ doc.seller.tax_id }}
 {% endif %}{% endif %}
-{% for label, value in doc.account %}{{ "%-14s" | format(label ~ ":") }} {{ value }}
+{% for label, value in doc.account %}{{ "%-14s" | format(label ~ ":") }} {{ value | wordwrap(64,
+    wrapstring=nl ~ " " * 15) }}
 {% endfor %}
 
 Lines
