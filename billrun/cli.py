@@ -397,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_db(p)
 
     p = add("invoice", cmd_invoice,
-            "write an invoice as a printable HTML page, or list an account's invoices and notes")
+            "write an invoice or a note as a printable HTML page, or list an account's "
+            "invoices and notes")
     p.add_argument("--account", metavar="ID")
     p.add_argument("--period", type=_period, metavar="YYYY-MM")
     p.add_argument("--all", action="store_true",
@@ -407,6 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "the folder, default .)")
     p.add_argument("--json", action="store_true",
                    help="without --period: the list as one JSON document")
+    p.add_argument("--number", metavar="NUMBER",
+                   help="one document by its number: a credit or debit note (CN-..., DN-...) "
+                   "as its own page (default ./note-<number>.html), or an invoice's page")
+    p.add_argument("--text", action="store_true",
+                   help="with --number: print the note as plain text instead")
     add_db(p)
 
     p = add("serve", _delegate("serve"), "run the nightly flow on a schedule (Prefect)")

@@ -155,10 +155,13 @@ def explain_frames(
 
     args = [account_id, period]
     told = _decided_at(con, period)
+    # SPEC §9's number and dates (null for a draft), where the database has them.
+    numbered = _has_column(con, "invoices", "invoice_number")
     frames = {
         "invoice": q(
-            "SELECT account_id, period, currency, total, status, run_id FROM invoices "
-            "WHERE account_id = ? AND period = ?",
+            "SELECT account_id, period, currency, total, status, run_id"
+            + (", invoice_number, issued_on, due_on" if numbered else "")
+            + " FROM invoices WHERE account_id = ? AND period = ?",
             args,
         ),
         "decisions": q(
@@ -193,10 +196,13 @@ def explain_frames(
         ),
         "adjustments": q(
             "SELECT line_type, assignment_id, service, destination_group, quantity, amount, "
-            "reason, run_id FROM adjustments WHERE account_id = ? AND period = ? "
-            "ORDER BY run_id, line_type",
+            "reason, run_id"
+            + (", document_number" if _has_column(con, "adjustments", "document_number")
+               else "")
+            + " FROM adjustments WHERE account_id = ? AND period = ? ORDER BY run_id, line_type",
             args,
         ),
+        "notes": _notes(con, account_id, period),
         "counters": q(
             f"""WITH now AS (
                    SELECT {_WINDOW}, value
@@ -220,6 +226,29 @@ def explain_frames(
             [decisions, _never_stored(con, account_id, period, decisions)]
         )
     return frames
+
+
+def _has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    """`table` has `column` (a database from before SPEC §9 has no document columns)."""
+    return bool(scalar(
+        con, "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_name = ? AND column_name = ?", [table, column]))
+
+
+def _notes(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -> pl.DataFrame:
+    """The credit and debit notes (SPEC §9) that correct the account's invoice of `period`,
+    in the order they were issued (none in a database from before documents existed)."""
+    from store.account import has_relation
+
+    if not has_relation(con, "documents"):
+        return pl.DataFrame()
+    return frame(
+        con,
+        """SELECT document_number, kind, total, issued_on, due_on, corrects, run_id
+           FROM documents WHERE account_id = ? AND period = ? AND kind <> 'invoice'
+           ORDER BY issued_on, document_number""",
+        [account_id, period],
+    )
 
 
 def _versions(con: duckdb.DuckDBPyConnection, account_id: str) -> pl.DataFrame:
@@ -444,6 +473,7 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
             f"[bold]Invoice {row['account_id']} {row['period']}[/bold]: "
             f"{total} ({row['status']}, run {row['run_id']})"
         )
+        console.print(number_line(row), highlight=False)
     else:
         console.print(f"[bold]{account_id} {period}[/bold]: no invoice (no line in the period)")
     console.print(f"[dim]from {source}[/dim]")
@@ -454,6 +484,7 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
         "lines": "Invoice lines",
         "fee_terms": "Fee terms (promotion that priced each term, suspended days credited)",
         "adjustments": "Adjustments made after finalization",
+        "notes": "Credit and debit notes correcting the invoice",
         "counters": "Discount counters (before the period, after it or at the as-of date)",
         # Exact parts before the line's one rounding (SPEC §4): finer than the minor unit.
         "events": "Discounted usage events, split at tier boundaries (recomputed, exact parts)",
@@ -472,3 +503,18 @@ def explain_invoice(db: str, account_id: str, period: str, console: Console) -> 
         console.print(
             f"Sum of lines: {total} = invoice total {format_amount(invoice['total'][0], units)}"
         )
+    notes = frames["notes"]
+    if invoice.height and notes.height:
+        balance = invoice["total"][0] + notes["total"].sum()
+        console.print(f"Total with corrections: {format_amount(balance, units)}")
+
+
+def number_line(invoice: dict[str, object]) -> str:
+    """The invoice's number and dates (SPEC §9), or why it has none: a draft is numbered only
+    when a nightly finalizes it."""
+    if invoice.get("status") != "final":
+        return "Number: none (a draft has no number until a nightly finalizes it)"
+    if invoice.get("invoice_number") is None:  # a database from before SPEC §9
+        return "Number: none yet (the next billrun nightly numbers this final invoice)"
+    return (f"Number: {invoice['invoice_number']}, issued on {invoice['issued_on']}, "
+            f"due on {invoice['due_on']}")

@@ -1,5 +1,6 @@
 """`billrun invoice`: the printable invoice of one account and period, every final invoice of a
-period, or the list of an account's invoices and notes (SPEC §9).
+period, one document by its number (a credit or debit note on its own page, or as text), or the
+list of an account's invoices and notes (SPEC §9).
 
 It reads the analyst copy (`billrun.analyst.duckdb`, as `billrun sql` does), never the working
 database: it never blocks a run, and a run never blocks it. The rows become a document model
@@ -19,10 +20,18 @@ import duckdb
 from rich.console import Console
 from rich.table import Table
 
-from billrun.invoice_html import render_invoice
+from billrun.invoice_html import render_invoice, render_note, render_note_text
 from billrun.summary import error
 from pipeline.catalog import Catalog
-from pipeline.documents import KIND_LABELS, InvoiceDocument, invoice_document, minor, plain_amount
+from pipeline.documents import (
+    KIND_LABELS,
+    InvoiceDocument,
+    NoteDocument,
+    invoice_document,
+    minor,
+    note_document,
+    plain_amount,
+)
 from pipeline.money import format_amount
 from pipeline.periods import shift_period
 
@@ -157,6 +166,79 @@ def write_period(db: str | Path, period: str, out_dir: str | Path) -> list[Path]
     return written
 
 
+def _by_number(con: duckdb.DuckDBPyConnection, number: str) -> dict[str, Any]:
+    """The `documents` row of `number` (an invoice's or a note's)."""
+    rows = _dicts(
+        con,
+        "SELECT document_number, kind, account_id, period, currency, total, issued_on, "
+        "due_on, corrects FROM documents WHERE document_number = ?",
+        [number],
+    )
+    if not rows:
+        raise InvoiceError(f"no invoice or note numbered {number}")
+    return rows[0]
+
+
+def load_note(con: duckdb.DuckDBPyConnection, note: dict[str, Any],
+              catalog: Catalog | None = None) -> NoteDocument:
+    """The document model of one credit or debit note (a `documents` row), read from the
+    analyst copy: its lines, the invoice it corrects and the notes issued before it."""
+    catalog = catalog or _catalog(con)
+    account_id, period = note["account_id"], note["period"]
+    lines = _dicts(
+        con,
+        "SELECT line_type, assignment_id, addon_id, service, destination_group, quantity, "
+        "amount, description, reason FROM adjustments WHERE document_number = ?",
+        [note["document_number"]],
+    )
+    invoice = con.execute(
+        "SELECT total FROM invoices WHERE invoice_number = ?", [note["corrects"]]
+    ).fetchone() if note["corrects"] else None
+    earlier = [r[0] for r in con.execute(
+        """SELECT total FROM documents WHERE account_id = ? AND period = ? AND kind <> 'invoice'
+           AND (issued_on < ? OR (issued_on = ? AND document_number < ?))""",
+        [account_id, period, note["issued_on"], note["issued_on"],
+         note["document_number"]]).fetchall()]
+    return note_document(
+        note, lines, None if invoice is None else invoice[0], earlier,
+        minor_units=catalog.currencies.get(note["currency"], 2),
+        account=_account(con, account_id, period, catalog),
+        seller=catalog.seller,
+    )
+
+
+def note_file_name(number: str) -> str:
+    """`note-<number>.html`, the number made safe for a file name."""
+    return f"note-{re.sub(r'[^A-Za-z0-9._-]', '_', number)}.html"
+
+
+def write_number(db: str | Path, number: str, out: str | Path | None,
+                 *, text: bool = False) -> tuple[Path | None, str]:
+    """The document numbered `number`: a note as its own page (default
+    `./note-<number>.html`) or, with `text`, as plain text (returned, nothing written); an
+    invoice's number writes that invoice's page, as `--account --period` does."""
+    con = open_copy(db)
+    try:
+        row = _by_number(con, number)
+        if row["kind"] == "invoice":
+            if text:
+                raise InvoiceError(f"{number} is an invoice: --text prints a note; write the "
+                                   "invoice's page without --text")
+            html = render_invoice(load_document(con, row["account_id"], row["period"]))
+            default = file_name(row["account_id"], row["period"])
+        else:
+            note = load_note(con, row)
+            if text:
+                return None, render_note_text(note)
+            html, default = render_note(note), note_file_name(number)
+    finally:
+        con.close()
+    target = Path(out) if out else Path(default)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(html, encoding="utf-8")
+    return target, str(row["kind"])
+
+
 def account_documents(db: str | Path, account_id: str) -> dict[str, Any]:
     """The account's invoices (drafts included) and notes over time, amounts as plain text at
     the currency's precision: the `--json` contract."""
@@ -215,6 +297,21 @@ def command(args: argparse.Namespace, console: Console, err: Console) -> int:
         return EXIT_USAGE
 
     try:
+        if args.number is not None:
+            if args.account is not None or args.period is not None or args.all or args.json:
+                return bad("--number names one document: give it without --account, "
+                           "--period, --all or --json")
+            if args.text and args.out:
+                return bad("--text prints the note; --out writes its HTML page: give one")
+            path, kind = write_number(args.db, args.number, args.out, text=args.text)
+            if path is None:
+                print(kind, end="")
+            else:
+                label = KIND_LABELS[kind].lower()
+                console.print(f"{label} {args.number} written to {path.resolve()}")
+            return EXIT_OK
+        if args.text:
+            return bad("--text prints a credit or debit note: give it with --number")
         if args.all:
             if args.period is None or args.account is not None:
                 return bad("--all needs --period and no --account")

@@ -1,5 +1,6 @@
-"""The printable invoice (SPEC §9): one self-contained HTML page, rendered by Jinja2 with
-autoescape on from a `pipeline.documents.InvoiceDocument`. The template only places text: every
+"""The printable invoice and notes (SPEC §9): self-contained HTML pages (and a note as plain
+text), rendered by Jinja2 (autoescape on for HTML) from a `pipeline.documents.InvoiceDocument`
+or `NoteDocument`. The templates only place text: every
 amount is worked out and formatted by the model.
 
 Print is a first-class medium: the page fits A4 and Letter (margins in mm, widths in %, no
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from jinja2 import Environment, StrictUndefined
 
-from pipeline.documents import InvoiceDocument
+from pipeline.documents import InvoiceDocument, NoteDocument
 
 STYLE = """
 @page { margin: 16mm 14mm; }
@@ -161,3 +162,116 @@ _TEMPLATE = _ENV.from_string(TEMPLATE)
 def render_invoice(doc: InvoiceDocument) -> str:
     """The invoice as one self-contained HTML page (no external file, font or script)."""
     return _TEMPLATE.render(doc=doc, style=STYLE)
+
+
+# A credit or debit note printed on its own (SPEC §9): the same stylesheet and environment.
+NOTE_TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{{ doc.kind }} {{ doc.number }} {{ doc.account_id }} {{ doc.period }}</title>
+<style>{{ style }}</style>
+</head>
+<body data-number="{{ doc.number }}" data-corrects="{{ doc.corrects }}">
+<header>
+  <div>
+    <h1>{{ doc.kind }} {{ doc.number }}</h1>
+    {% if doc.corrects %}
+    <p>Corrects invoice {{ doc.corrects }}</p>
+    {% else %}
+    <p class="muted">The period had no invoice: this note stands alone.</p>
+    {% endif %}
+  </div>
+  <dl id="dates">
+    <dt>Number</dt><dd>{{ doc.number }}</dd>
+    <dt>Issued on</dt><dd>{{ doc.issued_on }}</dd>
+    <dt>Due on</dt><dd>{{ doc.due_on }}</dd>
+    <dt>Period</dt><dd>{{ doc.period }} ({{ doc.period_start }} to {{ doc.period_end }})</dd>
+    <dt>Currency</dt><dd>{{ doc.currency }}</dd>
+  </dl>
+</header>
+<section class="parties">
+  <div id="seller">
+    <h2>From</h2>
+    {% if doc.seller %}
+    <strong>{{ doc.seller.name }}</strong><br>
+    {% for line in doc.seller.address %}{{ line }}<br>{% endfor %}
+    {% if doc.seller.tax_id %}Tax id: {{ doc.seller.tax_id }}{% endif %}
+    {% else %}<span class="muted">(no seller in the catalog)</span>{% endif %}
+  </div>
+  <div id="account">
+    <h2>Bill to</h2>
+    <dl>{% for label, value in doc.account %}<dt>{{ label }}</dt><dd>{{ value }}</dd>
+    {% endfor %}</dl>
+  </div>
+</section>
+
+<h2>Lines</h2>
+<table id="lines">
+  <thead><tr><th>Line</th><th>Type</th><th>Term</th><th>Proration</th><th>Reason</th>
+    <th class="num">Qty</th><th class="num">Amount</th></tr></thead>
+  <tbody>
+  {% for line in doc.lines %}
+    <tr class="line"><td>{{ line.fee.description }}</td><td>{{ line.fee.line_type }}</td>
+      <td class="nowrap">{{ line.fee.term }}</td><td class="nowrap">{{ line.fee.proration }}</td>
+      <td>{{ line.reason }}</td><td class="num">{{ line.fee.quantity }}</td>
+      <td class="num amount">{{ line.fee.amount }}</td></tr>
+  {% endfor %}
+  </tbody>
+</table>
+
+<p class="total" id="total">{{ doc.kind }} total {{ doc.total }} {{ doc.currency }}</p>
+{% if doc.corrects %}
+<p class="total muted" id="invoice-total">Invoice {{ doc.corrects }} total {{ doc.invoice_total }}
+ {{ doc.currency }}</p>
+<p class="total" id="balance">Total with corrections {{ doc.balance }} {{ doc.currency }}</p>
+{% endif %}
+</body>
+</html>
+"""
+
+# The same note as plain text, for a terminal or an e-mail: at most 80 columns.
+NOTE_TEXT = """{{ doc.kind | upper }} {{ doc.number }}
+{% if doc.corrects %}Corrects invoice {{ doc.corrects }}
+{% else %}The period had no invoice: this note stands alone.
+{% endif %}
+Issued on {{ doc.issued_on }}, due on {{ doc.due_on }}
+Period {{ doc.period }} ({{ doc.period_start }} to {{ doc.period_end }}), {{ doc.currency }}
+{% if doc.seller %}From: {{ doc.seller.name | wordwrap(72, wrapstring=nl ~ "      ") }}
+{% for line in doc.seller.address %}      {{ line | wordwrap(72, wrapstring=nl ~ "      ") }}
+{% endfor %}{% if doc.seller.tax_id %}      Tax id: {{ doc.seller.tax_id }}
+{% endif %}{% endif %}
+{% for label, value in doc.account %}{{ "%-14s" | format(label ~ ":") }} {{ value | wordwrap(64,
+    wrapstring=nl ~ " " * 15) }}
+{% endfor %}
+
+Lines
+{% for line in doc.lines %}
+- {{ line.fee.description | wordwrap(76, wrapstring=nl ~ "  ") }}
+{% if line.reason %}  reason: {{ line.reason | wordwrap(68, wrapstring=nl ~ "          ") }}
+{% endif %}
+  {{ "%-16s %-26s %-13s %19s" | format(line.fee.line_type, line.fee.term, line.fee.proration,
+                                       line.fee.amount) }}
+{% endfor %}
+
+{{ "%-58s %19s" | format(doc.kind ~ " total (" ~ doc.currency ~ ")", doc.total) }}
+{% if doc.corrects %}
+{{ "%-58s %19s" | format("Invoice " ~ doc.corrects ~ " total", doc.invoice_total) }}
+{{ "%-58s %19s" | format("Total with corrections", doc.balance) }}
+{% endif %}
+"""
+
+_NOTE = _ENV.from_string(NOTE_TEMPLATE)
+_TEXT_ENV = Environment(autoescape=False, undefined=StrictUndefined, trim_blocks=True,
+                        lstrip_blocks=True, keep_trailing_newline=True)
+_NOTE_TEXT = _TEXT_ENV.from_string(NOTE_TEXT)
+
+
+def render_note(doc: NoteDocument) -> str:
+    """A credit or debit note as one self-contained HTML page, styled as the invoice."""
+    return _NOTE.render(doc=doc, style=STYLE)
+
+
+def render_note_text(doc: NoteDocument) -> str:
+    """A credit or debit note as plain text, at most 80 columns."""
+    return _NOTE_TEXT.render(doc=doc, nl="\n")

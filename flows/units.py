@@ -138,16 +138,19 @@ def bill_unit(spec: UnitSpec) -> UnitDone:
 def _settle(spec: UnitSpec, inputs: BillInputs) -> dict[str, pl.DataFrame]:
     """Settle the shard's assignments once for the run and stage the settlement, for every
     period's unit of the shard. Returns the life cycles (and locks) of the shard's accounts
-    that no period of the run bills (their activity starts later): the run records them all
-    the same, as it always has."""
+    that no period of the run bills (their activity starts later), and the verdicts on their
+    changes (SPEC §8.1 judges a change on the catalog and the assignment's life, not on a
+    billed period): the run records them all the same, with no period (docs/RULES.md)."""
     settled = settlement(inputs)
     staging.write_settlement(spec.stage, spec.shard, settled.as_frames())
     ids = _read(spec, "unplanned")
     if ids.height == 0:
         return {}
-    lifecycles = settled.of_accounts(ids).lifecycles.with_columns(
-        pl.lit(None, pl.Utf8).alias("period"))
-    return {"lifecycles": lifecycles, "locks": _locks(spec, lifecycles)}
+    unbilled = settled.of_accounts(ids)
+    no_period = pl.lit(None, pl.Utf8).alias("period")
+    lifecycles = unbilled.lifecycles.with_columns(no_period)
+    return {"lifecycles": lifecycles, "locks": _locks(spec, lifecycles),
+            "plan_changes": unbilled.versions.changes.with_columns(no_period)}
 
 
 def _locks(spec: UnitSpec, lifecycles: pl.DataFrame) -> pl.DataFrame:

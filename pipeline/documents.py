@@ -283,3 +283,102 @@ def invoice_document(
         balance=format_amount(balance, units, in_minor=True),
         line_amounts=tuple(amounts),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The model of one printable note (a credit or debit note, SPEC §9), printed on its own.
+
+@dataclass(frozen=True)
+class CorrectionLine:
+    """One adjustment line of a note: the line as an invoice shows it, and why it was made."""
+
+    fee: FeeRow
+    reason: str
+
+
+@dataclass(frozen=True)
+class NoteDocument:
+    """One credit or debit note as it is printed: the invoice it corrects, its lines, and the
+    invoice's total once this note (and the notes issued before it) apply."""
+
+    kind: str  # "Credit note" or "Debit note"
+    number: str
+    issued_on: str
+    due_on: str
+    corrects: str  # the corrected invoice's number, "" when the period had no invoice
+    account_id: str
+    period: str
+    period_start: str
+    period_end: str  # exclusive
+    currency: str
+    seller: Party | None
+    account: tuple[tuple[str, str], ...]
+    lines: tuple[CorrectionLine, ...]
+    total: str
+    total_minor: int
+    invoice_total: str  # the corrected invoice's own total ("" without an invoice)
+    balance: str  # the invoice's total with this note and those issued before it
+
+
+def _party(seller: Seller | None) -> Party | None:
+    if seller is None:
+        return None
+    return Party(seller.name,
+                 tuple(p.strip() for p in seller.address.splitlines() if p.strip()),
+                 seller.tax_id)
+
+
+def _account_rows(account: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple((label, str(account[key])) for label, key in (
+        ("Account", "account_id"), ("Main product", "main_product"),
+        ("Billing day", "billing_day")) if account.get(key) is not None)
+
+
+def note_document(
+    note: dict[str, Any],
+    lines: list[dict[str, Any]],
+    invoice_total: Decimal | None,
+    earlier_notes: list[Decimal],
+    *,
+    minor_units: int,
+    account: dict[str, Any],
+    seller: Seller | None,
+) -> NoteDocument:
+    """Build the printable model of one note from its stored rows: `note` (a row of
+    `documents`), its `lines` (rows of `adjustments` with its `document_number`), the total of
+    the invoice it corrects (None when the period had none) and the totals of the notes of the
+    same (account, period) issued before it."""
+    units = minor_units
+    total_minor = minor(note["total"], units)
+    rows = tuple(CorrectionLine(_fee_row(line, units), str(line.get("reason") or ""))
+                 for line in sorted(lines, key=lambda r: (
+                     str(r["line_type"]), str(r.get("assignment_id") or ""),
+                     str(r.get("service") or ""), str(r.get("description") or ""))))
+    if sum(r.fee.amount_minor for r in rows) != total_minor:  # stored invariant: never print else
+        raise ValueError(f"note {note['document_number']} total {note['total']} differs from "
+                         "its lines")
+    billing_day = int(account.get("billing_day") or 1)
+    start, end = period_bounds(str(note["period"]), billing_day)
+    balance = total_minor + sum(minor(t, units) for t in earlier_notes)
+    if invoice_total is not None:
+        balance += minor(invoice_total, units)
+    return NoteDocument(
+        kind=KIND_LABELS[note["kind"]],
+        number=str(note["document_number"]),
+        issued_on=str(note["issued_on"]),
+        due_on=str(note["due_on"]),
+        corrects=str(note.get("corrects") or ""),
+        account_id=str(note["account_id"]),
+        period=str(note["period"]),
+        period_start=str(start),
+        period_end=str(end),
+        currency=str(note["currency"]),
+        seller=_party(seller),
+        account=_account_rows(account),
+        lines=rows,
+        total=format_amount(total_minor, units, in_minor=True),
+        total_minor=total_minor,
+        invoice_total="" if invoice_total is None else format_amount(
+            minor(invoice_total, units), units, in_minor=True),
+        balance=format_amount(balance, units, in_minor=True),
+    )

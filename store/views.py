@@ -118,8 +118,8 @@ VIEWS: dict[str, str] = {
     # One row per version of an assignment (SPEC §8.5): its base version (no effective_from,
     # taking effect on start_date), then each change, with the verdict of the latest run that
     # billed it (plan_change_verdicts). A change without a verdict for its current version
-    # (loaded, or corrected, since its account was last billed) is 'not in effect', with the
-    # reason 'not billed yet'.
+    # (loaded, or corrected, since the last run settled its account: billed or not, a run
+    # gives each change a verdict, docs/RULES.md) is 'not in effect', reason 'not billed yet'.
     "assignment_history": """
         WITH versions AS (
             SELECT assignment_id, account_id, addon_id, CAST(NULL AS DATE) AS effective_from,
