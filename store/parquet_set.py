@@ -663,7 +663,8 @@ def write_parquet_set(
             same_shape = old.get("columns") == rel.columns and old.get("label") == split.label
             old_parts = old.get("parts", {})
             own[table] = {value for value, (rows, fresh) in counts[table].items()
-                          if not same_shape or fresh or old_parts.get(value, {}).get("rows") != rows}
+                          if not same_shape or fresh
+                          or old_parts.get(value, {}).get("rows") != rows}
             own[table] |= set(old_parts) - set(counts[table])  # emptied partitions
             dirty[split.label] |= own[table]
         to_write = {table: partitions_to_write(table, own[table], dirty[SPLITS[table].label])
