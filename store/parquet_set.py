@@ -16,8 +16,9 @@ gives the layout and docs/RUNS.md the rules.
 Which partitions changed is read from the tables, not trusted to the caller: every row a run
 writes carries its `run_id`, so a partition changed when it holds rows of a run the previous
 set did not publish, or when its row count differs from the one that set recorded (rows
-removed). A period changed in one table is written again in every period-split table (a run
-that touched a period may have touched it anywhere, e.g. the invoices its notes numbered).
+removed), in that table; the invoices and adjustments, which a run numbers in place (their
+rows keep their run id), write again every period found changed anywhere
+(`partitions_to_write`).
 The usage is only ever added to (an event is immutable once loaded: store/raw.py) and each
 event is stamped with its load's start (`loaded_at`): the new loads' events are found by that
 stamp's row-group statistics and added to their months as files of their own, and the events
