@@ -312,7 +312,8 @@ FROM assignment_changes c JOIN assignments a USING (assignment_id)"""
 # The quantity and amount go out as the table stores them, DECIMAL(18,6): a 64-bit integer of
 # millionths, which is the pipeline's unit, so the unit reads the integer as it is
 # (`usage_units`). Multiplying by 10^6 in DuckDB (through DECIMAL(38,6): DECIMAL(18,6) can
-# overflow) was 45 % of the export's CPU (benchmarks/RESULTS.md, "A reprocess ...").
+# overflow) was a third of the export's CPU (benchmarks/RESULTS.md, "A reprocess of a
+# finalized period, and the units' exports").
 USAGE_SQL = """SELECT event_id, account_id, service, destination_group, started_at,
        CAST(quantity AS DECIMAL(18,6)) AS quantity, CAST(amount AS DECIMAL(18,6)) AS amount,
        {shard} AS shard
