@@ -177,7 +177,8 @@ def _bill_period(
     spec: UnitSpec, inputs: BillInputs, period: str, settled: Settlement
 ) -> tuple[dict[str, pl.DataFrame], int, int]:
     plan = _read(spec, "plan", period).sort("account_id")
-    usage = _read(spec, "usage", period).sort("started_at", "event_id")  # read_usage's order
+    usage = staging.usage_units(_read(spec, "usage", period)).sort(
+        "started_at", "event_id")  # read_usage's order
     before = _read(spec, "counters_before", period)
     carried = _previous(spec, "counters")
     if carried.height:

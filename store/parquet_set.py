@@ -16,8 +16,9 @@ gives the layout and docs/RUNS.md the rules.
 Which partitions changed is read from the tables, not trusted to the caller: every row a run
 writes carries its `run_id`, so a partition changed when it holds rows of a run the previous
 set did not publish, or when its row count differs from the one that set recorded (rows
-removed). A period changed in one table is written again in every period-split table (a run
-that touched a period may have touched it anywhere, e.g. the invoices its notes numbered).
+removed), in that table; the invoices and adjustments, which a run numbers in place (their
+rows keep their run id), write again every period found changed anywhere
+(`partitions_to_write`).
 The usage is only ever added to (an event is immutable once loaded: store/raw.py) and each
 event is stamped with its load's start (`loaded_at`): the new loads' events are found by that
 stamp's row-group statistics and added to their months as files of their own, and the events
@@ -141,6 +142,10 @@ SPLITS: dict[str, Split] = {
     "usage": Split("month", "strftime(started_at, '%Y-%m')", "started_at",
                    "date_trunc('month', started_at)", stamp="loaded_at"),
 }
+# The split tables whose rows a run may change without stamping its run id on them: a final
+# invoice numbered after it was stored, an adjustment numbered by its note (store/documents.py).
+# Every other split table's rows are inserted, replaced or shifted with the run's id.
+IN_PLACE = frozenset({"invoices", "adjustments"})
 # A view that reads the clock gives other rows on another day from the same tables.
 _VOLATILE = re.compile(r"\b(current_date|current_timestamp|now|today)\b", re.IGNORECASE)
 _VIEW_HEAD = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?VIEW\s+.+?\s+AS\s+",
@@ -636,9 +641,11 @@ def write_parquet_set(
         if touched is not None and "runs" in tables and _other_writers(con, tag):
             touched = None  # a run whose publication was killed: what it wrote is not known
 
-        # Split tables: what changed, by partition, then one dirty set of periods for all.
+        # Split tables: what changed, by partition and table (`own`); the tables a run may
+        # change in place take every dirty period (`dirty`).
         counts: dict[str, dict[str, tuple]] = {}
         dirty: dict[str, set[str]] = {"period": set(touched or ()), "month": set()}
+        own: dict[str, set[str]] = {}
         for table in (t for t in tables if t in SPLITS):
             rel = relations[table] = Relation(table, "table", writer.columns(table))
             split = SPLITS[table]
@@ -656,13 +663,15 @@ def write_parquet_set(
             old = manifest.get("relations", {}).get(table, {})
             same_shape = old.get("columns") == rel.columns and old.get("label") == split.label
             old_parts = old.get("parts", {})
-            for value, (rows, fresh) in counts[table].items():
-                if not same_shape or fresh or old_parts.get(value, {}).get("rows") != rows:
-                    dirty[split.label].add(value)
-            dirty[split.label] |= set(old_parts) - set(counts[table])  # emptied partitions
+            own[table] = {value for value, (rows, fresh) in counts[table].items()
+                          if not same_shape or fresh
+                          or old_parts.get(value, {}).get("rows") != rows}
+            own[table] |= set(old_parts) - set(counts[table])  # emptied partitions
+            dirty[split.label] |= own[table]
+        to_write = {table: partitions_to_write(table, own[table], dirty[SPLITS[table].label])
+                    for table in counts}
         for table in counts:
-            writer.split_table(relations[table], SPLITS[table], dirty[SPLITS[table].label],
-                               counts[table])
+            writer.split_table(relations[table], SPLITS[table], to_write[table], counts[table])
         for table in (t for t in tables if t not in SPLITS):
             rel = relations[table] = Relation(table, "table", writer.columns(table))
             writer.whole_table(rel)
@@ -671,10 +680,24 @@ def write_parquet_set(
         inputs = _view_inputs(con, views, set(tables))
         for view, sql in views.items():
             rel = relations[view] = Relation(view, "view", writer.columns(view), sql=sql)
-            _write_view(writer, rel, inputs[view], changed, dirty["period"], manifest)
+            # Its periods changed where a table it reads changed (all of them, if one is
+            # not split by period: the view is then written whole anyway).
+            view_dirty = set().union(*(to_write.get(t, dirty["period"]) for t in inputs[view]
+                                       if t in SPLITS))
+            _write_view(writer, rel, inputs[view], changed, view_dirty, manifest)
     finally:
         con.close()
     return ParquetSet(folder, relations, runs)
+
+
+def partitions_to_write(table: str, changed: set[str], dirty: set[str]) -> set[str]:
+    """The partitions of split table `table` to write again: the ones whose rows changed
+    (`changed`: rows of a run the previous set did not cover, or another row count), since
+    every row a run inserts, rewrites or shifts carries its run id. The tables a run also
+    changes in place, keeping the rows' run id (`IN_PLACE`: the document numbers of stored
+    invoices and notes), take every `dirty` period: any period found changed in any table,
+    and every period the run names."""
+    return changed | dirty if table in IN_PLACE else changed
 
 
 def _other_writers(con: duckdb.DuckDBPyConnection, tag: str | None) -> bool:

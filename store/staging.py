@@ -313,13 +313,26 @@ FROM activation_locks l JOIN assignments a USING (assignment_id)"""
 CHANGES_SQL = """SELECT c.assignment_id, c.effective_from, c.fee_plan_id,
        CAST(c.quantity AS BIGINT) AS quantity, {shard} AS shard
 FROM assignment_changes c JOIN assignments a USING (assignment_id)"""
+# The quantity and amount go out as the table stores them, DECIMAL(18,6): a 64-bit integer of
+# millionths, which is the pipeline's unit, so the unit reads the integer as it is
+# (`usage_units`). Multiplying by 10^6 in DuckDB (through DECIMAL(38,6): DECIMAL(18,6) can
+# overflow) was a third of the export's CPU (benchmarks/RESULTS.md, "A reprocess of a
+# finalized period, and the units' exports").
 USAGE_SQL = """SELECT event_id, account_id, service, destination_group, started_at,
-       CAST(CAST(quantity AS DECIMAL(38,6)) * 1000000 AS BIGINT) AS quantity_units,
-       CAST(CAST(amount AS DECIMAL(38,6)) * 1000000 AS BIGINT) AS amount_units,
+       CAST(quantity AS DECIMAL(18,6)) AS quantity, CAST(amount AS DECIMAL(18,6)) AS amount,
        {shard} AS shard
 FROM {source}
 WHERE started_at >= CAST(? AS TIMESTAMP) AND started_at < CAST(? AS TIMESTAMP)"""
-# (the columns and units of store.raw.read_usage; the filter is pushed into the scan)
+# (the columns of store.raw.read_usage; the filter is pushed into the scan)
+
+
+def usage_units(staged: pl.DataFrame) -> pl.DataFrame:
+    """A staged usage partition in the pipeline's units (store.raw.read_usage's columns):
+    `quantity_units` and `amount_units`, the millionths the DECIMAL(18,6) columns hold."""
+    return staged.with_columns(
+        *(pl.col(c).cast(pl.Decimal(18, 6)).to_physical().cast(pl.Int64).alias(f"{c}_units")
+          for c in ("quantity", "amount"))
+    ).drop("quantity", "amount")
 
 
 def export_usage(
