@@ -43,8 +43,10 @@ def main() -> None:
 
     summary = nightly_flow(as_of=date.fromisoformat(args.as_of), db=args.db,
                            input_dir=args.input)
-    wall = summary.timings["coordinator"]["commit"] if summary.timings else {}
-    print(json.dumps({"wall": wall, "cpu": {k: round(v, 2) for k, v in CPU.items()}}))
+    timings = summary.timings.as_json() if summary.timings else {}
+    print(json.dumps({"wall": timings.get("coordinator", {}).get("commit", {}),
+                      "cpu": {k: round(v, 2) for k, v in CPU.items()},
+                      "changes": summary.changes}))
 
 
 if __name__ == "__main__":
