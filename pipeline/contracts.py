@@ -267,6 +267,22 @@ INVOICE_SCHEMA: dict[str, pl.DataType] = {
     "total_minor": pl.Int64(),
 }
 
+# --- The keys of the results tables (docs/TABLES.md) ------------------------------------------
+# What identifies one row of each results table whose key is not declared to DuckDB: the commit
+# keeps them unique (it deletes a key's stored row before inserting it) and checks them over the
+# keys it wrote (store/key_checks.py). No key index: DuckDB would maintain it on every insert
+# and write it again at every checkpoint, the bulk of a night's `COMMIT` (issue 24).
+RESULT_KEYS: dict[str, list[str]] = {
+    "invoices": ["account_id", "period"],
+    "counter_periods": [*COUNTER_KEY, "period"],
+    "discount_counters": COUNTER_KEY,
+    "quota_rollovers": PARCEL_KEY,
+    "assignment_lifecycles": ["assignment_id"],
+    "plan_change_verdicts": CHANGE_KEY,
+    "finalized_periods": ["account_id", "period"],
+    "activation_locks": ["assignment_id"],
+}
+
 
 # --- The line-type registry -------------------------------------------------------------------
 @dataclass(frozen=True)

@@ -22,10 +22,12 @@ from pipeline.contracts import (
 )
 from pipeline.documents import DocumentTerms
 from store.clock import timed
+from store.counter_writes import write_changed_counters
 from store.documents import ISSUED, issue_documents, issue_invoice_numbers
 from store.duck import frame, scalar
 from store.faults import checkpoint
 from store.first_usage import first_usage_sql, fold_first_usage
+from store.key_checks import written_key_repeats
 from store.runs import RunRecord, record_run
 from store.staging import Stage, output_glob
 from store.unit_rows import staged_rows_glob
@@ -395,6 +397,7 @@ def write_results(
         with timed(took, "invariants"):
             _written_groups(con)
             _check_invariants(con, "_written")
+            _check_written_keys(con)
         checkpoint("before-commit")
         with timed(took, "commit"):
             con.execute("COMMIT")
@@ -431,8 +434,9 @@ def _any_row(con: duckdb.DuckDBPyConnection, table: str) -> bool:
 def _write_counters(
     con: duckdb.DuckDBPyConnection, staged: Callable[[str], str], run_id: str
 ) -> int:
-    """Upsert counter windows and per-period values whose value changed; shift later periods of
-    never-reset windows by the change reprocessing made (roll-forward)."""
+    """Write the counter windows and per-period values whose value changed; shift later periods
+    of never-reset windows by the change reprocessing made (roll-forward): store/counter_writes.py.
+    """
     written = _staged_table(
         con, "_new_counters",
         f"""SELECT {_COUNTER_KEY}, period,
@@ -454,56 +458,7 @@ def _write_counters(
                   = 1"""
         )
         return written
-    _touch(con, "SELECT period FROM _new_counters")
-    con.execute(
-        f"""INSERT OR REPLACE INTO counter_periods BY NAME
-            SELECT n.*, '{run_id}' AS run_id FROM _new_counters n
-            LEFT JOIN counter_periods c USING ({_COUNTER_KEY}, period)
-            WHERE c.value IS DISTINCT FROM n.value"""
-    )
-    if shifts:
-        shifted = """FROM counter_periods c, _shift s
-                WHERE c.account_id = s.account_id AND c.service = s.service
-                  AND c.destination_group = s.destination_group
-                  AND c.threshold_type = s.threshold_type AND c.reset = s.reset
-                  AND c.window_start = s.window_start
-                  AND c.period > s.period"""
-        _touch(con, f"SELECT c.period {shifted}")
-        con.execute(
-            f"""UPDATE counter_periods c SET
-                  value = c.value + CAST(CAST(s.delta_units AS DECIMAL(38,0)) * 0.000001
-                                         AS DECIMAL(38,6)),
-                  run_id = '{run_id}'
-                FROM _shift s
-                WHERE c.account_id = s.account_id AND c.service = s.service
-                  AND c.destination_group = s.destination_group
-                  AND c.threshold_type = s.threshold_type AND c.reset = s.reset
-                  AND c.window_start = s.window_start
-                  AND c.period > s.period"""
-        )
-    # The window's own row holds its latest value: the one of its latest period. Only windows
-    # this run wrote or shifted can have a new latest value.
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _touched_windows AS
-            SELECT DISTINCT {_COUNTER_KEY} FROM _new_counters
-            UNION SELECT DISTINCT {_COUNTER_KEY} FROM _shift"""
-    )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _latest AS
-            SELECT {_COUNTER_KEY}, value, period FROM counter_periods
-            SEMI JOIN _touched_windows USING ({_COUNTER_KEY})
-            QUALIFY row_number() OVER (PARTITION BY {_COUNTER_KEY} ORDER BY period DESC) = 1"""
-    )
-    # A window's row moves from the partition of its old latest period to its new one.
-    _touch(con, "SELECT period FROM _latest")
-    _touch(con, f"""SELECT coalesce(period, strftime(window_start, '%Y-%m'))
-                    FROM discount_counters SEMI JOIN _touched_windows USING ({_COUNTER_KEY})""")
-    con.execute(
-        f"""INSERT OR REPLACE INTO discount_counters BY NAME
-            SELECT l.*, '{run_id}' AS run_id FROM _latest l
-            LEFT JOIN discount_counters d USING ({_COUNTER_KEY})
-            WHERE d.value IS DISTINCT FROM l.value OR d.period IS DISTINCT FROM l.period"""
-    )
+    write_changed_counters(con, run_id, lambda periods: _touch(con, periods))
     return written
 
 
@@ -649,6 +604,14 @@ def _check_invariants(con: duckdb.DuckDBPyConnection, groups: str = "_scope") ->
     ).fetchone()
     check("invoice total differs from the sum of its lines", totals)
     check("charge lines without an invoice", orphans)
+
+
+def _check_written_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """No key the run wrote is held by two rows, in the tables without a key index
+    (store/key_checks.py)."""
+    for table, bad in written_key_repeats(con).items():
+        if bad:
+            raise InvariantError(f"duplicate {table} key: {bad} key(s)")
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,7 @@ RESULTS_DDL: list[str] = [
     """CREATE TABLE IF NOT EXISTS invoices (
         account_id VARCHAR NOT NULL, period VARCHAR NOT NULL, currency VARCHAR NOT NULL,
         total DECIMAL(38,4) NOT NULL, status VARCHAR NOT NULL, run_id VARCHAR NOT NULL,
-        invoice_number VARCHAR, issued_on DATE, due_on DATE,
-        PRIMARY KEY (account_id, period))""",
+        invoice_number VARCHAR, issued_on DATE, due_on DATE)""",
     # Grain: one row per adjustment line made to a finalized period.
     """CREATE TABLE IF NOT EXISTS adjustments (
         account_id VARCHAR NOT NULL, period VARCHAR NOT NULL, line_type VARCHAR NOT NULL,
@@ -45,29 +44,23 @@ RESULTS_DDL: list[str] = [
     """CREATE TABLE IF NOT EXISTS discount_counters (
         account_id VARCHAR NOT NULL, service VARCHAR NOT NULL, destination_group VARCHAR NOT NULL,
         threshold_type VARCHAR NOT NULL, window_start DATE NOT NULL, value DECIMAL(38,6) NOT NULL,
-        reset VARCHAR NOT NULL, period VARCHAR, run_id VARCHAR,
-        PRIMARY KEY (account_id, service, destination_group, threshold_type, reset,
-                     window_start))""",
+        reset VARCHAR NOT NULL, period VARCHAR, run_id VARCHAR)""",
     # Grain: one row per counter window and period that touched it: the value at the end of that
     # period (or at the as-of date). `never` windows read their starting value from here.
     """CREATE TABLE IF NOT EXISTS counter_periods (
         account_id VARCHAR NOT NULL, service VARCHAR NOT NULL, destination_group VARCHAR NOT NULL,
         threshold_type VARCHAR NOT NULL, reset VARCHAR NOT NULL, window_start DATE NOT NULL,
-        period VARCHAR NOT NULL, value DECIMAL(38,6) NOT NULL, run_id VARCHAR,
-        PRIMARY KEY (account_id, service, destination_group, threshold_type, reset, window_start,
-                     period))""",
+        period VARCHAR NOT NULL, value DECIMAL(38,6) NOT NULL, run_id VARCHAR)""",
     # Grain: one row per rollover parcel left at the end of the billing period starting
     # `window_start` that a later period may still use (SPEC §7.3, §7.4; docs/TABLES.md).
     """CREATE TABLE IF NOT EXISTS quota_rollovers (
         account_id VARCHAR NOT NULL, service VARCHAR NOT NULL, destination_group VARCHAR NOT NULL,
         threshold_type VARCHAR NOT NULL, window_start DATE NOT NULL,
         granted_window_start DATE NOT NULL, expires_after_window_start DATE NOT NULL,
-        remaining DECIMAL(18,6) NOT NULL, run_id VARCHAR,
-        PRIMARY KEY (account_id, service, destination_group, threshold_type, window_start,
-                     granted_window_start))""",
+        remaining DECIMAL(18,6) NOT NULL, run_id VARCHAR)""",
     # Grain: one row per assignment: its settled life cycle, as the latest run decided it.
     """CREATE TABLE IF NOT EXISTS assignment_lifecycles (
-        assignment_id VARCHAR PRIMARY KEY, account_id VARCHAR NOT NULL, addon_id VARCHAR,
+        assignment_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL, addon_id VARCHAR,
         fee_plan_id VARCHAR, start_date DATE, end_date DATE, eff_start DATE, eff_end DATE,
         billable BOOLEAN NOT NULL, end_reason VARCHAR, run_id VARCHAR)""",
     # Grain: one row per change of an assignment (`assignment_id, effective_from`, SPEC §8.1):
@@ -76,13 +69,13 @@ RESULTS_DDL: list[str] = [
     """CREATE TABLE IF NOT EXISTS plan_change_verdicts (
         assignment_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL, effective_from DATE NOT NULL,
         takes_effect_on DATE, fee_plan_id VARCHAR, quantity INTEGER, status VARCHAR NOT NULL,
-        reason VARCHAR, run_id VARCHAR NOT NULL, PRIMARY KEY (assignment_id, effective_from))""",
+        reason VARCHAR, run_id VARCHAR NOT NULL)""",
     # Grain: one row per finalized (account, period), including those that had no line at all.
     """CREATE TABLE IF NOT EXISTS finalized_periods (
-        account_id VARCHAR NOT NULL, period VARCHAR NOT NULL, PRIMARY KEY (account_id, period))""",
+        account_id VARCHAR NOT NULL, period VARCHAR NOT NULL)""",
     # Grain: one row per assignment whose activation date was active in a billed period.
     """CREATE TABLE IF NOT EXISTS activation_locks (
-        assignment_id VARCHAR PRIMARY KEY, locked_start DATE NOT NULL, run_id VARCHAR NOT NULL)""",
+        assignment_id VARCHAR NOT NULL, locked_start DATE NOT NULL, run_id VARCHAR NOT NULL)""",
 ]
 
 # Columns added to results tables after databases with them existed: `store.schema.connect` adds

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.contracts import COUNTER_KEY
+from pipeline.contracts import COUNTER_KEY, RESULT_KEYS
 from store.duck import quiet
 from store.results_schema import ADDED_COLUMNS, RESULTS_DDL, STATE_DDL
 
@@ -114,6 +114,37 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
     for table, column, sql_type in ADDED_COLUMNS:  # a database made before the column existed
         if (table, column) not in have:
             con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+    _drop_key_indexes(con)
+
+
+def _drop_key_indexes(con: duckdb.DuckDBPyConnection) -> None:
+    """A database made when the results tables declared their keys (pipeline.contracts
+    `RESULT_KEYS`) has their tables copied once into tables without them, in one transaction:
+    the commit then no longer maintains and rewrites their indexes (store/results_schema.py).
+    The rows, their order and the columns stay as they are."""
+    keyed = [t for (t,) in con.execute(
+        "SELECT DISTINCT table_name FROM duckdb_constraints() "
+        "WHERE database_name = current_database() AND schema_name = 'main' "
+        "AND constraint_type = 'PRIMARY KEY'").fetchall() if t in RESULT_KEYS]
+    if not keyed:
+        return
+    ddl = {t: next(d for d in RESULTS_DDL if f" {t} (" in d) for t in keyed}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in keyed:
+            con.execute(f"ALTER TABLE {table} RENAME TO {table}__keyed")
+            con.execute(ddl[table])
+            for added, column, sql_type in ADDED_COLUMNS:
+                if added == table:
+                    con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "
+                                f"{column} {sql_type}")
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {table}__keyed")
+            con.execute(f"DROP TABLE {table}__keyed")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("CHECKPOINT")
 
 
 def connect(

@@ -80,3 +80,29 @@ def test_never_reset_counter_carries_across_periods_and_rolls_forward(
     assert q(db, "SELECT period, value FROM counter_periods ORDER BY period") == [
         ("2026-01", D("400")), ("2026-02", D("700")), ("2026-03", D("700"))
     ]
+
+
+def test_rolled_forward_counters_equal_a_fresh_computation(
+    tmp_path: Path, write_drop_fixture
+) -> None:
+    """After a late event and the reprocess that shifts the later periods, both counter tables
+    hold, run ids aside, what a database that had the event from the start holds: 400 at the
+    end of January, 700 after (300 + 100, then + 300 in February), the window's row 700."""
+    counters = ("SELECT * EXCLUDE (run_id) FROM {} ORDER BY ALL")
+    late = HEADER + "J2,R1,voice,ROAM,2026-01-20 10:00:00,100,20.00\n"
+    shifted, fresh = tmp_path / "shifted.duckdb", tmp_path / "fresh.duckdb"
+    load_flow(str(write_drop_fixture(tmp_path / "d1", catalog=CATALOG, accounts=ACCOUNTS,
+                                     assignments=ASSIGNMENTS, usage=USAGE)), str(shifted))
+    load_flow(str(write_drop_fixture(tmp_path / "d2", catalog=CATALOG, accounts=ACCOUNTS,
+                                     assignments=ASSIGNMENTS, usage=USAGE + late[len(HEADER):])),
+              str(fresh))
+    for db in (shifted, fresh):
+        nightly_flow(as_of=date(2026, 2, 1), db=str(db))
+        nightly_flow(as_of=date(2026, 3, 1), db=str(db))
+    load_flow(str(write_drop_fixture(tmp_path / "late", usage=late)), str(shifted))
+    reprocess_flow(period="2026-01", db=str(shifted))
+    for table in ("counter_periods", "discount_counters"):
+        assert q(shifted, counters.format(table)) == q(fresh, counters.format(table))
+    assert [r[6:] for r in q(fresh, counters.format("counter_periods"))] == [
+        ("2026-01", D("400")), ("2026-02", D("700")), ("2026-03", D("700"))]
+    assert [r[5] for r in q(fresh, counters.format("discount_counters"))] == [D("700")]
