@@ -47,6 +47,21 @@ def _rolling_keys(candidates: pl.LazyFrame, entries: Entries,
     return candidates.join(keys, on=["acct_idx", "sdg"], how="semi")
 
 
+def _rolling_accounts(catalog: CatalogFrames, verdicts: pl.DataFrame,
+                     account_rows: pl.DataFrame, lifecycles: pl.DataFrame) -> pl.DataFrame:
+    """`account_id` of the accounts with an add-on or a main product whose discount plan has
+    an entry that rolls over: only their keys can have a rolling candidate."""
+    plans = verdicts.filter(pl.col("rollover") >= 1)["discount_plan_id"].unique().implode()
+    addons = catalog.addons.filter(pl.col("discount_plan_id").is_in(plans))["addon_id"]
+    mains = catalog.main_products.filter(
+        pl.col("discount_plan_id").is_in(plans))["main_product_id"]
+    return pl.concat([
+        lifecycles.filter(pl.col("addon_id").is_in(addons.implode())).select("account_id"),
+        account_rows.filter(pl.col("main_product_id").is_in(mains.implode()))
+        .select("account_id"),
+    ]).unique()
+
+
 def usage_free(
     catalog: CatalogFrames,
     entries: Entries,
@@ -66,7 +81,13 @@ def usage_free(
     """
     verdicts = catalog.rollover_entries
     assert verdicts is not None  # the caller takes the full path without them
-    candidates = discount_candidates(catalog, entries, account_rows, lifecycles, accounts)
+    # A key's candidates are its account's: the other accounts' keys have none that rolls.
+    ids = _rolling_accounts(catalog, verdicts, account_rows, lifecycles)
+    candidates = discount_candidates(
+        catalog, entries, account_rows.join(ids, on="account_id", how="semi"),
+        lifecycles.join(ids, on="account_id", how="semi"),
+        accounts.join(ids, on="account_id", how="semi"),
+    )
     timeline, _ = winner_timeline(_rolling_keys(candidates, entries, verdicts), budget)
     rollover = rollover_state(entries, timeline, budget, accounts, parcels_before, verdicts)
     none = pl.DataFrame(schema=_NO_EVENTS)
