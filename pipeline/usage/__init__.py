@@ -12,6 +12,9 @@ A draft period continued from what it counted so far (`UsageSoFar`, docs/RUNS.md
 nightly") rates only the events after that: its counters continue from the windows it left,
 and its line sums add to the sums it counted, before the one rounding.
 
+A period with no event to rate (and no draft to continue) takes `usage_free` instead: the same
+frames without the rating state, only the `never` counters carried and the rollover parcels.
+
 `keys` holds the shared names, schemas and the checked packed keys.
 """
 
