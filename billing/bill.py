@@ -105,6 +105,7 @@ def bill(
     parcels_before: pl.DataFrame | None = None,
     so_far: UsageSoFar | None = None,
     detail: bool = False,
+    _full: bool = False,
 ) -> Bill:
     """Decisions, lines, invoices and counters of `period` for the accounts of `inputs`.
 
@@ -114,6 +115,8 @@ def bill(
     what a draft of this same period counted (docs/RUNS.md, "Incremental nightly"); the usage
     of `inputs` then holds only the events after it, and the result is the one a whole
     recompute gives. `detail` adds the per-event parts `explain` shows (of the events given).
+    `_full` forces the usage path that builds the rating state even without events (the
+    tests compare it with the usage-free one, docs/CHARGES.md).
     """
     settled = inputs.settlement or settlement(inputs)
     lifecycles = settled.lifecycles
@@ -122,6 +125,7 @@ def bill(
         inputs.catalog_frames(), inputs.accounts, lifecycles, inputs.usage,
         counters_before, period, cutoff, detail=detail, parcels_before=parcels_before,
         so_far=so_far, segments=versions.segments, quantity_steps=versions.quantity_steps,
+        _full=_full,
     )
     return Bill(
         # Only the decision rows a run stores: not those an earlier period holds word for word

@@ -96,6 +96,7 @@ def compute_charges(
     so_far: UsageSoFar | None = None,
     segments: pl.DataFrame | None = None,
     quantity_steps: pl.DataFrame | None = None,
+    _full: bool = False,
 ) -> ChargesResult:
     """Charges, invoices, counters and usage detail of `period` for the given accounts.
 
@@ -104,11 +105,12 @@ def compute_charges(
     `parcels_before` are the rollover parcels left at the end of the previous period (§7.3).
     `so_far`: what a draft of this period counted; `usage` then holds only the later events.
     `segments` and `quantity_steps`: the plan segments the rules cut the lives into (SPEC
-    §8.1); without them each billable life is one segment of one step.
+    §8.1); without them each billable life is one segment of one step. `_full`: take the
+    full usage path even without events (for the tests that compare it with the fast one).
     """
     try:
         return _compute(catalog, accounts, lifecycles, usage, counters_before, period, cutoff,
-                        detail, parcels_before, so_far, segments, quantity_steps)
+                        detail, parcels_before, so_far, segments, quantity_steps, _full)
     except pl.exceptions.InvalidOperationError as exc:
         # A strict Int128 -> Int64 cast refused a sum: say so, rather than a Polars message.
         if "`i128` to `i64`" not in str(exc):
@@ -133,6 +135,7 @@ def _compute(
     so_far: UsageSoFar | None,
     segments: pl.DataFrame | None,
     quantity_steps: pl.DataFrame | None,
+    full: bool,
 ) -> ChargesResult:
     account_rows = accounts  # with `status`, for the suspension credits (SPEC §7.2)
     accounts = typed(accounts, ACCOUNT_SCHEMA)
@@ -144,7 +147,7 @@ def _compute(
                      segments=segments, quantity_steps=quantity_steps)
     used = usage_charges(
         catalog, accounts, lifecycles, usage, counters_before, context, period, detail,
-        parcels_before, so_far,
+        parcels_before, so_far, _full=full,
     )
     lines = invoice_lines([fees, used.lines])
     return ChargesResult(

@@ -12,6 +12,9 @@ A draft period continued from what it counted so far (`UsageSoFar`, docs/RUNS.md
 nightly") rates only the events after that: its counters continue from the windows it left,
 and its line sums add to the sums it counted, before the one rounding.
 
+A period with no event to rate (and no draft to continue) takes `usage_free` instead: the same
+frames without the rating state, only the `never` counters carried and the rollover parcels.
+
 `keys` holds the shared names, schemas and the checked packed keys.
 """
 
@@ -51,6 +54,7 @@ from pipeline.usage.rollover import (
 )
 from pipeline.usage.tiers import discounted_events
 from pipeline.usage.timeline import winner_timeline
+from pipeline.usage.usage_free import usage_free
 
 __all__ = [
     "COUNTER_KIND", "COUNTER_SCHEMA", "DETAIL_SCHEMA", "KEY", "NEVER_START", "OPEN", "OPEN_END",
@@ -96,22 +100,33 @@ def usage_charges(
     detail: bool = True,
     parcels_before: pl.DataFrame | None = None,
     so_far: UsageSoFar | None = None,
+    *,
+    _full: bool = False,
 ) -> UsageResult:
     """Usage and discount lines, counters and per-event detail of one period.
 
     `account_rows` are the raw account versions (for the main product at a date); `accounts`
     is the coordinator's context, one row per account with `acct_idx` and the day limit.
     `so_far`: what a draft of this period counted; `usage` then holds only the later events.
+    A period with no event (and no draft to continue) takes `usage_free`, which gives the same
+    frames without the rating state; `_full` forces the full path (the tests compare both).
     """
     entries = discount_entries(catalog)
     budget = key_budget(accounts, entries)
+    parcels_before = empty_parcels() if parcels_before is None else parcels_before
+    if (usage.height == 0 and so_far is None and catalog.rollover_entries is not None
+            and not _full):
+        lines, counters, detail_rows, parcels, parcel_use, sums = usage_free(
+            catalog, entries, budget, account_rows, lifecycles,
+            open_windows(counters_before), accounts, period, parcels_before,
+        )
+        return UsageResult(lines=lines, counters_after=counters, detail=detail_rows,
+                           parcels=parcels, parcel_use=parcel_use, sums=sums)
     candidates = discount_candidates(catalog, entries, account_rows, lifecycles, accounts)
     timeline, line_nos = winner_timeline(candidates, budget)
     plain_sums, discountable = rated_events(usage, accounts, entries, timeline, budget)
     rollover = rollover_state(
-        entries, timeline, budget, accounts,
-        empty_parcels() if parcels_before is None else parcels_before,
-        catalog.rollover_entries,
+        entries, timeline, budget, accounts, parcels_before, catalog.rollover_entries,
     )
     windows = open_windows(counters_before, None if so_far is None else so_far.counters)
     counted = with_carry(counted_events(discountable, entries, accounts, windows), rollover)
