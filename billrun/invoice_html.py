@@ -9,7 +9,7 @@ row never breaks across pages (`break-inside: avoid`)."""
 
 from __future__ import annotations
 
-from jinja2 import Environment, StrictUndefined
+from jinja2 import DictLoader, Environment, StrictUndefined
 
 from pipeline.documents import InvoiceDocument, NoteDocument
 
@@ -44,6 +44,24 @@ tr.subtotal td { font-weight: 600; border-bottom: 0.4mm solid #888; }
 @media print { body { padding: 0; max-width: none; } }
 """
 
+# The seller and the account, the same on an invoice and a note (`{% include "parties.html" %}`).
+PARTIES = """<section class="parties">
+  <div id="seller">
+    <h2>From</h2>
+    {% if doc.seller %}
+    <strong>{{ doc.seller.name }}</strong><br>
+    {% for line in doc.seller.address %}{{ line }}<br>{% endfor %}
+    {% if doc.seller.tax_id %}Tax id: {{ doc.seller.tax_id }}{% endif %}
+    {% else %}<span class="muted">(no seller in the catalog)</span>{% endif %}
+  </div>
+  <div id="account">
+    <h2>Bill to</h2>
+    <dl>{% for label, value in doc.account %}<dt>{{ label }}</dt><dd>{{ value }}</dd>
+    {% endfor %}</dl>
+  </div>
+</section>
+"""
+
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -73,21 +91,7 @@ TEMPLATE = """<!DOCTYPE html>
     <dt>Currency</dt><dd>{{ doc.currency }}</dd>
   </dl>
 </header>
-<section class="parties">
-  <div id="seller">
-    <h2>From</h2>
-    {% if doc.seller %}
-    <strong>{{ doc.seller.name }}</strong><br>
-    {% for line in doc.seller.address %}{{ line }}<br>{% endfor %}
-    {% if doc.seller.tax_id %}Tax id: {{ doc.seller.tax_id }}{% endif %}
-    {% else %}<span class="muted">(no seller in the catalog)</span>{% endif %}
-  </div>
-  <div id="account">
-    <h2>Bill to</h2>
-    <dl>{% for label, value in doc.account %}<dt>{{ label }}</dt><dd>{{ value }}</dd>
-    {% endfor %}</dl>
-  </div>
-</section>
+{% include "parties.html" %}
 
 {% if doc.groups %}
 <h2>Subscriptions and fees, by add-on</h2>
@@ -155,7 +159,7 @@ TEMPLATE = """<!DOCTYPE html>
 """
 
 _ENV = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True,
-                   lstrip_blocks=True)
+                   lstrip_blocks=True, loader=DictLoader({"parties.html": PARTIES}))
 _TEMPLATE = _ENV.from_string(TEMPLATE)
 
 
@@ -190,21 +194,7 @@ NOTE_TEMPLATE = """<!DOCTYPE html>
     <dt>Currency</dt><dd>{{ doc.currency }}</dd>
   </dl>
 </header>
-<section class="parties">
-  <div id="seller">
-    <h2>From</h2>
-    {% if doc.seller %}
-    <strong>{{ doc.seller.name }}</strong><br>
-    {% for line in doc.seller.address %}{{ line }}<br>{% endfor %}
-    {% if doc.seller.tax_id %}Tax id: {{ doc.seller.tax_id }}{% endif %}
-    {% else %}<span class="muted">(no seller in the catalog)</span>{% endif %}
-  </div>
-  <div id="account">
-    <h2>Bill to</h2>
-    <dl>{% for label, value in doc.account %}<dt>{{ label }}</dt><dd>{{ value }}</dd>
-    {% endfor %}</dl>
-  </div>
-</section>
+{% include "parties.html" %}
 
 <h2>Lines</h2>
 <table id="lines">
