@@ -804,23 +804,21 @@ def _published_state(db: Path) -> tuple:
 def play_twin(days: list[Day], db: Path, env: dict[str, str],
               log: Callable[[str], None] = print, in_process: bool = False) -> None:
     """The same days on `db`, with no fault and no check: the reference. `in_process`: call
-    the flows the commands call (load_flow, nightly_flow, reprocess_flow) in this process,
-    which saves each command's start (the tests' budget); else the CLI, as the campaign."""
+    the flows the commands call in this process, which saves each command's start (the tests'
+    budget), and load a day's drop with its night (`nightly --input`, whose own load is the
+    same `load_flow` without a publication of its own) where the campaign ran `billrun load`
+    first: the same rows in every table, one flow and one publication fewer; else the CLI,
+    the campaign's commands."""
     db.parent.mkdir(parents=True, exist_ok=True)
     for day in days:
         if in_process:
-            from flows.load import load_flow
             from flows.nightly import nightly_flow
             from flows.reprocess import reprocess_flow
 
-            for kind, args in day.steps(db):
-                if kind == "load":
-                    load_flow(str(day.drop), str(db))
-                elif kind == "nightly":
-                    nightly_flow(as_of=day.as_of, db=str(db), input_dir=str(day.drop)
-                                 if "--input" in args else None)
-                else:
-                    reprocess_flow(period=str(day.reprocess), db=str(db))
+            nightly_flow(as_of=day.as_of, db=str(db),
+                         input_dir=str(day.drop) if day.drop.exists() else None)
+            if day.reprocess:
+                reprocess_flow(period=str(day.reprocess), db=str(db))
         else:
             for kind, args in day.steps(db):
                 outcome, left = run(args, env)
