@@ -648,13 +648,13 @@ class Campaign:
         campaign's last (its counters are recomputed). Not `strict`: a broken invariant is
         recorded in `found` and the campaign goes on (a long run reports everything)."""
         for day in days:
-            started, cpu = time.monotonic(), _cpu()
+            started, cpu = time.monotonic(), cpu_seconds()
             self.log(f"day {day.index} {day.as_of}: "
                      + ", ".join(k for k, _ in day.steps(self.db))
                      + (f", fault {self.faults[day.index]}" if day.index in self.faults else ""))
             try:
                 self.play_day(day)
-                commands = _cpu()
+                commands = cpu_seconds()
                 if check:
                     check_day(self.db, self.memory, self.ledger)
                     final = day is days[-1] if last is None else last and day is days[-1]
@@ -662,7 +662,7 @@ class Campaign:
                                                 or final):
                         scratch = self.db.parent.parent / f"{self.db.stem}.recompute"
                         check_counters(self.db, day.as_of, scratch, self.env, self.ledger)
-                    self.log(f"  checks {_cpu() - commands:.1f} CPU-s")
+                    self.log(f"  checks {cpu_seconds() - commands:.1f} CPU-s")
             except AssertionError as exc:
                 if self.strict:
                     raise
@@ -672,7 +672,7 @@ class Campaign:
             if self.after_day is not None:
                 self.after_day(day)
             self.log(f"  done in {time.monotonic() - started:.1f} s, "
-                     f"{_cpu() - cpu:.1f} CPU-s")
+                     f"{cpu_seconds() - cpu:.1f} CPU-s")
 
     def play_day(self, day: Day) -> None:
         fault = self.faults.get(day.index)
@@ -682,9 +682,9 @@ class Campaign:
             self.step(day, kind, args)
 
     def step(self, day: Day, kind: str, args: list[str]) -> Outcome:
-        cpu = _cpu()
+        cpu = cpu_seconds()
         outcome, left = run(args, self.env)
-        self.log(f"  {kind} {outcome.seconds:.1f} s, {_cpu() - cpu:.1f} CPU-s")
+        self.log(f"  {kind} {outcome.seconds:.1f} s, {cpu_seconds() - cpu:.1f} CPU-s")
         self.ledger[f"command {kind}"] += 1
         assert not left, f"day {day.index} {kind}: processes left: {left}"
         assert outcome.code == 0, f"day {day.index} {' '.join(args)}: {outcome.stderr}"
@@ -781,7 +781,7 @@ class Campaign:
         assert after == before, f"{where}: the full disk changed the published results"
 
 
-def _cpu() -> float:
+def cpu_seconds() -> float:
     """CPU seconds (user + sys) of this process and the children it waited for."""
     import resource
 
@@ -930,7 +930,7 @@ def read_loop(db: str, kind: str, stop: str, report: str) -> None:
             time.sleep(0.05)
     Path(report).write_text(json.dumps({"kind": kind, "reads": reads, "errors": errors,
                                         "mixes": mixes, "states": len(seen),
-                                        "cpu": round(_cpu(), 1)}))
+                                        "cpu": round(cpu_seconds(), 1)}))
 
 
 def readers_window(days: list[Day], faults: dict[int, Fault], nights: int

@@ -28,8 +28,8 @@ from tests.soak.campaign import (
     Campaign,
     Day,
     SmallDisk,
-    _cpu,
     assert_readers_held,
+    cpu_seconds,
     equal_to_twin,
     plan_days,
     plan_faults,
@@ -104,9 +104,9 @@ def test_a_month_of_nights_with_faults_keeps_every_invariant(tmp_path: Path) -> 
             assert_readers_held(procs, seen)
             note(f"readers: {seen}")
             campaign.play(days[end:])
-        cpu = _cpu()
+        cpu = cpu_seconds()
         play_twin(days[forked:], twin, env, log=note, in_process=True)
-        note(f"twin: {len(days) - forked} days in {_cpu() - cpu:.1f} CPU-s")
+        note(f"twin: {len(days) - forked} days in {cpu_seconds() - cpu:.1f} CPU-s")
         assert equal_to_twin(campaign.db, twin, campaign.corrupt_lines) == [], "\n".join(log)
     print("\n".join(log), dict(campaign.ledger))
     assert campaign.found == [], campaign.found
