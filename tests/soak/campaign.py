@@ -637,6 +637,7 @@ class Campaign:
     corrupt_lines: set[str] = field(default_factory=set)
     found: list[str] = field(default_factory=list)  # problems met
     strict: bool = True  # raise at the first broken invariant (tests); else record, go on
+    after_day: Callable[[Day], None] | None = None  # called after each day and its checks
 
     def __post_init__(self) -> None:
         self.memory = Memory(self.db.parent.parent / f"{self.db.stem}.memory.duckdb")
@@ -647,12 +648,13 @@ class Campaign:
         campaign's last (its counters are recomputed). Not `strict`: a broken invariant is
         recorded in `found` and the campaign goes on (a long run reports everything)."""
         for day in days:
-            started = time.monotonic()
+            started, cpu = time.monotonic(), cpu_seconds()
             self.log(f"day {day.index} {day.as_of}: "
                      + ", ".join(k for k, _ in day.steps(self.db))
                      + (f", fault {self.faults[day.index]}" if day.index in self.faults else ""))
             try:
                 self.play_day(day)
+                commands = cpu_seconds()
                 if check:
                     check_day(self.db, self.memory, self.ledger)
                     final = day is days[-1] if last is None else last and day is days[-1]
@@ -660,13 +662,17 @@ class Campaign:
                                                 or final):
                         scratch = self.db.parent.parent / f"{self.db.stem}.recompute"
                         check_counters(self.db, day.as_of, scratch, self.env, self.ledger)
+                    self.log(f"  checks {cpu_seconds() - commands:.1f} CPU-s")
             except AssertionError as exc:
                 if self.strict:
                     raise
                 self.found.append(f"day {day.index}: {exc}")
                 self.log(f"  FOUND: {exc}")
             self.ledger["days"] += 1
-            self.log(f"  done in {time.monotonic() - started:.1f} s")
+            if self.after_day is not None:
+                self.after_day(day)
+            self.log(f"  done in {time.monotonic() - started:.1f} s, "
+                     f"{cpu_seconds() - cpu:.1f} CPU-s")
 
     def play_day(self, day: Day) -> None:
         fault = self.faults.get(day.index)
@@ -676,7 +682,9 @@ class Campaign:
             self.step(day, kind, args)
 
     def step(self, day: Day, kind: str, args: list[str]) -> Outcome:
+        cpu = cpu_seconds()
         outcome, left = run(args, self.env)
+        self.log(f"  {kind} {outcome.seconds:.1f} s, {cpu_seconds() - cpu:.1f} CPU-s")
         self.ledger[f"command {kind}"] += 1
         assert not left, f"day {day.index} {kind}: processes left: {left}"
         assert outcome.code == 0, f"day {day.index} {' '.join(args)}: {outcome.stderr}"
@@ -773,6 +781,14 @@ class Campaign:
         assert after == before, f"{where}: the full disk changed the published results"
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user + sys) of this process and the children it waited for."""
+    import resource
+
+    return sum(u.ru_utime + u.ru_stime for u in (
+        resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def _published_state(db: Path) -> tuple:
     """The analyst copy's identity (inode, size, mtime) and the set the Parquet link shows."""
     from store.parquet_set import parquet_pointer
@@ -788,23 +804,21 @@ def _published_state(db: Path) -> tuple:
 def play_twin(days: list[Day], db: Path, env: dict[str, str],
               log: Callable[[str], None] = print, in_process: bool = False) -> None:
     """The same days on `db`, with no fault and no check: the reference. `in_process`: call
-    the flows the commands call (load_flow, nightly_flow, reprocess_flow) in this process,
-    which saves each command's start (the tests' budget); else the CLI, as the campaign."""
+    the flows the commands call in this process, which saves each command's start (the tests'
+    budget), and load a day's drop with its night (`nightly --input`, whose own load is the
+    same `load_flow` without a publication of its own) where the campaign ran `billrun load`
+    first: the same rows in every table, one flow and one publication fewer; else the CLI,
+    the campaign's commands."""
     db.parent.mkdir(parents=True, exist_ok=True)
     for day in days:
         if in_process:
-            from flows.load import load_flow
             from flows.nightly import nightly_flow
             from flows.reprocess import reprocess_flow
 
-            for kind, args in day.steps(db):
-                if kind == "load":
-                    load_flow(str(day.drop), str(db))
-                elif kind == "nightly":
-                    nightly_flow(as_of=day.as_of, db=str(db), input_dir=str(day.drop)
-                                 if "--input" in args else None)
-                else:
-                    reprocess_flow(period=str(day.reprocess), db=str(db))
+            nightly_flow(as_of=day.as_of, db=str(db),
+                         input_dir=str(day.drop) if day.drop.exists() else None)
+            if day.reprocess:
+                reprocess_flow(period=str(day.reprocess), db=str(db))
         else:
             for kind, args in day.steps(db):
                 outcome, left = run(args, env)
@@ -866,11 +880,13 @@ READ_SQL = ("SELECT (SELECT coalesce(sum(total), 0) FROM {inv}) AS invoices, "
 
 
 # Between two reads of one reader: without it each reader spun a whole core, which on the
-# suite's two cores slowed the other tests more than it added reads. A night publishes once, in
-# about a second at the suite's size: at 50 ms the file readers still read it many times. The
-# `sql` reader starts a `billrun sql` process per read (about a CPU-second each): with a second
-# between reads it still reads several times a night.
-READ_PAUSE = {"copy": 0.05, "parquet": 0.05, "sql": 1.0}
+# suite's two cores slowed the other tests more than it added reads. A reader's cost grows with
+# the wall time of its nights (which contention stretches), not with the publications it
+# watches, so the pauses are as long as still reads each publication several times: a night
+# publishes once, in about a second at the suite's size, and a file reader reads every 100 ms.
+# The `sql` reader starts a `billrun sql` process per read (about a CPU-second each): every
+# 3 s it still reads a few times a night (the file readers carry the race with a publication).
+READ_PAUSE = {"copy": 0.1, "parquet": 0.1, "sql": 3.0}
 
 
 def read_loop(db: str, kind: str, stop: str, report: str) -> None:
@@ -913,7 +929,8 @@ def read_loop(db: str, kind: str, stop: str, report: str) -> None:
             errors.append(f"{type(exc).__name__}: {exc}"[:300])
             time.sleep(0.05)
     Path(report).write_text(json.dumps({"kind": kind, "reads": reads, "errors": errors,
-                                        "mixes": mixes, "states": len(seen)}))
+                                        "mixes": mixes, "states": len(seen),
+                                        "cpu": round(cpu_seconds(), 1)}))
 
 
 def readers_window(days: list[Day], faults: dict[int, Fault], nights: int
