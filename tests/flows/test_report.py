@@ -159,10 +159,18 @@ def _artifacts(key: str) -> list:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
+    # Every page: the worker's server also holds the artifacts of the other tests it ran (a
+    # month of soak nights), and one page of the API is not all of them.
+    found: list = []
     with get_client(sync_client=True) as client:
-        return client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
-        )
+        while True:
+            page = client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                offset=len(found), limit=200,
+            )
+            found.extend(page)
+            if len(page) < 200:
+                return found
 
 
 def test_the_prefect_artifacts_link_to_it_with_the_same_tables(billed: Path) -> None:

@@ -4,6 +4,7 @@ finalized it, with their as-of dates (store/documents.py)."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -17,15 +18,16 @@ from store.documents import issue_documents
 from store.results_schema import RESULTS_DDL
 from store.runs import RunRecord, record_run
 
-NEW_INVOICE_COLUMNS = "\n        invoice_number VARCHAR, issued_on DATE, due_on DATE,"
-NEW_ADJUSTMENT_COLUMN = ", document_number VARCHAR)"
+NEW_INVOICE_COLUMNS = re.compile(r",\s*invoice_number VARCHAR, issued_on DATE, due_on DATE")
+NEW_ADJUSTMENT_COLUMN = re.compile(r",\s*document_number VARCHAR\)")
 
 
 def _old_database(path: Path) -> None:
     """The results tables as an older billrun made them: no numbers, no `documents`."""
-    old = [ddl.replace(NEW_INVOICE_COLUMNS, "").replace(NEW_ADJUSTMENT_COLUMN, ")")
-           for ddl in RESULTS_DDL if "TABLE IF NOT EXISTS documents" not in ddl]
+    kept = [ddl for ddl in RESULTS_DDL if "TABLE IF NOT EXISTS documents" not in ddl]
+    old = [NEW_ADJUSTMENT_COLUMN.sub(")", NEW_INVOICE_COLUMNS.sub("", ddl)) for ddl in kept]
     assert len(old) == len(RESULTS_DDL) - 1
+    assert sum(a != b for a, b in zip(old, kept)) == 2  # invoices and adjustments lost them
     with duckdb.connect(str(path)) as con:
         for ddl in old:
             con.execute(ddl)
