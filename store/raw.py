@@ -370,6 +370,8 @@ def _stored_usage_between(con: duckdb.DuckDBPyConnection, raw: str) -> str:
     DuckDB skips every row group outside them (ids grow with time in practice, and usage is
     stored in load order): a day's drop then reads about a day of history, not all of it. An id
     outside the bounds cannot equal one inside, so the result is the same whatever the ids."""
+    if not _rows(con, "SELECT count(*) FROM (SELECT 1 FROM usage LIMIT 1)")[0][0]:
+        return "(SELECT * FROM usage WHERE false)"  # nothing stored (a first load): no bounds
     low, high = _rows(
         con,
         f"""SELECT min(e), max(e) FROM (
