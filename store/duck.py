@@ -9,6 +9,13 @@ import duckdb
 import polars as pl
 
 
+def sql_text(value: object) -> str:
+    """`value` (a string or a path) as an SQL string constant, its quotes doubled: for what
+    DuckDB takes only as a literal (a file path in `read_parquet`, a bound it prunes row
+    groups by)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """`con` without DuckDB's progress bar, which it prints on stdout for any query longer than
     two seconds, into `--json` documents and `billrun sql` tables (a per-connection setting)."""

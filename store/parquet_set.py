@@ -39,7 +39,7 @@ from pathlib import Path
 import duckdb
 from fsspec.core import url_to_fs
 
-from store.duck import quiet
+from store.duck import quiet, sql_text
 from store.staging import duck_url
 from store.views import VIEWS
 
@@ -113,7 +113,7 @@ class Split:
 
     def where(self, values: list[str]) -> str:
         """SQL: the rows of the partitions `values`."""
-        listed = ", ".join(_sql_text(v) for v in values)
+        listed = ", ".join(sql_text(v) for v in values)
         if self.key == f"strftime({self.column}, '%Y-%m')":
             # A range on the date first: DuckDB skips the row groups outside it.
             low, high = min(values), _next_month(max(values))
@@ -173,10 +173,6 @@ def relation_files(folder: Path, name: str) -> list[Path]:
     file, or one per partition (none for a split table without rows)."""
     manifest = json.loads((folder / MANIFEST).read_text())
     return [folder / f for f in manifest["relations"][name]["files"]]
-
-
-def _sql_text(value: str | Path) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 @dataclass
@@ -324,7 +320,7 @@ class _Writer:
         by_run = ", run_id AS _run" if split.stamp else ""
         self.con.execute(
             f"COPY (SELECT *, {split.key} AS _part{by_run} FROM ({source}) s WHERE {where})"
-            f" TO {_sql_text(scratch)} (FORMAT parquet, PARTITION_BY (_part{by_run and ', _run'}),"
+            f" TO {sql_text(scratch)} (FORMAT parquet, PARTITION_BY (_part{by_run and ', _run'}),"
             " FILENAME_PATTERN 'part_{i}')"
         )
         for value in values:
@@ -370,7 +366,7 @@ class _Writer:
             self.con.execute(
                 f"COPY (SELECT * FROM ({source}) s WHERE {split.column} >= TIMESTAMP "
                 f"'{value}-01' AND {split.column} < TIMESTAMP '{_next_month(value)}-01' "
-                f"{picked} AND run_id = {_sql_text(run)}) TO {_sql_text(made)} "
+                f"{picked} AND run_id = {sql_text(run)}) TO {sql_text(made)} "
                 "(FORMAT parquet)"
             )
         for value in sorted({value for value, _ in pairs}):
@@ -404,7 +400,7 @@ class _Writer:
                 "SELECT min(started_at) FROM runs WHERE run_id IN (SELECT run_id FROM _new_runs)"
             ).fetchone()
             where = (f"{split.stamp} >= TIMESTAMP '{since}' AND run_id IN "
-                     f"({', '.join(_sql_text(r) for r in fresh)})")
+                     f"({', '.join(sql_text(r) for r in fresh)})")
             found = dict(self.con.execute(
                 f'SELECT {split.key}, count(*) FROM "{rel.name}" WHERE {where} GROUP BY ALL'
             ).fetchall())
@@ -442,7 +438,7 @@ class _Writer:
     def write_whole(self, rel: Relation) -> None:
         path = f"{rel.name}.parquet"
         self.con.execute(
-            f'COPY (SELECT * FROM "{rel.name}") TO {_sql_text(self.folder / path)} '
+            f'COPY (SELECT * FROM "{rel.name}") TO {sql_text(self.folder / path)} '
             "(FORMAT parquet)")
         rel.files, rel.written = [path], [""]
 
@@ -492,7 +488,7 @@ class _Writer:
         full = [f for f, path in zip(files, paths, strict=True) if counted_rows.get(path)]
         for path in full:  # the table's columns, types and order, and the period's rows only
             columns = [[c, t] for c, t, *_ in self.con.execute(
-                f"DESCRIBE SELECT * FROM read_parquet({_sql_text(duck_url(self.con, path))})"
+                f"DESCRIBE SELECT * FROM read_parquet({sql_text(duck_url(self.con, path))})"
             ).fetchall()]
             low, high = self.con.execute(
                 "SELECT min(stats_min_value), max(stats_max_value) FROM parquet_metadata(?) "
@@ -521,7 +517,7 @@ class _Writer:
             path = f"{rel.name}/{EMPTY_FILE}"
             (self.folder / rel.name).mkdir(parents=True, exist_ok=True)
             self.con.execute(f'COPY (SELECT * FROM "{rel.name}" LIMIT 0) TO '
-                             f"{_sql_text(self.folder / path)} (FORMAT parquet)")
+                             f"{sql_text(self.folder / path)} (FORMAT parquet)")
             rel.files = [path]
 
     def whole_table(self, rel: Relation) -> None:
@@ -620,7 +616,7 @@ def write_parquet_set(
         # let the rows come in any order (a table is a set of rows; readers sort).
         con.execute("SET partitioned_write_flush_threshold = 122880")
         con.execute("SET preserve_insertion_order = false")
-        con.execute(f"ATTACH {_sql_text(source_db)} AS work (READ_ONLY)")
+        con.execute(f"ATTACH {sql_text(source_db)} AS work (READ_ONLY)")
         con.execute("USE work")  # the views' unqualified names bind to the working tables
         tables = [t for (t,) in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = 'work' "

@@ -30,6 +30,7 @@ from pipeline.contracts import CHANGE_SCHEMA, INPUT_COLUMNS, typed
 from pipeline.validate import Validated
 from store import checks
 from store.clock import Clock, utc_now
+from store.duck import sql_text
 from store.runs import RunRecord, new_run_id, record_run
 
 ACCOUNT_FIELDS = list(INPUT_COLUMNS["accounts"])
@@ -380,12 +381,7 @@ def _stored_usage_between(con: duckdb.DuckDBPyConnection, raw: str) -> str:
     )[0]
     if low is None:
         return "(SELECT * FROM usage WHERE false)"
-    return f"(SELECT * FROM usage WHERE event_id BETWEEN {_text(low)} AND {_text(high)})"
-
-
-def _text(value: str) -> str:
-    """`value` as an SQL string constant."""
-    return "'" + value.replace("'", "''") + "'"
+    return f"(SELECT * FROM usage WHERE event_id BETWEEN {sql_text(low)} AND {sql_text(high)})"
 
 
 def _reject_whole(

@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 
 from store.clock import timed
-from store.duck import quiet
+from store.duck import quiet, sql_text
 from store.faults import checkpoint
 from store.parquet_set import (
     ANALYST_FILE,
@@ -78,10 +78,6 @@ def sweep_stale_staging(target: Path) -> list[Path]:
     return swept
 
 
-def _sql_text(value: str | Path) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def _name(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
@@ -92,7 +88,7 @@ def _table_view(folder: Path, files: list[str], columns: list[list[str]]) -> str
     if not files:
         listed = ", ".join(f"CAST(NULL AS {t}) AS {_name(c)}" for c, t in columns)
         return f"SELECT {listed} WHERE false"
-    paths = ", ".join(_sql_text(folder / f) for f in files)
+    paths = ", ".join(sql_text(folder / f) for f in files)
     return f"SELECT * FROM read_parquet([{paths}], hive_partitioning = false)"
 
 
@@ -105,7 +101,7 @@ def write_analyst_file(written: ParquetSet) -> Path:
     con = quiet(duckdb.connect())
     try:
         con.execute(
-            f"ATTACH {_sql_text(target)} AS snap (STORAGE_VERSION '{ANALYST_STORAGE_VERSION}')"
+            f"ATTACH {sql_text(target)} AS snap (STORAGE_VERSION '{ANALYST_STORAGE_VERSION}')"
         )
         con.execute("USE snap")  # the views' unqualified names bind to the file's own views
         con.execute("BEGIN TRANSACTION")  # one commit (one flush to disk), not one per view

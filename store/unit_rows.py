@@ -18,6 +18,7 @@ import duckdb
 import polars as pl
 from fsspec.core import url_to_fs
 
+from store.duck import sql_text
 from store.staging import SETTLE, Stage, duck_url
 
 # The period-split tables the units write whole, in the table's column order (store/
@@ -44,10 +45,6 @@ def rows_file(name: str) -> str:
     return f"{name}.rows.parquet"
 
 
-def _text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def write_unit_rows(stage: Stage, folder: str, shard: int, frames: dict[str, pl.DataFrame],
                     minor_units: dict[str, int]) -> None:
     """Write `units/<folder>/<shard>/<name>.rows.parquet` for every ROWS_TABLES name from the
@@ -64,7 +61,7 @@ def write_unit_rows(stage: Stage, folder: str, shard: int, frames: dict[str, pl.
         for name, sql in ROWS_SQL.items():
             con.register("_staged", frames[name].to_arrow())
             target = duck_url(con, stage.url(f"units/{folder}/{shard}/{rows_file(name)}"))
-            con.execute(f"COPY ({sql.format(run_id=_text(stage.run_id))}) TO {_text(target)} "
+            con.execute(f"COPY ({sql.format(run_id=sql_text(stage.run_id))}) TO {sql_text(target)} "
                         "(FORMAT parquet)")
             con.unregister("_staged")
     finally:
@@ -73,7 +70,7 @@ def write_unit_rows(stage: Stage, folder: str, shard: int, frames: dict[str, pl.
 
 def staged_rows_glob(con: duckdb.DuckDBPyConnection, stage: Stage, name: str) -> str:
     """`read_parquet(...)` of the table-shaped rows of `name` over every unit of the run."""
-    return f"read_parquet({_text(duck_url(con, stage.url(f'units/*/*/{rows_file(name)}')))})"
+    return f"read_parquet({sql_text(duck_url(con, stage.url(f'units/*/*/{rows_file(name)}')))})"
 
 
 def staged_rows_files(stage: Stage, name: str) -> dict[str, list[str]]:
